@@ -22,7 +22,8 @@ export function dateToTicks(date: Date | number): bigint {
   const ms = typeof date === 'number' ? date : date.getTime();
   if (!Number.isFinite(ms)) throw new ProtocolError('BAD_VALUE', 'invalid date');
   const ticks = BigInt(Math.trunc(ms)) * TICKS_PER_MS + UNIX_EPOCH_TICKS;
-  if (ticks < 0n || ticks > MAX_TICKS) throw new ProtocolError('BAD_VALUE', 'date outside the DateTime range');
+  if (ticks < 0n || ticks > MAX_TICKS)
+    throw new ProtocolError('BAD_VALUE', 'date outside the DateTime range');
   return ticks;
 }
 
@@ -148,7 +149,8 @@ export class BinaryWriter {
   }
 
   datetime(ticks: bigint): this {
-    if (ticks < 0n || ticks > MAX_TICKS) throw new ProtocolError('BAD_VALUE', 'ticks outside the DateTime range');
+    if (ticks < 0n || ticks > MAX_TICKS)
+      throw new ProtocolError('BAD_VALUE', 'ticks outside the DateTime range');
     return this.i64(ticks);
   }
 
@@ -274,7 +276,8 @@ export class BinaryReader {
 
   datetime(): bigint {
     const t = this.i64big();
-    if (t < 0n || t > MAX_TICKS) throw new ProtocolError('BAD_VALUE', `ticks ${t} outside the DateTime range`);
+    if (t < 0n || t > MAX_TICKS)
+      throw new ProtocolError('BAD_VALUE', `ticks ${t} outside the DateTime range`);
     return t;
   }
 

@@ -104,7 +104,14 @@ export const EntryKind = { File: 1, Directory: 2, Symlink: 3, Other: 4 } as cons
 export type EntryKind = (typeof EntryKind)[keyof typeof EntryKind];
 
 /** .NET System.IO.FileMode values used by OpenFile. */
-export const FileMode = { CreateNew: 1, Create: 2, Open: 3, OpenOrCreate: 4, Truncate: 5, Append: 6 } as const;
+export const FileMode = {
+  CreateNew: 1,
+  Create: 2,
+  Open: 3,
+  OpenOrCreate: 4,
+  Truncate: 5,
+  Append: 6,
+} as const;
 export type FileMode = (typeof FileMode)[keyof typeof FileMode];
 /** .NET System.IO.FileAccess values used by OpenFile. */
 export const FileAccess = { Read: 1, Write: 2, ReadWrite: 3 } as const;
@@ -113,7 +120,11 @@ export type FileAccess = (typeof FileAccess)[keyof typeof FileAccess];
 /** GetFileHash algorithms. */
 export const HashAlgorithm = { SHA256: 1, SHA1: 2, MD5: 3 } as const;
 export type HashAlgorithm = (typeof HashAlgorithm)[keyof typeof HashAlgorithm];
-export const HASH_NAMES: Record<HashAlgorithm, 'sha256' | 'sha1' | 'md5'> = { 1: 'sha256', 2: 'sha1', 3: 'md5' };
+export const HASH_NAMES: Record<HashAlgorithm, 'sha256' | 'sha1' | 'md5'> = {
+  1: 'sha256',
+  2: 'sha1',
+  3: 'md5',
+};
 
 /** Platform byte in GetAgentInfo. */
 export const Platform = { Other: 0, Windows: 1, Linux: 2, MacOS: 3 } as const;

@@ -87,7 +87,9 @@ export class FrameDecoder {
     if (this.failed) throw this.failed;
     const out: Buffer[] = [];
     if (chunk.length > 0) {
-      this.chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      this.chunks.push(
+        Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
+      );
       this.buffered += chunk.length;
     }
     try {

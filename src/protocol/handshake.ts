@@ -92,6 +92,7 @@ export function decodeAgentReply(data: Uint8Array): AgentReply {
 }
 
 export function decodeHandshakeIv(data: Uint8Array): Buffer {
-  if (data.length !== AES_IV_SIZE) throw new ProtocolError('TRUNCATED', `handshake IV is ${AES_IV_SIZE} bytes`);
+  if (data.length !== AES_IV_SIZE)
+    throw new ProtocolError('TRUNCATED', `handshake IV is ${AES_IV_SIZE} bytes`);
   return Buffer.from(data);
 }

@@ -4,7 +4,7 @@
  * One table; encoders, decoders and tests are all derived from it.
  */
 import { BinaryReader, BinaryWriter } from './binary.js';
-import { AgentType, EventCode, type ErrorKind, Kind } from './constants.js';
+import { AgentType, type ErrorKind, EventCode, Kind } from './constants.js';
 import { ProtocolError } from './errors.js';
 import { array, type Infer, map, nullable, readValue, type Schema, struct, writeValue } from './schema.js';
 
@@ -83,11 +83,24 @@ export const PRODUCT_COMMANDS = {
   ReadAllBytes: cmd(11, struct(['path', 'string']), struct(['data', 'bytes'])),
   WriteAllBytes: cmd(
     12,
-    struct(['path', 'string'], ['data', 'bytes'], ['mode', nullable('i32')], ['lastWriteTime', nullable('datetime')]),
+    struct(
+      ['path', 'string'],
+      ['data', 'bytes'],
+      ['mode', nullable('i32')],
+      ['lastWriteTime', nullable('datetime')],
+    ),
     EMPTY,
   ),
-  OpenFile: cmd(13, struct(['path', 'string'], ['fileMode', 'i32'], ['fileAccess', 'i32']), struct(['handle', 'i32'])),
-  ReadFile: cmd(14, struct(['handle', 'i32'], ['position', 'i64'], ['count', 'i32']), struct(['data', 'bytes'])),
+  OpenFile: cmd(
+    13,
+    struct(['path', 'string'], ['fileMode', 'i32'], ['fileAccess', 'i32']),
+    struct(['handle', 'i32']),
+  ),
+  ReadFile: cmd(
+    14,
+    struct(['handle', 'i32'], ['position', 'i64'], ['count', 'i32']),
+    struct(['data', 'bytes']),
+  ),
   WriteFile: cmd(15, struct(['handle', 'i32'], ['position', 'i64'], ['data', 'bytes']), EMPTY),
   CloseFile: cmd(16, struct(['handle', 'i32']), EMPTY),
   GetFileHash: cmd(17, struct(['path', 'string'], ['algorithm', 'u8']), struct(['hash', 'bytes'])),
@@ -110,12 +123,10 @@ export const PRODUCT_COMMANDS = {
   ListProcesses: cmd(
     43,
     EMPTY,
-    struct(
-      [
-        'processes',
-        array(struct(['token', 'i32'], ['pid', 'i32'], ['fileName', 'string'], ['running', 'bool'])),
-      ],
-    ),
+    struct([
+      'processes',
+      array(struct(['token', 'i32'], ['pid', 'i32'], ['fileName', 'string'], ['running', 'bool'])),
+    ]),
   ),
   Cancel: cmd(99, struct(['token', 'i32']), EMPTY),
 } as const satisfies Record<string, CommandDef>;
@@ -124,7 +135,10 @@ export const PRODUCT_COMMANDS = {
 export const EVENTS = {
   Stdout: { code: EventCode.Stdout, body: struct(['data', 'bytes']) },
   Stderr: { code: EventCode.Stderr, body: struct(['data', 'bytes']) },
-  Exited: { code: EventCode.Exited, body: struct(['exitCode', nullable('i32')], ['signal', nullable('string')]) },
+  Exited: {
+    code: EventCode.Exited,
+    body: struct(['exitCode', nullable('i32')], ['signal', nullable('string')]),
+  },
 } as const;
 
 export type MetaCommand = keyof typeof META_COMMANDS;
@@ -142,7 +156,9 @@ const META_BY_CODE = new Map<number, MetaCommand>(
 const PRODUCT_BY_CODE = new Map<number, ProductCommand>(
   Object.entries(PRODUCT_COMMANDS).map(([n, d]) => [d.code, n as ProductCommand]),
 );
-const EVENT_BY_CODE = new Map<number, EventName>(Object.entries(EVENTS).map(([n, d]) => [d.code, n as EventName]));
+const EVENT_BY_CODE = new Map<number, EventName>(
+  Object.entries(EVENTS).map(([n, d]) => [d.code, n as EventName]),
+);
 
 export function isMetaCommand(name: string): name is MetaCommand {
   return Object.hasOwn(META_COMMANDS, name);
@@ -172,7 +188,12 @@ export interface RequestHeader {
 export const REQUEST_HEADER_SIZE = 6;
 export const REPLY_HEADER_SIZE = 6;
 
-export function encodeRequestRaw(agentType: number, token: number, command: number, body: Uint8Array): Buffer {
+export function encodeRequestRaw(
+  agentType: number,
+  token: number,
+  command: number,
+  body: Uint8Array,
+): Buffer {
   const w = new BinaryWriter(REQUEST_HEADER_SIZE + body.length);
   w.u8(agentType).i32(token).u8(command).raw(body);
   return w.toBuffer();
@@ -216,7 +237,12 @@ export function decodeRequest(msg: Uint8Array): DecodedRequest {
   const name = commandName(h.agentType, h.command);
   if (!name)
     throw new ProtocolError('UNKNOWN_COMMAND', `no command ${h.command} for agent type ${h.agentType}`);
-  return { agentType: h.agentType, token: h.token, name, args: decodeArgs(name, h.body) as Record<string, unknown> };
+  return {
+    agentType: h.agentType,
+    token: h.token,
+    name,
+    args: decodeArgs(name, h.body) as Record<string, unknown>,
+  };
 }
 
 /** Decodes a command's argument bytes; every byte must be used. */
@@ -252,7 +278,12 @@ export function encodeResponse(agentType: number, token: number, body: Uint8Arra
   return w.toBuffer();
 }
 
-export function encodeError(agentType: number, token: number, errorKind: ErrorKind | number, message: string): Buffer {
+export function encodeError(
+  agentType: number,
+  token: number,
+  errorKind: ErrorKind | number,
+  message: string,
+): Buffer {
   const w = new BinaryWriter(REPLY_HEADER_SIZE + 8 + message.length);
   w.u8(agentType).i32(token).u8(Kind.Error).i32(errorKind).string(message);
   return w.toBuffer();
@@ -264,7 +295,12 @@ export function encodeEventRaw(agentType: number, token: number, event: number, 
   return w.toBuffer();
 }
 
-export function encodeEvent<N extends EventName>(agentType: number, token: number, name: N, data: EventOf<N>): Buffer {
+export function encodeEvent<N extends EventName>(
+  agentType: number,
+  token: number,
+  name: N,
+  data: EventOf<N>,
+): Buffer {
   const w = new BinaryWriter(64);
   w.u8(agentType).i32(token).u8(Kind.Event).u8(EVENTS[name].code);
   writeValue(w, EVENTS[name].body, data, name);

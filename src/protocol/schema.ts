@@ -121,7 +121,7 @@ export function writeValue(w: BinaryWriter, s: Schema, v: unknown, path = 'value
   if ('array' in s) {
     if (!Array.isArray(v)) fail(path, 'expected an array');
     w.i32(v.length);
-    v.forEach((item, i) => writeValue(w, s.array, item, `${path}[${i}]`));
+    for (let i = 0; i < v.length; i++) writeValue(w, s.array, v[i], `${path}[${i}]`);
     return;
   }
   if ('map' in s) {
@@ -172,7 +172,8 @@ export function readValue(r: BinaryReader, s: Schema): unknown {
     const out: Record<string, unknown> = Object.create(null);
     for (let i = 0; i < n; i++) {
       const k = r.string();
-      if (Object.hasOwn(out, k)) throw new ProtocolError('BAD_VALUE', `duplicate map key ${JSON.stringify(k)}`);
+      if (Object.hasOwn(out, k))
+        throw new ProtocolError('BAD_VALUE', `duplicate map key ${JSON.stringify(k)}`);
       out[k] = readValue(r, s.map);
     }
     return { ...out };
