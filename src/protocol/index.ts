@@ -4,5 +4,6 @@ export * from './constants.js';
 export * from './errors.js';
 export * from './frames.js';
 export * from './handshake.js';
+export * from './ipc.js';
 export * from './messages.js';
 export * from './schema.js';

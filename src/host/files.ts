@@ -1,0 +1,995 @@
+/**
+ * The host's file service: every product command with codes 1–20
+ * (PROTOCOL.md §5.2). One instance per session; it owns the session's open
+ * file handles.
+ *
+ * Decisions (see also docs/PROTOCOL.md):
+ * - Errors are `HostError`s whose message is `<Kind>: <path>: <detail>`;
+ *   errno codes map through the single table in fs-errors.ts.
+ * - Only regular files are read, written, hashed or copied; directories are
+ *   `IsDirectory`, other special files (FIFOs, devices) `InvalidArgument`.
+ * - Whole-file writes (WriteAllBytes, CopyFile, cross-device Move) are atomic:
+ *   a unique temp file `.<name>.<random>.tmp` in the destination directory,
+ *   written, chmod'ed, timestamped, fsync'ed, then renamed over the target.
+ *   A symlinked target is written through (the link's target is replaced).
+ * - CreateDirectory on an existing non-directory is `AlreadyExists`.
+ * - Move never replaces a directory: with `overwrite` an existing
+ *   destination directory is `IsDirectory`, and a directory source never
+ *   replaces an existing file (`AlreadyExists`).
+ * - ListDirectory: an excluded directory is not descended into.
+ * - DeleteDirectory/ClearDirectory refuse a file-system root (`AccessDenied`).
+ * - SetMode on Windows only toggles the read-only attribute (the owner
+ *   write bit); the other bits are ignored by the platform.
+ * - lastWriteTime is set through Node's utimes, which libuv truncates to
+ *   whole microseconds: ticks are rounded to the nearest microsecond (reads
+ *   keep full 100 ns precision).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { type BigIntStats, constants as fsc, type Stats } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  opendir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  symlink,
+  unlink,
+  utimes,
+} from 'node:fs/promises';
+import path from 'node:path';
+import picomatch from 'picomatch';
+import {
+  EntryKind,
+  FileAccess,
+  FileMode,
+  HASH_NAMES,
+  type HashAlgorithm,
+  MAX_TICKS,
+  type ProductCommand,
+  REPLY_HEADER_SIZE,
+  type RequestOf,
+  type ResultOf,
+  UNIX_EPOCH_TICKS,
+} from '../protocol/index.js';
+import { errorCode, fsError, pathError } from './fs-errors.js';
+import { isFilesystemRoot, PathResolver } from './paths.js';
+import { type HostContext, HostError } from './types.js';
+
+/** The file commands (product codes 1–20), in code order. */
+export const FILE_COMMANDS = [
+  'FileExists',
+  'DirectoryExists',
+  'GetFileInfo',
+  'ListDirectory',
+  'CreateDirectory',
+  'DeleteFile',
+  'DeleteDirectory',
+  'ClearDirectory',
+  'Move',
+  'CopyFile',
+  'ReadAllBytes',
+  'WriteAllBytes',
+  'OpenFile',
+  'ReadFile',
+  'WriteFile',
+  'CloseFile',
+  'GetFileHash',
+  'SetLastWriteTime',
+  'SetMode',
+  'DeleteFiles',
+] as const satisfies readonly ProductCommand[];
+export type FileCommandName = (typeof FILE_COMMANDS)[number];
+
+const FILE_COMMAND_SET: ReadonlySet<string> = new Set(FILE_COMMANDS);
+export function isFileCommand(name: string): name is FileCommandName {
+  return FILE_COMMAND_SET.has(name);
+}
+
+/**
+ * Bytes reserved for the reply envelope around a `bytes` result: the reply
+ * header (6) plus the length prefix (4), rounded up generously.
+ */
+export const ENVELOPE_ALLOWANCE = 64;
+/** Chunk size for streaming reads (hashing). */
+const STREAM_CHUNK = 1024 * 1024;
+/** ListDirectory lstats this many entries concurrently. */
+const LIST_BATCH = 64;
+/** ClearDirectory reads at most this many names before deleting them. */
+const CLEAR_BATCH = 1024;
+/** Fixed part of a ListDirectory entry: kind u8 + size i64 + ticks i64 + mode i32. */
+const ENTRY_FIXED_SIZE = 1 + 8 + 8 + 4;
+const MAX_HANDLE = 0x7fffffff;
+const NS_PER_TICK = 100n;
+const TICKS_PER_MICROSECOND = 10n;
+const MICROS_PER_SECOND = 1_000_000n;
+
+type Entry = ResultOf<'GetFileInfo'>;
+type ListEntry = ResultOf<'ListDirectory'>['entries'][number];
+type Handlers = { [K in FileCommandName]: (args: RequestOf<K>) => Promise<ResultOf<K>> };
+
+interface OpenHandle {
+  readonly fh: FileHandle;
+  readonly path: string;
+  readonly read: boolean;
+  readonly write: boolean;
+  readonly append: boolean;
+}
+
+/** Test seams: replace fs operations to simulate failures (e.g. EXDEV). */
+export interface FileServiceHooks {
+  readonly rename?: (from: string, to: string) => Promise<void>;
+}
+
+// ------------------------------------------------------------ validation
+
+function bad(what: string, detail: string): HostError {
+  return pathError('InvalidArgument', what, detail);
+}
+function asBool(v: unknown, what: string): boolean {
+  if (typeof v !== 'boolean') throw bad(what, 'must be a boolean');
+  return v;
+}
+function asInt(v: unknown, what: string, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+    throw bad(what, `must be an integer in [${min}, ${max}], got ${String(v)}`);
+  }
+  return v;
+}
+function asBytes(v: unknown, what: string): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw bad(what, 'must be bytes');
+  return v;
+}
+function asTicks(v: unknown, what: string): bigint {
+  if (typeof v !== 'bigint' || v < 0n || v > MAX_TICKS) throw bad(what, 'must be DateTime ticks');
+  return v;
+}
+function asMode(v: unknown, what: string): number {
+  return asInt(v, what, 0, 0o7777);
+}
+function asStrings(v: unknown, what: string): string[] {
+  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) throw bad(what, 'must be a list of strings');
+  return v as string[];
+}
+
+// ------------------------------------------------------------ conversions
+
+/** .NET ticks of a bigint stat's mtime, keeping sub-millisecond precision. */
+export function statTicks(st: BigIntStats): bigint {
+  const t = st.mtimeNs / NS_PER_TICK + UNIX_EPOCH_TICKS;
+  return t < 0n ? 0n : t > MAX_TICKS ? MAX_TICKS : t;
+}
+
+/**
+ * Ticks → seconds since the Unix epoch, as utimes takes them. libuv
+ * truncates the double to whole microseconds, so this rounds to the nearest
+ * microsecond and aims at its middle: the double's rounding error (≈0.24 µs
+ * for present-day dates) then cannot push the truncation into a neighbour.
+ */
+export function ticksToSeconds(ticks: bigint): number {
+  const unix = ticks - UNIX_EPOCH_TICKS;
+  const half = unix >= 0n ? TICKS_PER_MICROSECOND / 2n : -(TICKS_PER_MICROSECOND / 2n);
+  const micros = (unix + half) / TICKS_PER_MICROSECOND;
+  return Number(micros / MICROS_PER_SECOND) + (Number(micros % MICROS_PER_SECOND) + 0.5) / 1e6;
+}
+
+function entryKind(st: BigIntStats | Stats): EntryKind {
+  if (st.isSymbolicLink()) return EntryKind.Symlink;
+  if (st.isFile()) return EntryKind.File;
+  if (st.isDirectory()) return EntryKind.Directory;
+  return EntryKind.Other;
+}
+
+function entryOf(st: BigIntStats): Entry {
+  return {
+    kind: entryKind(st),
+    size: Number(st.size),
+    lastWriteTime: statTicks(st),
+    mode: Number(st.mode & 0o7777n),
+  };
+}
+
+/** Bytes a 7-bit-prefixed string takes on the wire. */
+function stringSize(s: string): number {
+  const n = Buffer.byteLength(s, 'utf8');
+  return n + (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
+}
+
+function tempNameFor(target: string): string {
+  const base = path.basename(target).slice(0, 64);
+  return path.join(path.dirname(target), `.${base}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+async function tryLstat(p: string): Promise<Stats | null> {
+  try {
+    return await lstat(p);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw fsError(err, p);
+  }
+}
+
+async function tryStat(p: string): Promise<Stats | null> {
+  try {
+    return await stat(p);
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw fsError(err, p);
+  }
+}
+
+/** Creates `dir` and its parents; a file in the way is `NotDirectory`. */
+async function ensureDirectory(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw pathError('NotDirectory', dir, 'a parent of the path is not a directory');
+    }
+    throw fsError(err, dir);
+  }
+}
+
+/** Best-effort fsync of a directory so a rename into it is durable. */
+async function syncDirectory(dir: string): Promise<void> {
+  if (process.platform === 'win32') return;
+  try {
+    const fh = await open(dir, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    // Not all file systems allow it; the data itself is already synced.
+  }
+}
+
+async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<number> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  return done;
+}
+
+async function writeFully(fh: FileHandle, data: Uint8Array, position: number | null): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await fh.write(
+      data,
+      done,
+      data.length - done,
+      position === null ? null : position + done,
+    );
+    if (bytesWritten <= 0) throw pathError('IOError', 'write', 'no progress writing');
+    done += bytesWritten;
+  }
+}
+
+/**
+ * Opens a regular file. Directories are `IsDirectory`, other special files
+ * `InvalidArgument` (opening a FIFO could block the host forever).
+ */
+async function openRegular(p: string, flags: number, mode = 0o666): Promise<{ fh: FileHandle; st: Stats }> {
+  const pre = await tryStat(p);
+  if (pre) {
+    if (pre.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
+    if (!pre.isFile()) throw pathError('InvalidArgument', p, 'not a regular file');
+  } else if ((flags & fsc.O_CREAT) === 0) {
+    throw pathError('NotFound', p, 'no such file or directory');
+  }
+  let fh: FileHandle;
+  try {
+    fh = await open(p, flags, mode);
+  } catch (err) {
+    throw fsError(err, p);
+  }
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
+    if (!st.isFile()) throw pathError('InvalidArgument', p, 'not a regular file');
+    return { fh, st };
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw fsError(err, p);
+  }
+}
+
+interface FinishOptions {
+  readonly mode: number;
+  readonly mtime: number | null;
+  readonly atime?: number;
+  /** Ownership to give the new file (only applied when running as root). */
+  readonly owner?: { uid: number; gid: number } | null;
+}
+
+// ------------------------------------------------------------ the service
+
+export class FileService {
+  private readonly paths: PathResolver;
+  private readonly handles = new Map<number, OpenHandle>();
+  private pendingOpens = 0;
+  private nextHandle = 1;
+  private epoch = 0;
+  private readonly renameImpl: (from: string, to: string) => Promise<void>;
+  private readonly handlers: Handlers;
+
+  constructor(
+    private readonly ctx: HostContext,
+    hooks: FileServiceHooks = {},
+  ) {
+    this.paths = new PathResolver(ctx);
+    this.renameImpl = hooks.rename ?? rename;
+    this.handlers = {
+      FileExists: (a) => this.fileExists(a),
+      DirectoryExists: (a) => this.directoryExists(a),
+      GetFileInfo: (a) => this.getFileInfo(a),
+      ListDirectory: (a) => this.listDirectory(a),
+      CreateDirectory: (a) => this.createDirectory(a),
+      DeleteFile: (a) => this.deleteFile(a),
+      DeleteDirectory: (a) => this.deleteDirectory(a),
+      ClearDirectory: (a) => this.clearDirectory(a),
+      Move: (a) => this.move(a),
+      CopyFile: (a) => this.copyFile(a),
+      ReadAllBytes: (a) => this.readAllBytes(a),
+      WriteAllBytes: (a) => this.writeAllBytes(a),
+      OpenFile: (a) => this.openFile(a),
+      ReadFile: (a) => this.readFile(a),
+      WriteFile: (a) => this.writeFile(a),
+      CloseFile: (a) => this.closeFile(a),
+      GetFileHash: (a) => this.getFileHash(a),
+      SetLastWriteTime: (a) => this.setLastWriteTime(a),
+      SetMode: (a) => this.setMode(a),
+      DeleteFiles: (a) => this.deleteFiles(a),
+    };
+  }
+
+  /** Number of file handles currently open in this session. */
+  get openHandles(): number {
+    return this.handles.size;
+  }
+
+  /** Runs one file command. Every failure is a `HostError`. */
+  async handle<N extends FileCommandName>(name: N, args: RequestOf<N>): Promise<ResultOf<N>> {
+    if (typeof name !== 'string' || !isFileCommand(name)) {
+      throw new HostError('UnknownCommand', `UnknownCommand: ${String(name)}: not a file command`);
+    }
+    if (args === null || typeof args !== 'object') throw bad(name, 'arguments must be an object');
+    const fn = this.handlers[name] as (a: RequestOf<N>) => Promise<ResultOf<N>>;
+    try {
+      return await fn(args);
+    } catch (err) {
+      if (err instanceof HostError) throw err;
+      if (errorCode(err) !== undefined) throw fsError(err, name);
+      const what = err instanceof Error ? err.message : String(err);
+      throw new HostError('Internal', `Internal: ${name}: ${what}`);
+    }
+  }
+
+  /** Closes every open handle (session end). */
+  async closeAll(): Promise<void> {
+    this.epoch++;
+    const all = [...this.handles.values()];
+    this.handles.clear();
+    await Promise.allSettled(all.map((h) => h.fh.close()));
+  }
+
+  // ---------------------------------------------------------- queries
+
+  private async fileExists(a: RequestOf<'FileExists'>): Promise<ResultOf<'FileExists'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const st = await stat(p).catch(() => null);
+    return { exists: st?.isFile() === true };
+  }
+
+  private async directoryExists(a: RequestOf<'DirectoryExists'>): Promise<ResultOf<'DirectoryExists'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const st = await stat(p).catch(() => null);
+    return { exists: st?.isDirectory() === true };
+  }
+
+  private async getFileInfo(a: RequestOf<'GetFileInfo'>): Promise<ResultOf<'GetFileInfo'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: false });
+    try {
+      return entryOf(await lstat(p, { bigint: true }));
+    } catch (err) {
+      throw fsError(err, p);
+    }
+  }
+
+  private async listDirectory(a: RequestOf<'ListDirectory'>): Promise<ResultOf<'ListDirectory'>> {
+    const root = await this.paths.resolve(a.path, { followFinal: true });
+    const recursive = asBool(a.recursive, 'recursive');
+    const include = asStrings(a.include, 'include');
+    const exclude = asStrings(a.exclude, 'exclude');
+    const compile = (globs: string[], what: string): ((name: string) => boolean) | null => {
+      if (globs.length === 0) return null;
+      try {
+        return picomatch(globs, { dot: true, windows: false });
+      } catch (err) {
+        throw bad(what, `invalid glob: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    const isIncluded = compile(include, 'include');
+    const isExcluded = compile(exclude, 'exclude');
+
+    const st = await tryStat(root);
+    if (!st) throw pathError('NotFound', root, 'no such file or directory');
+    if (!st.isDirectory()) throw pathError('NotDirectory', root, 'not a directory');
+
+    const limit = this.ctx.maxMessageSize;
+    let size = REPLY_HEADER_SIZE + 4;
+    const entries: ListEntry[] = [];
+    const stack: { abs: string; rel: string }[] = [{ abs: root, rel: '' }];
+
+    const processBatch = async (dirAbs: string, rel: string, names: string[]): Promise<void> => {
+      const stats = await Promise.all(
+        names.map(async (n) => {
+          try {
+            return await lstat(path.join(dirAbs, n), { bigint: true });
+          } catch (err) {
+            const code = errorCode(err);
+            if (code === 'ENOENT' || code === 'ENOTDIR') return null; // vanished meanwhile
+            throw fsError(err, path.join(dirAbs, n));
+          }
+        }),
+      );
+      for (let i = 0; i < names.length; i++) {
+        const est = stats[i];
+        const n = names[i]!;
+        if (!est) continue;
+        const name = rel === '' ? n : `${rel}/${n}`;
+        if (isExcluded?.(name)) continue;
+        if (!isIncluded || isIncluded(name)) {
+          size += stringSize(name) + ENTRY_FIXED_SIZE;
+          if (size > limit) {
+            throw pathError(
+              'TooLarge',
+              root,
+              `listing exceeds the message limit of ${limit} bytes; narrow it with include/exclude or list non-recursively`,
+            );
+          }
+          entries.push({ name, ...entryOf(est) });
+        }
+        if (recursive && est.isDirectory()) stack.push({ abs: path.join(dirAbs, n), rel: name });
+      }
+    };
+
+    for (let next = stack.pop(); next; next = stack.pop()) {
+      const { abs, rel } = next;
+      let dir: Awaited<ReturnType<typeof opendir>>;
+      try {
+        dir = await opendir(abs, { bufferSize: LIST_BATCH });
+      } catch (err) {
+        const code = errorCode(err);
+        if (rel !== '' && (code === 'ENOENT' || code === 'ENOTDIR')) continue;
+        throw fsError(err, abs);
+      }
+      let batch: string[] = [];
+      try {
+        for await (const d of dir) {
+          batch.push(d.name);
+          if (batch.length >= LIST_BATCH) {
+            await processBatch(abs, rel, batch);
+            batch = [];
+          }
+        }
+      } catch (err) {
+        throw fsError(err, abs);
+      }
+      await processBatch(abs, rel, batch);
+    }
+    entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+    return { entries };
+  }
+
+  // ---------------------------------------------------------- directories
+
+  private async createDirectory(a: RequestOf<'CreateDirectory'>): Promise<ResultOf<'CreateDirectory'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    try {
+      await mkdir(p, { recursive: true });
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'EEXIST') throw pathError('AlreadyExists', p, 'exists and is not a directory');
+      if (code === 'ENOTDIR') throw pathError('NotDirectory', p, 'a parent of the path is not a directory');
+      throw fsError(err, p);
+    }
+    return {};
+  }
+
+  private async deleteDirectory(a: RequestOf<'DeleteDirectory'>): Promise<ResultOf<'DeleteDirectory'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: false });
+    const recursive = asBool(a.recursive, 'recursive');
+    const st = await tryLstat(p);
+    if (!st) return {};
+    if (!st.isDirectory()) throw pathError('NotDirectory', p, 'not a directory');
+    if (isFilesystemRoot(p)) throw pathError('AccessDenied', p, 'refusing to delete a file-system root');
+    try {
+      if (recursive) await rm(p, { recursive: true, force: true, maxRetries: 2 });
+      else await rmdir(p);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'ENOTEMPTY' || code === 'EEXIST') throw pathError('NotEmpty', p, 'directory not empty');
+      if (code === 'ENOENT') return {};
+      throw fsError(err, p);
+    }
+    return {};
+  }
+
+  private async clearDirectory(a: RequestOf<'ClearDirectory'>): Promise<ResultOf<'ClearDirectory'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    if (isFilesystemRoot(p)) throw pathError('AccessDenied', p, 'refusing to clear a file-system root');
+    try {
+      await mkdir(p, { recursive: true });
+    } catch (err) {
+      const code = errorCode(err);
+      if (code === 'EEXIST' || code === 'ENOTDIR') throw pathError('NotDirectory', p, 'not a directory');
+      throw fsError(err, p);
+    }
+    // Read a batch of names, close the directory, delete them, repeat:
+    // deleting while a directory stream is open can skip entries on some
+    // file systems.
+    for (;;) {
+      const names: string[] = [];
+      try {
+        const dir = await opendir(p, { bufferSize: 128 });
+        for await (const d of dir) {
+          names.push(d.name);
+          if (names.length >= CLEAR_BATCH) break;
+        }
+      } catch (err) {
+        throw fsError(err, p);
+      }
+      if (names.length === 0) return {};
+      for (const n of names) {
+        const child = path.join(p, n);
+        try {
+          await rm(child, { recursive: true, force: true, maxRetries: 2 });
+        } catch (err) {
+          throw fsError(err, child);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------- deletes
+
+  private async deleteOne(p: string): Promise<void> {
+    const st = await tryLstat(p);
+    if (!st) return;
+    if (st.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
+    try {
+      await unlink(p);
+    } catch (err) {
+      if (errorCode(err) === 'ENOENT') return;
+      throw fsError(err, p);
+    }
+  }
+
+  private async deleteFile(a: RequestOf<'DeleteFile'>): Promise<ResultOf<'DeleteFile'>> {
+    await this.deleteOne(await this.paths.resolve(a.path, { followFinal: false }));
+    return {};
+  }
+
+  /** Validates every path first, then deletes in order; stops at the first error. */
+  private async deleteFiles(a: RequestOf<'DeleteFiles'>): Promise<ResultOf<'DeleteFiles'>> {
+    const list = asStrings(a.paths, 'paths');
+    const resolved: string[] = [];
+    for (const p of list) resolved.push(await this.paths.resolve(p, { followFinal: false }));
+    for (const p of resolved) await this.deleteOne(p);
+    return {};
+  }
+
+  // ---------------------------------------------------------- move & copy
+
+  private async move(a: RequestOf<'Move'>): Promise<ResultOf<'Move'>> {
+    const src = await this.paths.resolve(a.source, { followFinal: false, what: 'source' });
+    const dst = await this.paths.resolve(a.destination, { followFinal: false, what: 'destination' });
+    const overwrite = asBool(a.overwrite, 'overwrite');
+    const sst = await tryLstat(src);
+    if (!sst) throw pathError('NotFound', src, 'no such file or directory');
+    if (src === dst) return {};
+    const dstSt = await tryLstat(dst);
+    // On a case-insensitive file system `a` → `A` finds the source itself: a rename, not a clash.
+    const sameEntry =
+      dstSt !== null &&
+      dstSt.ino === sst.ino &&
+      dstSt.dev === sst.dev &&
+      src.toLowerCase() === dst.toLowerCase();
+    if (dstSt && !sameEntry) {
+      if (!overwrite) throw pathError('AlreadyExists', dst, 'already exists');
+      if (dstSt.isDirectory())
+        throw pathError('IsDirectory', dst, 'is a directory; Move replaces files only');
+      if (sst.isDirectory())
+        throw pathError('AlreadyExists', dst, 'already exists; a directory never replaces a file');
+    }
+    if (sst.isDirectory() && (dst + path.sep).startsWith(src + path.sep)) {
+      throw pathError('InvalidArgument', dst, 'cannot move a directory into itself');
+    }
+    await ensureDirectory(path.dirname(dst));
+    try {
+      await this.renameImpl(src, dst);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code !== 'EXDEV') throw fsError(err, code === 'ENOENT' ? src : dst);
+      await this.crossDeviceMove(src, dst, sst);
+    }
+    await syncDirectory(path.dirname(dst));
+    return {};
+  }
+
+  /** Move across file systems: copy to a temp name beside `dst`, rename, delete `src`. */
+  private async crossDeviceMove(src: string, dst: string, sst: Stats): Promise<void> {
+    if (sst.isFile()) {
+      await this.atomicReplace(dst, (tmp) => copyFile(src, tmp, fsc.COPYFILE_EXCL), {
+        mode: sst.mode & 0o7777,
+        mtime: sst.mtimeMs / 1000,
+        atime: sst.atimeMs / 1000,
+      });
+    } else {
+      const tmp = tempNameFor(dst);
+      try {
+        await this.copyTree(src, tmp);
+        await this.renameImpl(tmp, dst);
+      } catch (err) {
+        await rm(tmp, { recursive: true, force: true }).catch(() => {});
+        throw fsError(err, dst);
+      }
+    }
+    try {
+      await rm(src, { recursive: true, force: true, maxRetries: 2 });
+    } catch (err) {
+      throw fsError(err, src);
+    }
+  }
+
+  /** Copies a tree (no symlink following); special files are `Unsupported`. */
+  private async copyTree(src: string, dst: string): Promise<void> {
+    const st = await lstat(src);
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(src), dst);
+    } else if (st.isFile()) {
+      await copyFile(src, dst, fsc.COPYFILE_EXCL);
+      await chmod(dst, st.mode & 0o7777);
+      await utimes(dst, st.atimeMs / 1000, st.mtimeMs / 1000);
+    } else if (st.isDirectory()) {
+      await mkdir(dst, { mode: 0o700 });
+      for await (const d of await opendir(src))
+        await this.copyTree(path.join(src, d.name), path.join(dst, d.name));
+      await chmod(dst, st.mode & 0o7777);
+      await utimes(dst, st.atimeMs / 1000, st.mtimeMs / 1000);
+    } else {
+      throw pathError('Unsupported', src, 'cannot move a special file across file systems');
+    }
+  }
+
+  private async copyFile(a: RequestOf<'CopyFile'>): Promise<ResultOf<'CopyFile'>> {
+    const src = await this.paths.resolve(a.source, { followFinal: true, what: 'source' });
+    const dstIn = await this.paths.resolve(a.destination, { followFinal: true, what: 'destination' });
+    const overwrite = asBool(a.overwrite, 'overwrite');
+    const sst = await tryStat(src);
+    if (!sst) throw pathError('NotFound', src, 'no such file or directory');
+    if (sst.isDirectory()) throw pathError('IsDirectory', src, 'is a directory; CopyFile copies files only');
+    if (!sst.isFile()) throw pathError('InvalidArgument', src, 'not a regular file');
+    const dst = await this.writeTarget(dstIn);
+    const dstSt = await tryStat(dst);
+    if (dstSt) {
+      if (dstSt.isDirectory()) throw pathError('IsDirectory', dst, 'is a directory');
+      if (!overwrite) throw pathError('AlreadyExists', dst, 'already exists');
+    }
+    await ensureDirectory(path.dirname(dst));
+    await this.atomicReplace(
+      dst,
+      async (tmp) => {
+        try {
+          await copyFile(src, tmp, fsc.COPYFILE_EXCL);
+        } catch (err) {
+          throw fsError(err, errorCode(err) === 'ENOENT' ? src : dst);
+        }
+      },
+      { mode: sst.mode & 0o7777, mtime: sst.mtimeMs / 1000, atime: sst.atimeMs / 1000 },
+    );
+    return {};
+  }
+
+  // ---------------------------------------------------------- whole files
+
+  private async readAllBytes(a: RequestOf<'ReadAllBytes'>): Promise<ResultOf<'ReadAllBytes'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const limit = this.ctx.maxMessageSize - ENVELOPE_ALLOWANCE;
+    const pre = await tryStat(p);
+    if (pre?.isFile() && pre.size > limit) throw this.tooLarge(p, pre.size, limit);
+    const { fh, st } = await openRegular(p, fsc.O_RDONLY);
+    try {
+      if (st.size > limit) throw this.tooLarge(p, st.size, limit);
+      const buf = Buffer.allocUnsafe(st.size);
+      const n = await readFully(fh, buf, 0);
+      return { data: n === buf.length ? buf : buf.subarray(0, n) };
+    } catch (err) {
+      throw fsError(err, p);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  private tooLarge(p: string, size: number, limit: number): HostError {
+    return pathError(
+      'TooLarge',
+      p,
+      `${size} bytes exceeds the message limit of ${limit} bytes; use OpenFile/ReadFile`,
+    );
+  }
+
+  private async writeAllBytes(a: RequestOf<'WriteAllBytes'>): Promise<ResultOf<'WriteAllBytes'>> {
+    const p = await this.writeTarget(await this.paths.resolve(a.path, { followFinal: true }));
+    const data = asBytes(a.data, 'data');
+    const mode = a.mode === null ? null : asMode(a.mode, 'mode');
+    const ticks = a.lastWriteTime === null ? null : asTicks(a.lastWriteTime, 'lastWriteTime');
+    const existing = await tryStat(p);
+    if (existing?.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
+    await ensureDirectory(path.dirname(p));
+    await this.atomicReplace(
+      p,
+      async (tmp) => {
+        const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+        try {
+          await writeFully(fh, data, 0);
+        } finally {
+          await fh.close();
+        }
+      },
+      {
+        mode: mode ?? (existing ? existing.mode & 0o7777 : 0o644),
+        mtime: ticks === null ? null : ticksToSeconds(ticks),
+        owner: existing ? { uid: existing.uid, gid: existing.gid } : null,
+      },
+    );
+    return {};
+  }
+
+  /** A symlink target is written through: the real file is replaced, not the link. */
+  private async writeTarget(p: string): Promise<string> {
+    const st = await tryLstat(p);
+    if (!st?.isSymbolicLink()) return p;
+    try {
+      return await realpath(p);
+    } catch {
+      return p; // dangling: the link itself is replaced
+    }
+  }
+
+  /**
+   * Creates `target` atomically: `fill` creates the temp file, which is then
+   * chmod'ed, timestamped, fsync'ed and renamed over `target`. On any failure
+   * the temp file is removed and `target` is untouched.
+   */
+  private async atomicReplace(
+    target: string,
+    fill: (tmp: string) => Promise<void>,
+    opts: FinishOptions,
+  ): Promise<void> {
+    const tmp = tempNameFor(target);
+    try {
+      await fill(tmp);
+      const fh = await open(tmp, fsc.O_RDWR);
+      try {
+        const { owner } = opts;
+        if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+          await fh.chown(owner.uid, owner.gid).catch(() => {});
+        }
+        await fh.chmod(opts.mode);
+        if (opts.mtime !== null) {
+          const atime = opts.atime ?? (await fh.stat()).atimeMs / 1000;
+          await fh.utimes(atime, opts.mtime);
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await this.renameImpl(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw fsError(err, target);
+    }
+    await syncDirectory(path.dirname(target));
+  }
+
+  // ---------------------------------------------------------- handles
+
+  private async openFile(a: RequestOf<'OpenFile'>): Promise<ResultOf<'OpenFile'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const fileMode = asInt(a.fileMode, 'fileMode', FileMode.CreateNew, FileMode.Append) as FileMode;
+    const access = asInt(a.fileAccess, 'fileAccess', FileAccess.Read, FileAccess.ReadWrite) as FileAccess;
+    const read = (access & FileAccess.Read) !== 0;
+    const write = (access & FileAccess.Write) !== 0;
+    const modeName = Object.keys(FileMode).find((k) => FileMode[k as keyof typeof FileMode] === fileMode);
+    if (fileMode === FileMode.Append && access !== FileAccess.Write) {
+      throw pathError('InvalidArgument', p, 'FileMode.Append requires FileAccess.Write');
+    }
+    if (!write && fileMode !== FileMode.Open && fileMode !== FileMode.OpenOrCreate) {
+      throw pathError('InvalidArgument', p, `FileMode.${modeName} requires write access`);
+    }
+    let flags = read && write ? fsc.O_RDWR : write ? fsc.O_WRONLY : fsc.O_RDONLY;
+    switch (fileMode) {
+      case FileMode.CreateNew:
+        flags |= fsc.O_CREAT | fsc.O_EXCL;
+        break;
+      case FileMode.Create:
+        flags |= fsc.O_CREAT | fsc.O_TRUNC;
+        break;
+      case FileMode.Open:
+        break;
+      case FileMode.OpenOrCreate:
+        flags |= fsc.O_CREAT;
+        break;
+      case FileMode.Truncate:
+        flags |= fsc.O_TRUNC;
+        break;
+      case FileMode.Append:
+        flags |= fsc.O_CREAT | fsc.O_APPEND;
+        break;
+    }
+    const max = this.ctx.maxOpenFiles;
+    if (this.handles.size + this.pendingOpens >= max) {
+      throw pathError(
+        'LimitExceeded',
+        p,
+        `too many open files: the limit is ${max} per session (maxOpenFiles)`,
+      );
+    }
+    this.pendingOpens++;
+    const epoch = this.epoch;
+    try {
+      if (fileMode === FileMode.CreateNew && (await tryLstat(p))) {
+        throw pathError('AlreadyExists', p, 'already exists');
+      }
+      await ensureParentForCreate(p, flags);
+      const { fh } = await openRegular(p, flags);
+      if (epoch !== this.epoch) {
+        await fh.close().catch(() => {});
+        throw pathError('Cancelled', p, 'the session closed its files while opening');
+      }
+      const id = this.allocateHandle();
+      this.handles.set(id, { fh, path: p, read, write, append: fileMode === FileMode.Append });
+      return { handle: id };
+    } finally {
+      this.pendingOpens--;
+    }
+  }
+
+  private allocateHandle(): number {
+    for (;;) {
+      const id = this.nextHandle;
+      this.nextHandle = id >= MAX_HANDLE ? 1 : id + 1;
+      if (!this.handles.has(id)) return id;
+    }
+  }
+
+  private lookup(handle: unknown): { id: number; h: OpenHandle } {
+    const id = asInt(handle, 'handle', -0x80000000, MAX_HANDLE);
+    const h = this.handles.get(id);
+    if (!h) throw pathError('InvalidHandle', `handle ${id}`, 'not an open file handle');
+    return { id, h };
+  }
+
+  private handleError(err: unknown, id: number, h: OpenHandle): HostError {
+    if (errorCode(err) === 'EBADF' && !this.handles.has(id)) {
+      return pathError('InvalidHandle', `handle ${id}`, 'closed while in use');
+    }
+    return fsError(err, h.path);
+  }
+
+  private async readFile(a: RequestOf<'ReadFile'>): Promise<ResultOf<'ReadFile'>> {
+    const { id, h } = this.lookup(a.handle);
+    if (!h.read) throw pathError('AccessDenied', h.path, `handle ${id} was opened without read access`);
+    const position = asInt(a.position, 'position', 0, Number.MAX_SAFE_INTEGER);
+    const count = asInt(a.count, 'count', 0, 0x7fffffff);
+    const limit = this.ctx.maxMessageSize - ENVELOPE_ALLOWANCE;
+    if (count > limit) {
+      throw pathError('TooLarge', h.path, `count ${count} exceeds the message limit of ${limit} bytes`);
+    }
+    const buf = Buffer.allocUnsafe(count);
+    try {
+      const n = await readFully(h.fh, buf, position);
+      return { data: n === count ? buf : buf.subarray(0, n) };
+    } catch (err) {
+      throw this.handleError(err, id, h);
+    }
+  }
+
+  private async writeFile(a: RequestOf<'WriteFile'>): Promise<ResultOf<'WriteFile'>> {
+    const { id, h } = this.lookup(a.handle);
+    if (!h.write) throw pathError('AccessDenied', h.path, `handle ${id} was opened without write access`);
+    const position = asInt(a.position, 'position', 0, Number.MAX_SAFE_INTEGER);
+    const data = asBytes(a.data, 'data');
+    try {
+      // O_APPEND handles always write at the end; position is ignored.
+      await writeFully(h.fh, data, h.append ? null : position);
+    } catch (err) {
+      throw this.handleError(err, id, h);
+    }
+    return {};
+  }
+
+  private async closeFile(a: RequestOf<'CloseFile'>): Promise<ResultOf<'CloseFile'>> {
+    const { id, h } = this.lookup(a.handle);
+    this.handles.delete(id);
+    try {
+      await h.fh.close();
+    } catch (err) {
+      throw fsError(err, h.path);
+    }
+    return {};
+  }
+
+  // ---------------------------------------------------------- metadata
+
+  private async getFileHash(a: RequestOf<'GetFileHash'>): Promise<ResultOf<'GetFileHash'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const algo = HASH_NAMES[a.algorithm as HashAlgorithm];
+    if (typeof a.algorithm !== 'number' || !algo) {
+      throw pathError('InvalidArgument', p, `unknown hash algorithm ${String(a.algorithm)}`);
+    }
+    const { fh } = await openRegular(p, fsc.O_RDONLY);
+    try {
+      const hash = createHash(algo);
+      const buf = Buffer.allocUnsafe(STREAM_CHUNK);
+      let position = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, position);
+        if (bytesRead === 0) break;
+        hash.update(buf.subarray(0, bytesRead));
+        position += bytesRead;
+      }
+      return { hash: hash.digest() };
+    } catch (err) {
+      throw fsError(err, p);
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  private async setLastWriteTime(a: RequestOf<'SetLastWriteTime'>): Promise<ResultOf<'SetLastWriteTime'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const ticks = asTicks(a.lastWriteTime, 'lastWriteTime');
+    try {
+      const st = await stat(p);
+      await utimes(p, st.atimeMs / 1000, ticksToSeconds(ticks));
+    } catch (err) {
+      throw fsError(err, p);
+    }
+    return {};
+  }
+
+  private async setMode(a: RequestOf<'SetMode'>): Promise<ResultOf<'SetMode'>> {
+    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const mode = asMode(a.mode, 'mode');
+    try {
+      await chmod(p, mode);
+    } catch (err) {
+      throw fsError(err, p);
+    }
+    return {};
+  }
+}
+
+/** OpenFile with a creating mode creates missing parents, like the other writers. */
+async function ensureParentForCreate(p: string, flags: number): Promise<void> {
+  if ((flags & fsc.O_CREAT) === 0) return;
+  if (await tryStat(path.dirname(p))) return;
+  await ensureDirectory(path.dirname(p));
+}

@@ -1,0 +1,367 @@
+/**
+ * Path resolution, allowedRoots enforcement (including symlink escapes),
+ * the errno → wire-kind table, and a property test that no input makes the
+ * file service throw anything but a HostError.
+ */
+import assert from 'node:assert/strict';
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path, { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { FILE_COMMANDS, FileService } from '../../src/host/files.js';
+import { FS_ERROR_TABLE, fsError, pathError } from '../../src/host/fs-errors.js';
+import { absolutePath, isFilesystemRoot, isInside, realLocation } from '../../src/host/paths.js';
+import { type HostContext, HostError } from '../../src/host/types.js';
+import { type ErrorKindName, FileAccess, FileMode } from '../../src/protocol/index.js';
+
+const made: string[] = [];
+after(async () => {
+  for (const d of made) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'outpost-paths-'));
+  made.push(dir);
+  return dir;
+}
+
+function context(dir: string, over: Partial<HostContext> = {}): HostContext {
+  return {
+    rootPath: dir,
+    baseDirectory: dir,
+    allowedRoots: [dir],
+    maxMessageSize: 1024 * 1024,
+    maxOpenFiles: 8,
+    maxProcesses: 4,
+    ...over,
+  };
+}
+
+async function rejectsKind(p: Promise<unknown>, kind: ErrorKindName, re?: RegExp): Promise<void> {
+  await assert.rejects(p, (e: unknown) => {
+    assert.ok(e instanceof HostError, `expected a HostError, got ${String(e)}`);
+    assert.equal(e.kind, kind, e.message);
+    if (re) assert.match(e.message, re);
+    return true;
+  });
+}
+
+describe('fs-errors', () => {
+  it('maps errno codes to wire kinds with messages naming the path', () => {
+    const cases: [string, ErrorKindName][] = [
+      ['ENOENT', 'NotFound'],
+      ['EEXIST', 'AlreadyExists'],
+      ['EACCES', 'AccessDenied'],
+      ['EPERM', 'AccessDenied'],
+      ['EISDIR', 'IsDirectory'],
+      ['ENOTDIR', 'NotDirectory'],
+      ['ENOTEMPTY', 'NotEmpty'],
+      ['ENOSPC', 'IOError'],
+      ['EIO', 'IOError'],
+      ['EROFS', 'IOError'],
+      ['EMFILE', 'IOError'],
+      ['ELOOP', 'IOError'],
+      ['ENAMETOOLONG', 'InvalidArgument'],
+      ['EINVAL', 'InvalidArgument'],
+      ['EFBIG', 'TooLarge'],
+      ['ENOTSUP', 'Unsupported'],
+    ];
+    for (const [code, kind] of cases) {
+      const e = fsError(Object.assign(new Error('x'), { code }), '/tmp/x/a.txt');
+      assert.equal(e.kind, kind, code);
+      assert.ok(e.message.startsWith(`${kind}: /tmp/x/a.txt: `), e.message);
+    }
+    assert.equal(
+      fsError(Object.assign(new Error('x'), { code: 'ENOENT' }), '/tmp/x/a.txt').message,
+      'NotFound: /tmp/x/a.txt: no such file or directory',
+    );
+    assert.ok(Object.keys(FS_ERROR_TABLE).length >= cases.length);
+  });
+
+  it('maps unknown errors to IOError and passes HostErrors through', () => {
+    const odd = fsError(Object.assign(new Error('weird'), { code: 'EWHATEVER' }), '/p');
+    assert.equal(odd.kind, 'IOError');
+    assert.match(odd.message, /^IOError: \/p: EWHATEVER: weird$/);
+    assert.equal(fsError('a string', '/p').kind, 'IOError');
+    const he = pathError('TooLarge', '/q', 'big');
+    assert.equal(fsError(he, '/other'), he);
+  });
+});
+
+describe('path helpers', () => {
+  it('isInside compares whole components', () => {
+    assert.ok(isInside('/a/b', '/a'));
+    assert.ok(isInside('/a', '/a'));
+    assert.ok(!isInside('/ab', '/a'));
+    assert.ok(!isInside('/', '/a'));
+    assert.ok(isInside('/a/..b', '/a'), 'a name starting with two dots is still inside');
+    assert.ok(!isInside('/a/../b', '/a/x'));
+  });
+
+  it('isFilesystemRoot recognises roots only', () => {
+    assert.ok(isFilesystemRoot(path.parse(process.cwd()).root));
+    assert.ok(!isFilesystemRoot(process.cwd()));
+    assert.ok(path.win32.parse('C:\\').root === 'C:\\');
+  });
+
+  it('absolutePath resolves against the base directory and validates', async () => {
+    const dir = await tempDir();
+    const ctx = context(dir, { baseDirectory: join(dir, 'base') });
+    assert.equal(absolutePath(ctx, 'a/b.txt'), join(dir, 'base', 'a', 'b.txt'));
+    assert.equal(absolutePath(ctx, '../x'), join(dir, 'x'));
+    assert.equal(absolutePath(ctx, join(dir, 'abs')), join(dir, 'abs'));
+    assert.throws(() => absolutePath(ctx, ''), { kind: 'InvalidArgument' });
+    assert.throws(() => absolutePath(ctx, 'a\0'), { kind: 'InvalidArgument' });
+    assert.throws(() => absolutePath(ctx, 7), { kind: 'InvalidArgument' });
+  });
+
+  it('realLocation follows existing and dangling links', async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, 'real'));
+    await symlink(join(dir, 'real'), join(dir, 'ln'));
+    await symlink(join(dir, 'real', 'later.txt'), join(dir, 'dangling'));
+    const real = await realLocation(dir);
+    assert.equal(await realLocation(join(dir, 'ln', 'missing', 'x')), join(real, 'real', 'missing', 'x'));
+    assert.equal(await realLocation(join(dir, 'dangling')), join(real, 'real', 'later.txt'));
+    await symlink(join(dir, 'loop'), join(dir, 'loop'));
+    await rejectsKind(realLocation(join(dir, 'loop')), 'IOError', /symbolic links/);
+  });
+});
+
+describe('relative paths', () => {
+  it('resolve against baseDirectory for every kind of command', async () => {
+    const dir = await tempDir();
+    const base = join(dir, 'base');
+    await mkdir(base);
+    const svc = new FileService(context(dir, { baseDirectory: base }));
+    await svc.handle('WriteAllBytes', {
+      path: 'a.txt',
+      data: Buffer.from('A'),
+      mode: null,
+      lastWriteTime: null,
+    });
+    assert.equal(await readFile(join(base, 'a.txt'), 'utf8'), 'A');
+    assert.deepEqual(await svc.handle('FileExists', { path: 'a.txt' }), { exists: true });
+    await svc.handle('CopyFile', { source: 'a.txt', destination: '../copy.txt', overwrite: false });
+    assert.equal(await readFile(join(dir, 'copy.txt'), 'utf8'), 'A');
+    await svc.handle('Move', { source: 'a.txt', destination: 'sub/./moved.txt', overwrite: false });
+    assert.equal(await readFile(join(base, 'sub', 'moved.txt'), 'utf8'), 'A');
+    const h = await svc.handle('OpenFile', {
+      path: 'sub/moved.txt',
+      fileMode: FileMode.Open,
+      fileAccess: FileAccess.Read,
+    });
+    assert.equal(
+      Buffer.from(
+        (await svc.handle('ReadFile', { handle: h.handle, position: 0, count: 9 })).data,
+      ).toString(),
+      'A',
+    );
+    await svc.handle('CloseFile', h);
+    await svc.handle('DeleteDirectory', { path: 'sub', recursive: true });
+    await assert.rejects(stat(join(base, 'sub')), { code: 'ENOENT' });
+  });
+});
+
+describe('allowedRoots', () => {
+  async function jail() {
+    const dir = await tempDir();
+    const root = join(dir, 'root');
+    const outside = join(dir, 'outside');
+    await mkdir(root);
+    await mkdir(outside);
+    await writeFile(join(outside, 'secret.txt'), 'secret');
+    await symlink(outside, join(root, 'escape'));
+    await symlink(join(outside, 'new.txt'), join(root, 'dangling'));
+    await symlink(join(outside, 'secret.txt'), join(root, 'secret-link'));
+    await mkdir(join(root, 'inner'));
+    await symlink(join(root, 'inner'), join(root, 'inner-link'));
+    const svc = new FileService(context(dir, { baseDirectory: root, allowedRoots: [root] }));
+    return { dir, root, outside, svc };
+  }
+
+  it('denies paths outside the roots, naming the path', async () => {
+    const { outside, svc } = await jail();
+    const p = join(outside, 'secret.txt');
+    await rejectsKind(
+      svc.handle('ReadAllBytes', { path: p }),
+      'AccessDenied',
+      new RegExp(`AccessDenied: ${p}: `),
+    );
+    await rejectsKind(svc.handle('FileExists', { path: '../outside/secret.txt' }), 'AccessDenied');
+    await rejectsKind(svc.handle('DeleteFile', { path: p }), 'AccessDenied');
+    await rejectsKind(svc.handle('DeleteDirectory', { path: '..', recursive: true }), 'AccessDenied');
+    await rejectsKind(svc.handle('ClearDirectory', { path: outside }), 'AccessDenied');
+    await rejectsKind(svc.handle('DeleteFiles', { paths: ['ok.txt', p] }), 'AccessDenied');
+    await rejectsKind(svc.handle('Move', { source: p, destination: 'x', overwrite: false }), 'AccessDenied');
+    await rejectsKind(
+      svc.handle('CopyFile', { source: p, destination: 'x', overwrite: false }),
+      'AccessDenied',
+    );
+    await rejectsKind(svc.handle('SetMode', { path: p, mode: 0o777 }), 'AccessDenied');
+    await rejectsKind(
+      svc.handle('DeleteDirectory', { path: path.parse(p).root, recursive: true }),
+      'AccessDenied',
+    );
+    assert.equal(await readFile(p, 'utf8'), 'secret');
+  });
+
+  it('defeats symlink escapes for reads, writes, creates and listings', async () => {
+    const { root, outside, svc } = await jail();
+    const w = (p: string) =>
+      svc.handle('WriteAllBytes', { path: p, data: Buffer.from('pwned'), mode: null, lastWriteTime: null });
+    await rejectsKind(w('escape/secret.txt'), 'AccessDenied', /escape/);
+    await rejectsKind(w('escape/new/deep.txt'), 'AccessDenied');
+    await rejectsKind(w('secret-link'), 'AccessDenied');
+    await rejectsKind(w('dangling'), 'AccessDenied');
+    await rejectsKind(svc.handle('ReadAllBytes', { path: 'secret-link' }), 'AccessDenied');
+    await rejectsKind(svc.handle('ReadAllBytes', { path: 'escape/secret.txt' }), 'AccessDenied');
+    await rejectsKind(svc.handle('GetFileHash', { path: 'escape/secret.txt', algorithm: 1 }), 'AccessDenied');
+    await rejectsKind(svc.handle('CreateDirectory', { path: 'escape/sub' }), 'AccessDenied');
+    await rejectsKind(svc.handle('ClearDirectory', { path: 'escape' }), 'AccessDenied');
+    await rejectsKind(
+      svc.handle('ListDirectory', { path: 'escape', recursive: true, include: [], exclude: [] }),
+      'AccessDenied',
+    );
+    await rejectsKind(
+      svc.handle('OpenFile', { path: 'dangling', fileMode: FileMode.Create, fileAccess: FileAccess.Write }),
+      'AccessDenied',
+    );
+    await rejectsKind(
+      svc.handle('OpenFile', {
+        path: 'escape/secret.txt',
+        fileMode: FileMode.Open,
+        fileAccess: FileAccess.Read,
+      }),
+      'AccessDenied',
+    );
+    await rejectsKind(
+      svc.handle('Move', { source: 'inner', destination: 'escape/stolen', overwrite: false }),
+      'AccessDenied',
+    );
+    await rejectsKind(
+      svc.handle('CopyFile', { source: 'secret-link', destination: 'copy', overwrite: false }),
+      'AccessDenied',
+    );
+    await rejectsKind(
+      svc.handle('SetLastWriteTime', { path: 'secret-link', lastWriteTime: 0n }),
+      'AccessDenied',
+    );
+    assert.deepEqual((await readdir(outside)).sort(), ['secret.txt']);
+    assert.equal(await readFile(join(outside, 'secret.txt'), 'utf8'), 'secret');
+    assert.equal(svc.openHandles, 0);
+    assert.ok((await lstat(join(root, 'dangling'))).isSymbolicLink());
+  });
+
+  it('still allows the links themselves and links that stay inside', async () => {
+    const { root, outside, svc } = await jail();
+    assert.equal((await svc.handle('GetFileInfo', { path: 'escape' })).kind, 3);
+    await svc.handle('WriteAllBytes', {
+      path: 'inner-link/f.txt',
+      data: Buffer.from('in'),
+      mode: null,
+      lastWriteTime: null,
+    });
+    assert.equal(await readFile(join(root, 'inner', 'f.txt'), 'utf8'), 'in');
+    const names = (
+      await svc.handle('ListDirectory', { path: '.', recursive: true, include: [], exclude: [] })
+    ).entries.map((e) => e.name);
+    assert.ok(names.includes('escape') && !names.includes('escape/secret.txt'), names.join());
+    await svc.handle('DeleteFile', { path: 'escape' });
+    await svc.handle('DeleteFile', { path: 'secret-link' });
+    assert.equal(await readFile(join(outside, 'secret.txt'), 'utf8'), 'secret');
+  });
+
+  it('accepts a root given through a symlink', async () => {
+    const dir = await tempDir();
+    await mkdir(join(dir, 'real'));
+    await symlink(join(dir, 'real'), join(dir, 'alias'));
+    const svc = new FileService(
+      context(dir, { baseDirectory: join(dir, 'alias'), allowedRoots: [join(dir, 'alias')] }),
+    );
+    await svc.handle('WriteAllBytes', {
+      path: 'x.txt',
+      data: Buffer.from('x'),
+      mode: null,
+      lastWriteTime: null,
+    });
+    assert.equal(await readFile(join(dir, 'real', 'x.txt'), 'utf8'), 'x');
+    await rejectsKind(svc.handle('FileExists', { path: join(dir, 'real', 'x.txt') }), 'AccessDenied');
+  });
+});
+
+describe('robustness', () => {
+  it('turns any argument junk into a HostError, never another exception', async () => {
+    const dir = await tempDir();
+    const work = join(dir, 'work');
+    await mkdir(work);
+    await writeFile(join(work, 'a'), 'a');
+    const svc = new FileService(context(dir, { baseDirectory: work, allowedRoots: [work], maxOpenFiles: 4 }));
+    // Path strings without separators or dots stay inside `work` even if the roots check were broken.
+    const pathStr = fc.string({
+      unit: fc.constantFrom('a', 'b', ' ', '*', '?', '\0', 'é', '~'),
+      maxLength: 6,
+    });
+    const junk = fc.oneof(
+      pathStr,
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constant(undefined),
+      fc.bigInt(),
+      fc.uint8Array({ maxLength: 8 }),
+      fc.array(pathStr, { maxLength: 3 }),
+      fc.object({ maxDepth: 1 }),
+    );
+    // Mostly well-typed values (so commands really run), sometimes junk.
+    const f = <T>(valid: fc.Arbitrary<T>) =>
+      fc.oneof({ arbitrary: valid, weight: 4 }, { arbitrary: junk as fc.Arbitrary<unknown>, weight: 1 });
+    const small = (min: number, max: number) => fc.integer({ min, max });
+    const args = fc.record(
+      {
+        path: f(pathStr),
+        paths: f(fc.array(pathStr, { maxLength: 3 })),
+        recursive: f(fc.boolean()),
+        include: f(fc.array(pathStr, { maxLength: 2 })),
+        exclude: f(fc.array(pathStr, { maxLength: 2 })),
+        source: f(pathStr),
+        destination: f(pathStr),
+        overwrite: f(fc.boolean()),
+        data: f(fc.uint8Array({ maxLength: 64 })),
+        mode: f(fc.oneof(fc.constant(null), small(-1, 0o10000))),
+        lastWriteTime: f(fc.oneof(fc.constant(null), fc.bigInt({ min: -1n, max: 3155378975999999999n }))),
+        fileMode: f(small(0, 7)),
+        fileAccess: f(small(0, 4)),
+        handle: f(small(-1, 6)),
+        position: f(small(-1, 100)),
+        count: f(small(-1, 100)),
+        algorithm: f(small(0, 4)),
+      },
+      { requiredKeys: [] },
+    );
+    const kinds = new Map<string, number>();
+    let ok = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...FILE_COMMANDS), args, async (name, a) => {
+        try {
+          await svc.handle(name, a as never);
+          ok++;
+        } catch (e) {
+          assert.ok(e instanceof HostError, `${name}: ${String(e)}`);
+          assert.ok(e.message.length > 0);
+          kinds.set(e.kind, (kinds.get(e.kind) ?? 0) + 1);
+        }
+      }),
+      { numRuns: 600 },
+    );
+    assert.ok(ok > 50, `only ${ok} calls succeeded`);
+    assert.ok(kinds.size >= 4, `error kinds seen: ${[...kinds.keys()].join()}`);
+    assert.ok(!kinds.has('Internal'), 'no internal errors');
+    await svc.closeAll();
+    assert.equal(svc.openHandles, 0);
+    const st = await stat(dir);
+    assert.ok(st.isDirectory(), 'the temp directory survived');
+  });
+});
