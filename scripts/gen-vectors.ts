@@ -29,7 +29,7 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const add = (v: V) => vectors.push(v);
 
 function value(name: string, schema: keyof typeof SCHEMAS, json: unknown) {
-  const s: Schema = SCHEMAS[schema];
+  const s: Schema = SCHEMAS[schema]!;
   add({
     name: `value.${name}`,
     kind: 'value',

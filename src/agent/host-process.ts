@@ -40,6 +40,8 @@ export interface HostProcessOptions {
   heartbeatMs?: number;
   /** A host that does not answer a probe within this is killed (ms). */
   heartbeatTimeoutMs?: number;
+  /** A host that has not said it is up within this is killed (ms). */
+  startupTimeoutMs?: number;
 }
 
 const HOST_ENV = 'OUTPOST_HOST_CONFIG';
@@ -66,6 +68,9 @@ export class HostProcess {
   private probeSentAt = 0;
   private probeToken = 0;
   private pauses = 0;
+  /** The host has said it is up (its first frame). */
+  private ready = false;
+  private readonly startedAt = Date.now();
   /** Requests sent and not yet answered (maintained by the caller via busy()). */
   private outstanding = 0;
 
@@ -96,13 +101,19 @@ export class HostProcess {
       this.finish(this.exitReason || (signal ? `killed by ${signal}` : `exited with code ${code}`)),
     );
     const every = opts.heartbeatMs ?? 5000;
-    const timeout = opts.heartbeatTimeoutMs ?? 15000;
-    this.heartbeat = setInterval(() => this.probe(timeout), every);
+    const timeout = opts.heartbeatTimeoutMs ?? 30000;
+    const startup = opts.startupTimeoutMs ?? 60000;
+    this.heartbeat = setInterval(() => this.probe(timeout, startup), every);
     this.heartbeat.unref();
   }
 
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /** True once the host has said it is up. */
+  get isReady(): boolean {
+    return this.ready;
   }
 
   get alive(): boolean {
@@ -142,6 +153,7 @@ export class HostProcess {
       this.kill(`corrupt pipe: ${String(err)}`);
       return;
     }
+    this.ready = true;
     for (const f of frames) {
       const { route, message } = splitHostFrame(f);
       if (route === NO_ROUTE && message[0] === HOST_CONTROL) {
@@ -152,8 +164,13 @@ export class HostProcess {
     }
   }
 
-  private probe(timeout: number): void {
+  private probe(timeout: number, startup: number): void {
     if (this.exited) return;
+    if (!this.ready) {
+      // Starting (slow on a loaded machine): judge it by the startup limit only.
+      if (Date.now() - this.startedAt > startup) this.kill(`did not start within ${startup} ms`);
+      return;
+    }
     if (this.probeSentAt !== 0) {
       if (Date.now() - this.probeSentAt > timeout) this.kill(`stopped answering for ${timeout} ms`);
       return;

@@ -57,6 +57,8 @@ interface Pending {
 interface ProcessRoute {
   agentType: number;
   conn: RouteConnection | null;
+  /** OS pid from the StartProcess Response (its process group on POSIX). */
+  pid: number;
 }
 
 const START_PROCESS = PRODUCT_COMMANDS.StartProcess.code;
@@ -127,7 +129,7 @@ export class SessionHosts {
         );
         return;
       }
-      this.processes.set(token, { agentType, conn });
+      this.processes.set(token, { agentType, conn, pid: 0 });
       this.busyChanged();
     }
     const host = this.hostFor(agentType);
@@ -154,6 +156,8 @@ export class SessionHosts {
     }
     table.set(key, { conn, command });
     host.busy(1);
+    this.inFlight++;
+    this.busyChanged();
     if (!host.send(conn.id, message)) {
       conn.pauseReading();
       host.onceDrain(() => conn.resumeReading());
@@ -161,8 +165,10 @@ export class SessionHosts {
   }
 
   private wasBusy = false;
+  /** Requests sent to hosts and not yet answered, over all product types. */
+  private inFlight = 0;
   private busyChanged(): void {
-    const busy = this.processes.size > 0;
+    const busy = this.processes.size > 0 || this.inFlight > 0;
     if (busy !== this.wasBusy) {
       this.wasBusy = busy;
       this.opts.onBusyChange?.(busy);
@@ -215,10 +221,15 @@ export class SessionHosts {
     if (!p) return;
     table!.delete(key);
     host.busy(-1);
+    this.inFlight--;
     if (p.command === START_PROCESS && kind === Kind.Error) {
       this.processes.delete(token);
       this.busyChanged();
+    } else if (p.command === START_PROCESS && kind === Kind.Response) {
+      const proc = this.processes.get(token);
+      if (proc && message.length >= REPLY_HEADER_SIZE + 4) proc.pid = message.readInt32LE(REPLY_HEADER_SIZE);
     }
+    this.busyChanged();
     if (!p.conn.closed) this.sendTo(host, p.conn, message);
   }
 
@@ -273,11 +284,14 @@ export class SessionHosts {
         if (p.command === START_PROCESS) failedTokens.add(token);
         if (!p.conn.closed) p.conn.send(encodeError(agentType, token, ErrorKind.HostCrashed, message));
       }
+      this.inFlight -= table.size;
       table.clear();
     }
     for (const [token, proc] of this.processes) {
       if (proc.agentType !== agentType) continue;
       this.processes.delete(token);
+      // The host can no longer end this tree; the agent does.
+      killTree(proc.pid);
       if (failedTokens.has(token)) continue;
       const err = encodeError(agentType, token, ErrorKind.HostCrashed, message);
       if (proc.conn && !proc.conn.closed) proc.conn.send(err);
@@ -296,6 +310,17 @@ export class SessionHosts {
     this.busyChanged();
     this.detached = [];
     await Promise.all(hosts.map((h) => h.shutdown()));
+  }
+}
+
+/** Kills a process group the agent learned of (POSIX); best effort. */
+function killTree(pid: number): void {
+  if (pid <= 0) return;
+  try {
+    if (process.platform === 'win32') process.kill(pid, 'SIGKILL');
+    else process.kill(-pid, 'SIGKILL');
+  } catch {
+    // already gone
   }
 }
 

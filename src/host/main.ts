@@ -6,6 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
 import {
+  encodeControl,
   encodeHostFrame,
   FrameDecoder,
   HOST_CONTROL,
@@ -54,6 +55,8 @@ function main(): void {
     setTimeout(() => process.exit(code), 2000).unref();
   };
 
+  // Tell the agent we are up (it probes liveness only after this).
+  pipe.write(encodeHostFrame(NO_ROUTE, encodeControl(HostControl.Ping, 0)));
   pipe.on('data', (chunk: Buffer) => {
     let frames: Buffer[];
     try {

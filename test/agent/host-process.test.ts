@@ -150,7 +150,7 @@ describe('host process', () => {
   test('a host that stops answering is killed by the liveness probe', async () => {
     const { host, until, exit } = startHost({ heartbeatMs: 100, heartbeatTimeoutMs: 400 });
     host.busy(1);
-    await new Promise((r) => setTimeout(r, 300));
+    await until(() => host.isReady, 20000);
     process.kill(host.pid!, 'SIGSTOP');
     await until(() => exit() !== null, 5000);
     assert.match(exit()!, /stopped answering/);

@@ -1,0 +1,711 @@
+/**
+ * The agent's configuration file, InedoAgent.config (XML, modelled on
+ * Inedo's own):
+ *
+ *   <InedoAgentConfig>
+ *     <LogFile/> <ExtensionCachePath/> <BuildMasterRootPath/> <OtterRootPath/> <HedgehogRootPath/>
+ *     <AllowedRoots>path;path</AllowedRoots>
+ *     <SessionIdleTimeout>1800</SessionIdleTimeout> <DetachedSessionTimeout>1800</DetachedSessionTimeout>
+ *     <MaxProcessesPerSession>64</MaxProcessesPerSession> <MaxOpenFilesPerSession>1024</MaxOpenFilesPerSession>
+ *     <Listener Enabled="true">
+ *       <Encryption Mode="none|ssl|aes"><Key>hex</Key><CertificateFile/><KeyFile/></Encryption>
+ *       <Address>0.0.0.0</Address> <Port>46336</Port>
+ *       <MaxConcurrentHandshakes>100</MaxConcurrentHandshakes> <HandshakeTimeout>10</HandshakeTimeout>
+ *       <AllowedAddresses>127.0.0.1;10.0.0.0/8;::1;fd00::/8</AllowedAddresses>
+ *       <MaxMessageSize>16777216</MaxMessageSize>
+ *     </Listener>
+ *   </InedoAgentConfig>
+ *
+ * Every problem is a `ConfigError` naming the element, and stops the start.
+ * Unknown elements and attributes are warnings. Relative paths are resolved
+ * against the config file's directory. Secrets (the AES key, the TLS private
+ * key) are wrapped in `Secret` so they cannot be logged by accident.
+ */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { access, readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { homedir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import {
+  AGENT_TYPE_NAMES,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_PORT,
+  MAX_MAX_MESSAGE_SIZE,
+  MIN_MAX_MESSAGE_SIZE,
+  PRODUCT_TYPES,
+  type ProductType,
+  parseAesKeyHex,
+} from '../protocol/index.js';
+import { type EncryptionMode, thumbprintOfDer } from '../transport/index.js';
+import { Secret } from './secret.js';
+
+export const CONFIG_FILE_NAME = 'InedoAgent.config';
+export const ROOT_ELEMENT = 'InedoAgentConfig';
+
+export const DEFAULTS = {
+  address: '0.0.0.0',
+  port: DEFAULT_PORT,
+  sessionIdleTimeoutSeconds: 1800,
+  detachedSessionTimeoutSeconds: 1800,
+  maxProcessesPerSession: 64,
+  maxOpenFilesPerSession: 1024,
+  maxConcurrentHandshakes: 100,
+  handshakeTimeoutSeconds: 10,
+  maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+} as const;
+
+/** A problem in the configuration; `element` is the path of the offending element (`Listener/Port`). */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly element: string;
+  constructor(element: string, problem: string) {
+    super(`${element}: ${problem}`);
+    this.element = element;
+  }
+}
+
+/** One entry of Listener/AllowedAddresses: an address or a CIDR range. */
+export interface AddressRule {
+  family: 'ipv4' | 'ipv6';
+  address: string;
+  /** Prefix length; absent for a single address. */
+  prefix?: number;
+  /** The entry as written. */
+  text: string;
+}
+
+export interface EncryptionConfig {
+  mode: EncryptionMode;
+  /** Mode aes: the key (16, 24 or 32 bytes). */
+  key: Secret<Buffer> | null;
+  /** Mode ssl: resolved file paths, PEM contents, the ready context and the certificate's SHA-256 thumbprint. */
+  certificateFile: string | null;
+  keyFile: string | null;
+  certificatePem: Buffer | null;
+  privateKeyPem: Secret<Buffer> | null;
+  secureContext: SecureContext | null;
+  thumbprint: string | null;
+}
+
+export interface ListenerConfig {
+  enabled: boolean;
+  encryption: EncryptionConfig;
+  address: string;
+  /** 0 lets the OS pick a free port (it is logged on start). */
+  port: number;
+  maxConcurrentHandshakes: number;
+  handshakeTimeoutMs: number;
+  /** Empty: every address may connect. */
+  allowedAddresses: AddressRule[];
+  maxMessageSize: number;
+}
+
+export interface AgentConfig {
+  /** The file it came from (null when built in code). */
+  configPath: string | null;
+  /** Relative paths were resolved against this directory. */
+  configDir: string;
+  logFile: string | null;
+  extensionCachePath: string;
+  /** Root path per product agent type (1 BuildMaster, 2 Otter, 3 Hedgehog). */
+  rootPaths: Record<ProductType, string>;
+  /** Absolute directories product file/process paths must stay inside; null = unrestricted. */
+  allowedRoots: string[] | null;
+  sessionIdleTimeoutMs: number;
+  detachedSessionTimeoutMs: number;
+  maxProcessesPerSession: number;
+  maxOpenFilesPerSession: number;
+  listener: ListenerConfig;
+  /** Non-fatal findings (unknown elements, risky settings), to log at start. */
+  warnings: string[];
+}
+
+// ------------------------------------------------------------------ lookup
+
+/** Where the agent looks for its config when no --config is given, in order. */
+export function defaultConfigLocations(cwd = process.cwd()): string[] {
+  const local = join(cwd, CONFIG_FILE_NAME);
+  if (process.platform === 'win32') {
+    const programData = process.env.PROGRAMDATA ?? 'C:\\ProgramData';
+    return [local, join(programData, 'Inedo', 'SharedConfig', CONFIG_FILE_NAME)];
+  }
+  return [local, join('/etc/outpost', CONFIG_FILE_NAME)];
+}
+
+/** Resolves the config file to use; throws a ConfigError saying where it looked. */
+export async function findConfigFile(explicit?: string, cwd = process.cwd()): Promise<string> {
+  if (explicit !== undefined) {
+    const p = resolve(cwd, explicit);
+    try {
+      await access(p);
+    } catch {
+      throw new ConfigError(
+        '--config',
+        `${p} does not exist; create one with \`outpost init --config ${p}\``,
+      );
+    }
+    return p;
+  }
+  const candidates = defaultConfigLocations(cwd);
+  for (const p of candidates) {
+    try {
+      await access(p);
+      return p;
+    } catch {
+      // try the next one
+    }
+  }
+  throw new ConfigError(
+    '--config',
+    `no configuration found (looked for ${candidates.join(' and ')}); pass --config PATH or create one with \`outpost init\``,
+  );
+}
+
+// ------------------------------------------------------------------ parsing
+
+type XmlObject = Record<string, unknown>;
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: '@_',
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: true,
+  ignoreDeclaration: true,
+  ignorePiTags: true,
+  isArray: (_name, _jpath, _isLeaf, isAttribute) => !isAttribute,
+});
+
+const TOP_ELEMENTS = [
+  'LogFile',
+  'ExtensionCachePath',
+  'BuildMasterRootPath',
+  'OtterRootPath',
+  'HedgehogRootPath',
+  'AllowedRoots',
+  'SessionIdleTimeout',
+  'DetachedSessionTimeout',
+  'MaxProcessesPerSession',
+  'MaxOpenFilesPerSession',
+  'Listener',
+];
+const LISTENER_ELEMENTS = [
+  'Encryption',
+  'Address',
+  'Port',
+  'MaxConcurrentHandshakes',
+  'HandshakeTimeout',
+  'AllowedAddresses',
+  'MaxMessageSize',
+];
+const ENCRYPTION_ELEMENTS = ['Key', 'CertificateFile', 'KeyFile'];
+
+/** One element of the parsed tree with its path, for checked access. */
+class Element {
+  constructor(
+    readonly path: string,
+    private readonly obj: XmlObject,
+  ) {}
+
+  /** Warns about children and attributes that are not in the lists. */
+  checkUnknown(elements: string[], attributes: string[], warnings: string[]): void {
+    for (const key of Object.keys(this.obj)) {
+      if (key === '#text') {
+        if (String(this.obj[key]).trim() !== '')
+          warnings.push(`${this.path || ROOT_ELEMENT}: unexpected text ignored`);
+      } else if (key.startsWith('@_')) {
+        const name = key.slice(2);
+        if (!attributes.includes(name))
+          warnings.push(`${this.childPath(`@${name}`)}: unknown attribute, ignored`);
+      } else if (!elements.includes(key)) {
+        warnings.push(`${this.childPath(key)}: unknown element, ignored`);
+      }
+    }
+  }
+
+  private single(name: string): unknown {
+    const v = this.obj[name];
+    if (v === undefined) return undefined;
+    const arr = v as unknown[];
+    if (arr.length > 1) throw new ConfigError(this.childPath(name), 'appears more than once');
+    return arr[0];
+  }
+
+  private childPath(name: string): string {
+    return this.path ? `${this.path}/${name}` : name;
+  }
+
+  child(name: string): Element | undefined {
+    const v = this.single(name);
+    if (v === undefined) return undefined;
+    const path = this.childPath(name);
+    if (typeof v === 'string') {
+      if (v.trim() !== '') throw new ConfigError(path, 'expected child elements, found text');
+      return new Element(path, {});
+    }
+    return new Element(path, v as XmlObject);
+  }
+
+  /** Trimmed text of a child element; undefined when absent or empty. */
+  text(name: string): string | undefined {
+    const v = this.single(name);
+    if (v === undefined) return undefined;
+    const path = this.childPath(name);
+    let t: string;
+    if (typeof v === 'string') t = v;
+    else {
+      const o = v as XmlObject;
+      if (Object.keys(o).some((k) => k !== '#text' && !k.startsWith('@_')))
+        throw new ConfigError(path, 'expected text, found child elements');
+      t = o['#text'] === undefined ? '' : String(o['#text']);
+    }
+    t = t.trim();
+    return t === '' ? undefined : t;
+  }
+
+  attr(name: string): string | undefined {
+    const v = this.obj[`@_${name}`];
+    return v === undefined ? undefined : String(v).trim();
+  }
+}
+
+function parseSeconds(el: Element, name: string, fallback: number, max: number): number {
+  const t = el.text(name);
+  if (t === undefined) return fallback * 1000;
+  const path = el.path ? `${el.path}/${name}` : name;
+  if (!/^\d+(\.\d+)?$/.test(t))
+    throw new ConfigError(path, `"${t}" is not a number of seconds (e.g. 10 or 2.5)`);
+  const v = Number(t);
+  if (v <= 0 || v > max)
+    throw new ConfigError(path, `${t} seconds is out of range: must be above 0 and at most ${max}`);
+  return Math.max(1, Math.round(v * 1000));
+}
+
+function parseInteger(el: Element, name: string, fallback: number, min: number, max: number): number {
+  const t = el.text(name);
+  if (t === undefined) return fallback;
+  const path = el.path ? `${el.path}/${name}` : name;
+  if (!/^\d+$/.test(t)) throw new ConfigError(path, `"${t}" is not a whole number`);
+  const v = Number(t);
+  if (v < min || v > max)
+    throw new ConfigError(path, `${t} is out of range: must be between ${min} and ${max}`);
+  return v;
+}
+
+/** Parses an AllowedAddresses list: entries separated by ';', ',' or white space. */
+export function parseAddressRules(text: string, element = 'Listener/AllowedAddresses'): AddressRule[] {
+  const rules: AddressRule[] = [];
+  for (const raw of text.split(/[;,\s]+/)) {
+    const entry = raw.trim();
+    if (entry === '') continue;
+    const slash = entry.indexOf('/');
+    let address = slash < 0 ? entry : entry.slice(0, slash);
+    if (address.startsWith('[') && address.endsWith(']')) address = address.slice(1, -1);
+    const version = isIP(address);
+    if (version === 0)
+      throw new ConfigError(
+        element,
+        `"${entry}" is not an IP address or CIDR range (e.g. 10.0.0.0/8, ::1, fd00::/8)`,
+      );
+    const family = version === 4 ? 'ipv4' : 'ipv6';
+    if (slash < 0) {
+      rules.push({ family, address, text: entry });
+      continue;
+    }
+    const p = entry.slice(slash + 1);
+    const maxPrefix = version === 4 ? 32 : 128;
+    if (!/^\d{1,3}$/.test(p) || Number(p) > maxPrefix)
+      throw new ConfigError(element, `"${entry}": prefix length must be 0 to ${maxPrefix}`);
+    rules.push({ family, address, prefix: Number(p), text: entry });
+  }
+  return rules;
+}
+
+/** True for addresses that only this machine can reach. */
+export function isLoopbackAddress(address: string): boolean {
+  const a = address.toLowerCase();
+  if (a === 'localhost' || a === '::1') return true;
+  const v4 = a.startsWith('::ffff:') ? a.slice(7) : a;
+  return isIP(v4) === 4 && v4.startsWith('127.');
+}
+
+const MODES: readonly EncryptionMode[] = ['none', 'ssl', 'aes'];
+const MAX_TIMEOUT_SECONDS = 2_000_000; // setTimeout's limit is ~24.8 days
+
+/**
+ * Parses and checks a config document. TLS files named in it are read and
+ * validated too, so a successful return means the agent can start.
+ */
+export async function parseConfig(
+  xml: string,
+  configPath: string | null,
+  cwd = process.cwd(),
+): Promise<AgentConfig> {
+  const file = configPath ?? '(config)';
+  const valid = XMLValidator.validate(xml);
+  if (valid !== true)
+    throw new ConfigError(
+      ROOT_ELEMENT,
+      `${file} is not well-formed XML (line ${valid.err.line}, column ${valid.err.col}: ${valid.err.msg})`,
+    );
+  let doc: XmlObject;
+  try {
+    doc = parser.parse(xml) as XmlObject;
+  } catch (err) {
+    throw new ConfigError(ROOT_ELEMENT, `${file} cannot be parsed: ${(err as Error).message}`);
+  }
+  const roots = Object.keys(doc).filter((k) => !k.startsWith('?') && !k.startsWith('#'));
+  if (!roots.includes(ROOT_ELEMENT))
+    throw new ConfigError(
+      ROOT_ELEMENT,
+      `${file} has no <${ROOT_ELEMENT}> root element${roots.length ? ` (found <${roots[0]}>)` : ''}`,
+    );
+  const rootValues = doc[ROOT_ELEMENT] as unknown[];
+  if (rootValues.length > 1) throw new ConfigError(ROOT_ELEMENT, `${file} has more than one root element`);
+  const root = new Element('', typeof rootValues[0] === 'object' ? (rootValues[0] as XmlObject) : {});
+  const warnings: string[] = [];
+  root.checkUnknown(TOP_ELEMENTS, [], warnings);
+
+  const configDir = configPath ? dirname(resolve(cwd, configPath)) : cwd;
+  const pathOf = (name: string, fallback: string): string => {
+    const t = root.text(name);
+    return t === undefined ? fallback : resolve(configDir, expandHome(t));
+  };
+  const stateDir = join(configDir, 'state');
+  const rootPaths = {} as Record<ProductType, string>;
+  for (const t of PRODUCT_TYPES) {
+    const name = AGENT_TYPE_NAMES[t];
+    rootPaths[t] = pathOf(`${name}RootPath`, join(stateDir, name));
+  }
+  const logFileText = root.text('LogFile');
+
+  let allowedRoots: string[] | null = null;
+  const rootsText = root.text('AllowedRoots');
+  if (rootsText !== undefined) {
+    allowedRoots = [];
+    for (const entry of rootsText.split(';')) {
+      const p = entry.trim();
+      if (p === '') continue;
+      const expanded = expandHome(p);
+      if (!isAbsolute(expanded)) throw new ConfigError('AllowedRoots', `"${p}" is not an absolute path`);
+      allowedRoots.push(resolve(expanded));
+    }
+    if (allowedRoots.length === 0) throw new ConfigError('AllowedRoots', 'is set but lists no directory');
+  }
+
+  const listenerEl = root.child('Listener');
+  if (!listenerEl)
+    throw new ConfigError(
+      'Listener',
+      'missing; add <Listener><Encryption Mode="aes"><Key>…</Key></Encryption></Listener> (see `outpost init`)',
+    );
+  listenerEl.checkUnknown(LISTENER_ELEMENTS, ['Enabled'], warnings);
+  const enabledText = listenerEl.attr('Enabled');
+  let enabled = true;
+  if (enabledText !== undefined) {
+    const e = enabledText.toLowerCase();
+    if (e !== 'true' && e !== 'false')
+      throw new ConfigError('Listener/@Enabled', `"${enabledText}" must be true or false`);
+    enabled = e === 'true';
+  }
+
+  const address = listenerEl.text('Address') ?? DEFAULTS.address;
+  if (isIP(address) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address))
+    throw new ConfigError('Listener/Address', `"${address}" is not an IP address or host name`);
+  const port = parseInteger(listenerEl, 'Port', DEFAULTS.port, 0, 65535);
+  const encryption = await parseEncryption(listenerEl.child('Encryption'), configDir, warnings);
+  const allowedText = listenerEl.text('AllowedAddresses');
+  const allowedAddresses = allowedText === undefined ? [] : parseAddressRules(allowedText);
+
+  if (encryption.mode === 'none' && !isLoopbackAddress(address))
+    warnings.push(
+      `Listener/Encryption: mode none on ${address}, which is not a loopback address: ANYONE WHO CAN REACH PORT ${port} ` +
+        'CAN READ AND WRITE FILES AND RUN COMMANDS ON THIS MACHINE, and traffic is unencrypted. ' +
+        'Use Mode="aes" or Mode="ssl", or listen on 127.0.0.1' +
+        (allowedAddresses.length ? '' : ', and restrict Listener/AllowedAddresses'),
+    );
+
+  const config: AgentConfig = {
+    configPath: configPath ? resolve(cwd, configPath) : null,
+    configDir,
+    logFile: logFileText === undefined ? null : resolve(configDir, expandHome(logFileText)),
+    extensionCachePath: pathOf('ExtensionCachePath', join(stateDir, 'ExtensionCache')),
+    rootPaths,
+    allowedRoots,
+    sessionIdleTimeoutMs: parseSeconds(
+      root,
+      'SessionIdleTimeout',
+      DEFAULTS.sessionIdleTimeoutSeconds,
+      MAX_TIMEOUT_SECONDS,
+    ),
+    detachedSessionTimeoutMs: parseSeconds(
+      root,
+      'DetachedSessionTimeout',
+      DEFAULTS.detachedSessionTimeoutSeconds,
+      MAX_TIMEOUT_SECONDS,
+    ),
+    maxProcessesPerSession: parseInteger(
+      root,
+      'MaxProcessesPerSession',
+      DEFAULTS.maxProcessesPerSession,
+      1,
+      100_000,
+    ),
+    maxOpenFilesPerSession: parseInteger(
+      root,
+      'MaxOpenFilesPerSession',
+      DEFAULTS.maxOpenFilesPerSession,
+      1,
+      1_000_000,
+    ),
+    listener: {
+      enabled,
+      encryption,
+      address,
+      port,
+      maxConcurrentHandshakes: parseInteger(
+        listenerEl,
+        'MaxConcurrentHandshakes',
+        DEFAULTS.maxConcurrentHandshakes,
+        1,
+        100_000,
+      ),
+      handshakeTimeoutMs: parseSeconds(
+        listenerEl,
+        'HandshakeTimeout',
+        DEFAULTS.handshakeTimeoutSeconds,
+        3600,
+      ),
+      allowedAddresses,
+      maxMessageSize: parseInteger(
+        listenerEl,
+        'MaxMessageSize',
+        DEFAULTS.maxMessageSize,
+        MIN_MAX_MESSAGE_SIZE,
+        MAX_MAX_MESSAGE_SIZE,
+      ),
+    },
+    warnings,
+  };
+  return config;
+}
+
+async function parseEncryption(
+  el: Element | undefined,
+  configDir: string,
+  warnings: string[],
+): Promise<EncryptionConfig> {
+  const E = 'Listener/Encryption';
+  if (!el)
+    throw new ConfigError(
+      E,
+      'missing; choose Mode="aes" (with <Key>), Mode="ssl" (with <CertificateFile> and <KeyFile>) or Mode="none"',
+    );
+  el.checkUnknown(ENCRYPTION_ELEMENTS, ['Mode'], warnings);
+  const modeText = el.attr('Mode');
+  if (modeText === undefined || modeText === '')
+    throw new ConfigError(`${E}/@Mode`, 'missing; must be aes, ssl or none');
+  const mode = modeText.toLowerCase() as EncryptionMode;
+  if (!MODES.includes(mode)) throw new ConfigError(`${E}/@Mode`, `"${modeText}" must be aes, ssl or none`);
+
+  const enc: EncryptionConfig = {
+    mode,
+    key: null,
+    certificateFile: null,
+    keyFile: null,
+    certificatePem: null,
+    privateKeyPem: null,
+    secureContext: null,
+    thumbprint: null,
+  };
+  const keyText = el.text('Key');
+  const certText = el.text('CertificateFile');
+  const keyFileText = el.text('KeyFile');
+
+  if (mode === 'aes') {
+    if (keyText === undefined)
+      throw new ConfigError(
+        `${E}/Key`,
+        'missing: mode aes needs a key of 32, 48 or 64 hex digits (`outpost init` makes one)',
+      );
+    const key = parseAesKeyHex(keyText);
+    if (!key) throw new ConfigError(`${E}/Key`, 'AES key must be 32, 48 or 64 hex digits');
+    enc.key = new Secret(key);
+    if (certText !== undefined || keyFileText !== undefined)
+      warnings.push(`${E}: CertificateFile and KeyFile are ignored in mode aes`);
+    return enc;
+  }
+  if (keyText !== undefined) warnings.push(`${E}/Key: ignored in mode ${mode}`);
+  if (mode === 'none') {
+    if (certText !== undefined || keyFileText !== undefined)
+      warnings.push(`${E}: CertificateFile and KeyFile are ignored in mode none`);
+    return enc;
+  }
+
+  // mode ssl
+  if (certText === undefined)
+    throw new ConfigError(`${E}/CertificateFile`, 'missing: mode ssl needs a PEM certificate file');
+  if (keyFileText === undefined)
+    throw new ConfigError(`${E}/KeyFile`, 'missing: mode ssl needs a PEM private key file');
+  const certFile = resolve(configDir, expandHome(certText));
+  const keyFile = resolve(configDir, expandHome(keyFileText));
+  const certPem = await readConfigFile(`${E}/CertificateFile`, certFile);
+  const keyPem = await readConfigFile(`${E}/KeyFile`, keyFile);
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(certPem);
+  } catch (err) {
+    throw new ConfigError(
+      `${E}/CertificateFile`,
+      `${certFile} is not a valid PEM certificate (${(err as Error).message})`,
+    );
+  }
+  try {
+    createPrivateKey(keyPem);
+  } catch (err) {
+    throw new ConfigError(
+      `${E}/KeyFile`,
+      `${keyFile} is not a valid unencrypted PEM private key (${(err as Error).message})`,
+    );
+  }
+  let ctx: SecureContext;
+  try {
+    // Also checks that the key belongs to the certificate.
+    ctx = createSecureContext({ cert: certPem, key: keyPem, minVersion: 'TLSv1.2' });
+  } catch (err) {
+    throw new ConfigError(
+      `${E}/KeyFile`,
+      `${keyFile} does not match the certificate ${certFile} (${(err as Error).message})`,
+    );
+  }
+  const now = Date.now();
+  if (Date.parse(x509.validTo) < now)
+    warnings.push(
+      `${E}/CertificateFile: the certificate expired on ${x509.validTo}; clients that check dates will refuse it`,
+    );
+  enc.certificateFile = certFile;
+  enc.keyFile = keyFile;
+  enc.certificatePem = certPem;
+  enc.privateKeyPem = new Secret(keyPem);
+  enc.secureContext = ctx;
+  enc.thumbprint = thumbprintOfDer(x509.raw);
+  return enc;
+}
+
+async function readConfigFile(element: string, path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(element, `cannot read ${path} (${code ?? (err as Error).message})`);
+  }
+}
+
+function expandHome(p: string): string {
+  return p === '~' || p.startsWith('~/') ? join(homedir(), p.slice(1)) : p;
+}
+
+/** Reads and parses a config file. */
+export async function loadConfig(path: string): Promise<AgentConfig> {
+  let xml: string;
+  try {
+    xml = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      '--config',
+      `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  }
+  return parseConfig(xml, path);
+}
+
+/** A summary safe to log (no secrets). */
+export function describeConfig(config: AgentConfig): Record<string, unknown> {
+  const l = config.listener;
+  return {
+    configPath: config.configPath,
+    mode: l.encryption.mode,
+    address: l.address,
+    port: l.port,
+    thumbprint: l.encryption.thumbprint ?? undefined,
+    allowedAddresses: l.allowedAddresses.map((r) => r.text),
+    allowedRoots: config.allowedRoots,
+    maxMessageSize: l.maxMessageSize,
+    maxConcurrentHandshakes: l.maxConcurrentHandshakes,
+    handshakeTimeoutMs: l.handshakeTimeoutMs,
+    logFile: config.logFile,
+    extensionCachePath: config.extensionCachePath,
+  };
+}
+
+// ------------------------------------------------------------------ writing
+
+/** What `renderConfigXml` writes; omitted values are left to the defaults. */
+export interface ConfigTemplate {
+  mode: EncryptionMode;
+  /** Mode aes: key as hex. */
+  keyHex?: string;
+  certificateFile?: string;
+  keyFile?: string;
+  address?: string;
+  port?: number;
+  allowedAddresses?: string[];
+  allowedRoots?: string[];
+  logFile?: string;
+  extensionCachePath?: string;
+  rootPaths?: Partial<Record<'BuildMaster' | 'Otter' | 'Hedgehog', string>>;
+  sessionIdleTimeout?: number;
+  detachedSessionTimeout?: number;
+  maxProcessesPerSession?: number;
+  maxOpenFilesPerSession?: number;
+  maxConcurrentHandshakes?: number;
+  handshakeTimeout?: number;
+  maxMessageSize?: number;
+  /** Raw XML appended inside <Listener> and inside the root (tests, advanced use). */
+  extraListenerXml?: string;
+  extraXml?: string;
+}
+
+export function escapeXml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Renders a config document (used by `outpost init`, `outpost start` and tests). */
+export function renderConfigXml(t: ConfigTemplate): string {
+  const el = (indent: string, name: string, v: string | number | undefined) =>
+    v === undefined ? '' : `${indent}<${name}>${escapeXml(String(v))}</${name}>\n`;
+  const i1 = '  ';
+  const i2 = '    ';
+  const i3 = '      ';
+  let x = '<?xml version="1.0" encoding="utf-8"?>\n';
+  x += `<${ROOT_ELEMENT}>\n`;
+  x += el(i1, 'LogFile', t.logFile);
+  x += el(i1, 'ExtensionCachePath', t.extensionCachePath);
+  x += el(i1, 'BuildMasterRootPath', t.rootPaths?.BuildMaster);
+  x += el(i1, 'OtterRootPath', t.rootPaths?.Otter);
+  x += el(i1, 'HedgehogRootPath', t.rootPaths?.Hedgehog);
+  x += el(i1, 'AllowedRoots', t.allowedRoots?.join(';'));
+  x += el(i1, 'SessionIdleTimeout', t.sessionIdleTimeout);
+  x += el(i1, 'DetachedSessionTimeout', t.detachedSessionTimeout);
+  x += el(i1, 'MaxProcessesPerSession', t.maxProcessesPerSession);
+  x += el(i1, 'MaxOpenFilesPerSession', t.maxOpenFilesPerSession);
+  x += `${i1}<Listener Enabled="true">\n`;
+  x += `${i2}<Encryption Mode="${t.mode}">\n`;
+  x += el(i3, 'Key', t.keyHex);
+  x += el(i3, 'CertificateFile', t.certificateFile);
+  x += el(i3, 'KeyFile', t.keyFile);
+  x += `${i2}</Encryption>\n`;
+  x += el(i2, 'Address', t.address);
+  x += el(i2, 'Port', t.port);
+  x += el(i2, 'MaxConcurrentHandshakes', t.maxConcurrentHandshakes);
+  x += el(i2, 'HandshakeTimeout', t.handshakeTimeout);
+  x += el(i2, 'AllowedAddresses', t.allowedAddresses?.join(';'));
+  x += el(i2, 'MaxMessageSize', t.maxMessageSize);
+  if (t.extraListenerXml) x += `${i2}${t.extraListenerXml}\n`;
+  x += `${i1}</Listener>\n`;
+  if (t.extraXml) x += `${i1}${t.extraXml}\n`;
+  x += `</${ROOT_ELEMENT}>\n`;
+  return x;
+}

@@ -1,0 +1,171 @@
+/**
+ * The real product router: each session gets a `SessionHosts` (one host
+ * process per product type, started on first use); product requests are
+ * forwarded to it, replies come back to the connection that asked, and
+ * process events to whichever connection of the session is attached.
+ */
+
+import type { ProductType } from '../protocol/index.js';
+import type { FramedConnection } from '../transport/index.js';
+import type { AgentConfig } from './config.js';
+import type { HostSettings } from './host-process.js';
+import type { Logger } from './log.js';
+import type { ProductRequestContext, ProductRouter } from './product.js';
+import { type RouteConnection, SessionHosts } from './session-hosts.js';
+import type { Session } from './sessions.js';
+
+export interface HostRouterOptions {
+  config: AgentConfig;
+  logger: Logger;
+  /** Liveness probe of busy hosts (ms); defaults 5 s / 15 s. */
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
+  /** Event bytes kept per detached session (default 8 MiB). */
+  detachedBufferBytes?: number;
+}
+
+/** Adapts a FramedConnection to what SessionHosts needs. */
+class ConnectionRoute implements RouteConnection {
+  private releases: (() => void)[] = [];
+  throttle: (() => () => void) | null = null;
+
+  constructor(
+    readonly id: number,
+    private readonly connection: FramedConnection,
+  ) {
+    connection.once('close', () => {
+      for (const r of this.releases.splice(0)) r();
+    });
+  }
+
+  get closed(): boolean {
+    return this.connection.closed;
+  }
+
+  send(message: Buffer): boolean {
+    if (this.connection.closed) return true;
+    return this.connection.send(message);
+  }
+
+  onceDrain(cb: () => void): void {
+    const c = this.connection;
+    if (c.closed || !c.writableNeedDrain) {
+      cb();
+      return;
+    }
+    const done = () => {
+      c.off('drain', done);
+      c.off('close', done);
+      cb();
+    };
+    c.on('drain', done);
+    c.on('close', done);
+  }
+
+  pauseReading(): void {
+    if (this.throttle) this.releases.push(this.throttle());
+  }
+
+  resumeReading(): void {
+    this.releases.shift()?.();
+  }
+}
+
+export class HostRouter implements ProductRouter {
+  private readonly opts: HostRouterOptions;
+  private readonly sessions = new Map<number, SessionHosts>();
+  private readonly routes = new WeakMap<FramedConnection, ConnectionRoute>();
+  private nextRoute = 1;
+
+  constructor(opts: HostRouterOptions) {
+    this.opts = opts;
+  }
+
+  private settingsFor(agentType: number): HostSettings {
+    const c = this.opts.config;
+    const root = c.rootPaths[agentType as ProductType];
+    return {
+      rootPath: root,
+      baseDirectory: root,
+      allowedRoots: c.allowedRoots,
+      maxMessageSize: c.listener.maxMessageSize,
+      maxOpenFiles: c.maxOpenFilesPerSession,
+      maxProcesses: c.maxProcessesPerSession,
+    };
+  }
+
+  private route(connection: FramedConnection): ConnectionRoute {
+    let r = this.routes.get(connection);
+    if (!r) {
+      r = new ConnectionRoute(this.nextRoute, connection);
+      this.nextRoute = this.nextRoute >= 0x7fffffff ? 1 : this.nextRoute + 1;
+      this.routes.set(connection, r);
+    }
+    return r;
+  }
+
+  private hostsFor(session: Session): SessionHosts {
+    let hosts = this.sessions.get(session.id);
+    if (!hosts) {
+      const log = this.opts.logger;
+      let release: (() => void) | null = null;
+      hosts = new SessionHosts({
+        sessionId: session.id,
+        settingsFor: (t) => this.settingsFor(t),
+        detachedBufferBytes: this.opts.detachedBufferBytes,
+        heartbeatMs: this.opts.heartbeatMs,
+        heartbeatTimeoutMs: this.opts.heartbeatTimeoutMs,
+        // A session with running processes never idles out.
+        onBusyChange: (busy) => {
+          if (busy && !release) {
+            session.holds++;
+            release = () => {
+              session.holds--;
+              session.lastActivity = Date.now();
+            };
+          } else if (!busy && release) {
+            release();
+            release = null;
+          }
+        },
+        log: (level, msg, fields) => log[level](fields ?? {}, msg),
+      });
+      this.sessions.set(session.id, hosts);
+    }
+    return hosts;
+  }
+
+  handle(ctx: ProductRequestContext): void {
+    const hosts = this.hostsFor(ctx.session);
+    const route = this.route(ctx.connection);
+    route.throttle = ctx.throttle;
+    hosts.attach(route);
+    const { agentType, token, command } = ctx.header;
+    hosts.request(route, agentType, token, command, ctx.message);
+  }
+
+  connectionOpened(connection: FramedConnection, session: Session): void {
+    // Only sessions that already have product state need to know: they may
+    // hold output of processes whose connection dropped.
+    this.sessions.get(session.id)?.attach(this.route(connection));
+  }
+
+  connectionClosed(connection: FramedConnection, session: Session): void {
+    const r = this.routes.get(connection);
+    if (r) this.sessions.get(session.id)?.detach(r);
+  }
+
+  sessionClosed(session: Session, reason: string): void {
+    const hosts = this.sessions.get(session.id);
+    if (!hosts) return;
+    this.sessions.delete(session.id);
+    this.opts.logger.info({ sessionId: session.id, reason }, 'session ended: stopping its hosts');
+    void hosts.close();
+  }
+
+  async close(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((h) => h.close()));
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Sessions, keyed by the positive int32 ID the agent grants in its handshake
+ * reply. A client that reconnects and sends that ID in its hello resumes the
+ * session — if it is the same principal:
+ *
+ *   - mode aes: `aes:<fingerprint of the key>` (SHA-256, first 16 hex digits)
+ *   - mode ssl: `tls-cert:<thumbprint>` when the client presented a
+ *     certificate, else `tls-addr:<remote address>`
+ *   - mode none: `addr:<remote address>`
+ *
+ * A hello naming an unknown session, or one of another principal, gets a new
+ * ID (in mode ssl the principal is only known after TLS, when the ID has
+ * already been sent: there a mismatch closes the connection instead).
+ *
+ * Lifetime: a session lives while it has connections; when its last
+ * connection goes it is "detached" and closed after `detachedTimeoutMs`
+ * unless resumed. A session that has received no request for `idleTimeoutMs`
+ * is closed even if attached. `close()` ends a session at once (CloseSession)
+ * and closes its connections. The registry holds at most `maxSessions`;
+ * beyond that the longest-detached session is evicted.
+ *
+ * Extension point: listen to 'close' to release what a session owns (host
+ * processes, open files); call `hold()` to keep a busy session from idling
+ * out (e.g. while a process runs).
+ */
+import { createHash, randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+
+/** What the registry needs from a connection. */
+export interface SessionConnection {
+  close(): void;
+}
+
+export interface Session {
+  readonly id: number;
+  readonly principal: string;
+  readonly createdAt: number;
+  /** Last request (ms since the epoch). */
+  lastActivity: number;
+  readonly connections: Set<SessionConnection>;
+  /** Since when the session has had no connection, or null. */
+  detachedSince: number | null;
+  closed: boolean;
+  /** Outstanding `hold()`s; a held session never idles out. */
+  holds: number;
+}
+
+export interface SessionRegistryOptions {
+  idleTimeoutMs: number;
+  detachedTimeoutMs: number;
+  /** Default 10 000. */
+  maxSessions?: number;
+}
+
+export interface SessionRegistryEvents {
+  /** A session ended; `reason` is for logs. */
+  close: [session: Session, reason: string];
+}
+
+export class SessionMismatchError extends Error {
+  override readonly name = 'SessionMismatchError';
+}
+
+const MAX_SESSION_ID = 0x7fffffff;
+
+export function aesPrincipal(key: Uint8Array): string {
+  return `aes:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
+  private readonly sessions = new Map<number, Session>();
+  private readonly detachTimers = new Map<number, NodeJS.Timeout>();
+  private readonly sweepTimer: NodeJS.Timeout;
+  private readonly options: Required<SessionRegistryOptions>;
+
+  constructor(options: SessionRegistryOptions) {
+    super();
+    this.options = { maxSessions: 10_000, ...options };
+    const sweepEvery = Math.min(60_000, Math.max(250, Math.floor(this.options.idleTimeoutMs / 4)));
+    this.sweepTimer = setInterval(() => this.sweepIdle(), sweepEvery);
+    this.sweepTimer.unref();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get(id: number): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  [Symbol.iterator](): IterableIterator<Session> {
+    return this.sessions.values();
+  }
+
+  /**
+   * The ID to grant for a hello asking to resume `requested` (0: new). With a
+   * known principal, a session of another principal is not resumed.
+   */
+  proposeId(requested: number, principal?: string): number {
+    if (requested > 0) {
+      const s = this.sessions.get(requested);
+      if (s && !s.closed && (principal === undefined || s.principal === principal)) return requested;
+    }
+    for (;;) {
+      const id = randomInt(1, MAX_SESSION_ID + 1);
+      if (!this.sessions.has(id)) return id;
+    }
+  }
+
+  /**
+   * Attaches a connection to session `id`, creating it if needed.
+   * Throws SessionMismatchError if the session exists with another principal.
+   */
+  attach(
+    id: number,
+    principal: string,
+    connection: SessionConnection,
+  ): { session: Session; resumed: boolean } {
+    const now = Date.now();
+    let session = this.sessions.get(id);
+    let resumed = false;
+    if (session) {
+      if (session.principal !== principal)
+        throw new SessionMismatchError(`session ${id} belongs to another principal`);
+      resumed = true;
+      this.clearDetachTimer(id);
+    } else {
+      if (this.sessions.size >= this.options.maxSessions) this.evictOneDetached();
+      session = {
+        id,
+        principal,
+        createdAt: now,
+        lastActivity: now,
+        connections: new Set(),
+        detachedSince: null,
+        closed: false,
+        holds: 0,
+      };
+      this.sessions.set(id, session);
+    }
+    session.connections.add(connection);
+    session.detachedSince = null;
+    session.lastActivity = now;
+    return { session, resumed };
+  }
+
+  /** A connection of the session went away; the last one starts the detached timeout. */
+  detach(session: Session, connection: SessionConnection): void {
+    session.connections.delete(connection);
+    if (session.closed || session.connections.size > 0) return;
+    session.detachedSince = Date.now();
+    this.clearDetachTimer(session.id);
+    const timer = setTimeout(() => this.close(session, 'detached timeout'), this.options.detachedTimeoutMs);
+    timer.unref();
+    this.detachTimers.set(session.id, timer);
+  }
+
+  /** Records activity (a request) on the session. */
+  touch(session: Session): void {
+    session.lastActivity = Date.now();
+  }
+
+  /** Keeps the session from idling out until the returned function is called. */
+  hold(session: Session): () => void {
+    session.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      session.holds--;
+      session.lastActivity = Date.now();
+    };
+  }
+
+  /** Ends a session: removes it, closes its connections, emits 'close'. */
+  close(session: Session, reason: string): void {
+    if (session.closed) return;
+    session.closed = true;
+    this.clearDetachTimer(session.id);
+    if (this.sessions.get(session.id) === session) this.sessions.delete(session.id);
+    for (const c of [...session.connections]) c.close();
+    session.connections.clear();
+    this.emit('close', session, reason);
+  }
+
+  /** Closes every session and stops the timers. */
+  dispose(reason = 'agent shutting down'): void {
+    clearInterval(this.sweepTimer);
+    for (const s of [...this.sessions.values()]) this.close(s, reason);
+  }
+
+  private clearDetachTimer(id: number): void {
+    const t = this.detachTimers.get(id);
+    if (t) {
+      clearTimeout(t);
+      this.detachTimers.delete(id);
+    }
+  }
+
+  private evictOneDetached(): void {
+    let oldest: Session | undefined;
+    for (const s of this.sessions.values())
+      if (s.detachedSince !== null && (!oldest || s.detachedSince < oldest.detachedSince!)) oldest = s;
+    if (oldest) this.close(oldest, 'evicted: too many sessions');
+  }
+
+  private sweepIdle(): void {
+    const limit = Date.now() - this.options.idleTimeoutMs;
+    for (const s of [...this.sessions.values()])
+      if (s.holds === 0 && s.lastActivity < limit) this.close(s, 'idle timeout');
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * `outpost init [--config PATH] [--mode aes|ssl|none] [--address A] [--port N] [--force]`
+ *
+ * Writes a new agent configuration:
+ *   - aes (default): a fresh AES-256 key from the OS's CSPRNG;
+ *   - ssl: a self-signed certificate made with the `openssl` CLI (EC P-256,
+ *     10 years, SANs for this host name, localhost, 127.0.0.1, ::1 and the
+ *     listen address), stored next to the config; its SHA-256 thumbprint is
+ *     printed for clients to pin;
+ *   - none: no encryption (default address 127.0.0.1 then).
+ * The file is written atomically (temp file, fsync, link/rename) with mode
+ * 0600, and never over an existing one without --force. The key or
+ * thumbprint is printed once, with the command to run next.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { CONFIG_FILE_NAME, type ConfigTemplate, loadConfig, renderConfigXml } from '../agent/index.js';
+import { DEFAULT_PORT } from '../protocol/index.js';
+import { type EncryptionMode, formatThumbprint } from '../transport/index.js';
+
+export const CERT_FILE_NAME = 'outpost-agent.crt';
+export const KEY_FILE_NAME = 'outpost-agent.key';
+
+/** An error meant for the person at the terminal (printed without a stack). */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export interface InitOptions {
+  configPath?: string | undefined;
+  mode?: string | undefined;
+  address?: string | undefined;
+  port?: string | number | undefined;
+  force?: boolean | undefined;
+  /** Where to print (default: stdout). */
+  out?: (line: string) => void;
+}
+
+export interface InitResult {
+  configPath: string;
+  mode: EncryptionMode;
+  address: string;
+  port: number;
+  keyHex?: string;
+  thumbprint?: string;
+  certificateFile?: string;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Writes `data` atomically: a temp file in the same directory, fsync, then
+ * rename (overwrite) or link (fails if the target appeared meanwhile).
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  options: { mode: number; overwrite: boolean },
+): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', options.mode);
+  try {
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (options.overwrite) {
+      await rename(tmp, path);
+    } else {
+      try {
+        await link(tmp, path);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST')
+          throw new UsageError(`${path} already exists; pass --force to replace it`);
+        throw err;
+      }
+      await unlink(tmp);
+    }
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+  try {
+    const d = await open(dir, 'r');
+    await d.sync().finally(() => d.close());
+  } catch {
+    // not every OS can fsync a directory
+  }
+}
+
+function parsePort(value: string | number | undefined): number {
+  if (value === undefined) return DEFAULT_PORT;
+  const t = String(value);
+  if (!/^\d+$/.test(t) || Number(t) > 65535)
+    throw new UsageError(`--port: "${t}" is not a port number (0–65535)`);
+  return Number(t);
+}
+
+function parseMode(value: string | undefined): EncryptionMode {
+  const m = (value ?? 'aes').toLowerCase();
+  if (m !== 'aes' && m !== 'ssl' && m !== 'none')
+    throw new UsageError(`--mode: "${value}" must be aes, ssl or none`);
+  return m;
+}
+
+/**
+ * Makes a self-signed certificate and key with the openssl CLI.
+ * Throws a UsageError saying what to do if openssl is missing or fails.
+ */
+export async function createSelfSignedCertificate(options: {
+  certFile: string;
+  keyFile: string;
+  commonName: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  days?: number;
+}): Promise<void> {
+  const san = [
+    ...options.dnsNames.map((d) => `DNS:${d}`),
+    ...options.ipAddresses.map((ip) => `IP:${ip}`),
+  ].join(',');
+  const args = [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-sha256',
+    '-days',
+    String(options.days ?? 3650),
+    '-subj',
+    `/CN=${options.commonName.replace(/[/\\=+,]/g, '_')}`,
+    '-addext',
+    `subjectAltName=${san}`,
+    '-keyout',
+    options.keyFile,
+    '-out',
+    options.certFile,
+  ];
+  await new Promise<void>((resolvePromise, reject) => {
+    execFile('openssl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
+      if (!err) return resolvePromise();
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+        return reject(
+          new UsageError(
+            'mode ssl needs the openssl command to make a certificate, and it was not found on PATH; install OpenSSL ' +
+              '(e.g. `apt-get install openssl`), or make a certificate yourself and set ' +
+              'Listener/Encryption/CertificateFile and KeyFile',
+          ),
+        );
+      reject(new UsageError(`openssl failed to make a certificate: ${String(stderr).trim() || err.message}`));
+    });
+  });
+}
+
+export async function init(options: InitOptions): Promise<InitResult> {
+  const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const mode = parseMode(options.mode);
+  const port = parsePort(options.port);
+  const address = options.address ?? (mode === 'none' ? '127.0.0.1' : '0.0.0.0');
+  if (isIP(address) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address))
+    throw new UsageError(`--address: "${address}" is not an IP address or host name`);
+  const configPath = resolve(options.configPath ?? CONFIG_FILE_NAME);
+  const force = options.force ?? false;
+  const dir = dirname(configPath);
+  if (!force && (await exists(configPath)))
+    throw new UsageError(
+      `${configPath} already exists; pass --force to replace it (clients using its key or certificate will need the new one)`,
+    );
+  await mkdir(dir, { recursive: true });
+
+  const template: ConfigTemplate = { mode, address, port };
+  const result: InitResult = { configPath, mode, address, port };
+  if (mode === 'aes') {
+    result.keyHex = randomBytes(32).toString('hex');
+    template.keyHex = result.keyHex;
+  } else if (mode === 'ssl') {
+    const certFile = join(dir, CERT_FILE_NAME);
+    const keyFile = join(dir, KEY_FILE_NAME);
+    for (const f of [certFile, keyFile])
+      if (!force && (await exists(f)))
+        throw new UsageError(`${f} already exists; pass --force to replace it`);
+    const host = hostname();
+    const ips = ['127.0.0.1', '::1'];
+    if (isIP(address) !== 0 && address !== '0.0.0.0' && address !== '::' && !ips.includes(address))
+      ips.push(address);
+    const dns = [...new Set([host, 'localhost'].filter((d) => /^[A-Za-z0-9.-]+$/.test(d)))];
+    if (isIP(address) === 0 && !dns.includes(address)) dns.push(address);
+    const tmpCert = `${certFile}.${randomBytes(4).toString('hex')}.tmp`;
+    const tmpKey = `${keyFile}.${randomBytes(4).toString('hex')}.tmp`;
+    try {
+      await createSelfSignedCertificate({
+        certFile: tmpCert,
+        keyFile: tmpKey,
+        commonName: host,
+        dnsNames: dns,
+        ipAddresses: ips,
+      });
+      await writeFileAtomic(keyFile, await readFile(tmpKey), { mode: 0o600, overwrite: force });
+      await writeFileAtomic(certFile, await readFile(tmpCert), { mode: 0o644, overwrite: force });
+    } finally {
+      await unlink(tmpCert).catch(() => {});
+      await unlink(tmpKey).catch(() => {});
+    }
+    template.certificateFile = CERT_FILE_NAME;
+    template.keyFile = KEY_FILE_NAME;
+    result.certificateFile = certFile;
+  }
+  await writeFileAtomic(configPath, renderConfigXml(template), { mode: 0o600, overwrite: force });
+
+  // Read back what was written: it must load, or init failed.
+  const config = await loadConfig(configPath);
+  if (config.listener.encryption.thumbprint) result.thumbprint = config.listener.encryption.thumbprint;
+
+  out(`Wrote ${configPath} (mode ${mode}, listening on ${address} port ${port}).`);
+  if (mode === 'aes') {
+    out('');
+    out('AES key (give it to the orchestrator; it is also stored in the config file, keep that private):');
+    out(`  ${result.keyHex}`);
+  } else if (mode === 'ssl') {
+    out(`Certificate: ${result.certificateFile} (key: ${join(dir, KEY_FILE_NAME)}, keep it private)`);
+    out('');
+    out('SHA-256 thumbprint (orchestrators pin this to trust the agent):');
+    out(`  ${formatThumbprint(result.thumbprint ?? '')}`);
+  } else {
+    out('');
+    out(
+      'WARNING: mode none: no encryption and no authentication; anyone who can reach the port can run commands.',
+    );
+  }
+  out('');
+  out('Next:');
+  out(`  outpost serve --config ${configPath}`);
+  return result;
+}
+
+export function registerInit(program: Command): void {
+  program
+    .command('init')
+    .description('write a new agent configuration with a fresh AES key (or a self-signed TLS certificate)')
+    .option('--config <path>', `where to write it (default: ./${CONFIG_FILE_NAME})`)
+    .option('--mode <mode>', 'encryption: aes, ssl or none', 'aes')
+    .option('--address <address>', 'address to listen on (default: 0.0.0.0; 127.0.0.1 for mode none)')
+    .option('--port <port>', 'TCP port to listen on', String(DEFAULT_PORT))
+    .option('--force', 'overwrite an existing configuration (and certificate)')
+    .action(
+      async (opts: { config?: string; mode?: string; address?: string; port?: string; force?: boolean }) => {
+        await init({
+          configPath: opts.config,
+          mode: opts.mode,
+          address: opts.address,
+          port: opts.port,
+          force: opts.force,
+        });
+      },
+    );
+}

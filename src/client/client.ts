@@ -1,0 +1,776 @@
+/**
+ * `AgentClient`: the TypeScript SDK for orchestrators. One client is one
+ * connection to one agent session; any number of requests may be in flight
+ * on it at once (replies are matched by token).
+ *
+ *     const agent = await AgentClient.connect({ host, port, mode: 'aes', key });
+ *     await agent.upload('./build', '/srv/app/releases/42');
+ *     const { code, stdout } = await agent.exec('/srv/app/releases/42/install.sh', [], { encoding: 'utf8' });
+ *     await agent.close();
+ */
+import { Buffer } from 'node:buffer';
+import { finished } from 'node:stream/promises';
+import {
+  AGENT_TYPE_NAMES,
+  DEFAULT_PORT,
+  dateToTicks,
+  EntryKind,
+  HashAlgorithm,
+  isProductType,
+  MAX_MAX_MESSAGE_SIZE,
+  type ProductType,
+  parseAesKeyHex,
+  type ResultOf,
+  ticksToDate,
+} from '../protocol/index.js';
+import type { EncryptionMode } from '../transport/index.js';
+import { Channel, type ReconnectPolicy, type ReconnectResult } from './channel.js';
+import { ClientContext, noop } from './context.js';
+import { abortReason, ConnectionError, HandshakeError, isRemoteError, throwIfAborted } from './errors.js';
+import { checkPath, RemotePaths } from './paths.js';
+import { type ProcessExit, RemoteProcess, type SpawnOptions, startArguments } from './process.js';
+import {
+  type ReadStreamOptions,
+  RemoteReadStream,
+  RemoteWriteStream,
+  type WriteStreamOptions,
+} from './streams.js';
+import {
+  download,
+  listRemoteTree,
+  type SyncOptions,
+  type SyncResult,
+  sync,
+  type TransferOptions,
+  type TransferResult,
+  upload,
+} from './transfer.js';
+
+/** A product agent type by name or number: requests are served by that product's host. */
+export type AgentTypeInput = 'BuildMaster' | 'Otter' | 'Hedgehog' | ProductType;
+
+/** Options of {@link AgentClient.connect}. */
+export interface ClientOptions {
+  /** The agent's host name or IP address. */
+  host: string;
+  /** The agent's TCP port (default 46336). */
+  port?: number;
+  /**
+   * The agent's encryption mode. Default: `'aes'` when `key` is given,
+   * `'ssl'` when `ca` or `thumbprint` is, else `'none'`. A mode other than
+   * the agent's fails with a `HandshakeError` (`MODE_MISMATCH`) naming both.
+   */
+  mode?: EncryptionMode;
+  /** Mode aes: the agent's key, as 32/48/64 hex digits or 16/24/32 bytes. */
+  key?: string | Uint8Array;
+  /** Mode ssl: PEM of the agent's certificate or of the CA that issued it. */
+  ca?: string | Buffer;
+  /** Mode ssl: the agent certificate's SHA-256 thumbprint (hex; colons and case ignored). */
+  thumbprint?: string;
+  /** Mode ssl: skip certificate verification (testing only). */
+  insecure?: boolean;
+  /** Mode ssl: the name the certificate must carry (default: `host`). */
+  servername?: string;
+  /** Product whose host serves file and process requests (default BuildMaster). */
+  agentType?: AgentTypeInput;
+  /** Resume this session (e.g. a previous client's `sessionId`); a different ID granted means it is gone. */
+  sessionId?: number;
+  /** Cancels connecting. */
+  signal?: AbortSignal;
+  /** Deadline for connecting, handshake included (default 10 s). */
+  timeoutMs?: number;
+  /** Largest message accepted from the agent (default 256 MiB, the protocol's maximum). */
+  maxMessageSize?: number;
+  /**
+   * Reconnect automatically (same session) when the connection drops:
+   * `true` = 5 retries 500 ms apart. Running processes keep streaming;
+   * requests in flight reject with a retryable `ConnectionError`.
+   */
+  reconnect?: boolean | { retries?: number; delayMs?: number };
+}
+
+/** What {@link AgentClient.info} reports. */
+export type AgentInfo = ResultOf<'GetAgentInfo'>;
+
+/** Kind of a remote directory entry. */
+export type EntryKindName = 'file' | 'directory' | 'symlink' | 'other';
+
+/** Metadata of a remote file or directory (symbolic links are not followed). */
+export interface RemoteStats {
+  kind: EntryKindName;
+  /** Size in bytes (0 for directories on most systems). */
+  size: number;
+  /** Last-write time (millisecond precision). */
+  mtime: Date;
+  /** Last-write time in .NET ticks (100 ns), as the agent reported it. */
+  mtimeTicks: bigint;
+  /** POSIX permission bits (on Windows only the read-only bit is meaningful). */
+  mode: number;
+}
+
+/** One entry of {@link AgentClient.list}. */
+export interface RemoteEntry extends RemoteStats {
+  /** Name relative to the listed directory, `/`-separated. */
+  name: string;
+}
+
+/** Options of {@link AgentClient.list}. */
+export interface ListOptions {
+  /** Descend into subdirectories (symlinked directories are listed, not followed). */
+  recursive?: boolean;
+  /** Globs the relative names must match (default: all). */
+  include?: string | string[];
+  /** Globs to leave out (an excluded directory is not descended into). Exclude wins. */
+  exclude?: string | string[];
+  signal?: AbortSignal;
+}
+
+/** Options accepted by every call. */
+export interface CallOptions {
+  /** Rejects the call with an `AbortError` (or `TimeoutError` for `AbortSignal.timeout()`). */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link AgentClient.exec}. */
+export interface ExecOptions extends Omit<SpawnOptions, 'stdin' | 'highWaterMark'> {
+  /** Written to the process's stdin, which is then closed. */
+  input?: string | Uint8Array;
+  /** Bytes of stdout and of stderr kept (each; default 10 MiB); more is read and discarded and `truncated` is set. */
+  maxOutput?: number;
+  /** Decode stdout and stderr to strings with this encoding. */
+  encoding?: BufferEncoding;
+}
+
+/** What {@link AgentClient.exec} returns. */
+export interface ExecResult<T extends string | Buffer = Buffer> extends ProcessExit {
+  stdout: T;
+  stderr: T;
+  /** True when stdout or stderr exceeded `maxOutput` and was cut. */
+  truncated: boolean;
+}
+
+/** An entry of {@link AgentClient.listProcesses}. */
+export type ProcessInfo = ResultOf<'ListProcesses'>['processes'][number];
+
+/** Hash algorithms of {@link AgentClient.hash}. */
+export type HashName = 'sha256' | 'sha1' | 'md5';
+
+const HASH_CODES: Record<HashName, number> = {
+  sha256: HashAlgorithm.SHA256,
+  sha1: HashAlgorithm.SHA1,
+  md5: HashAlgorithm.MD5,
+};
+const KIND_NAMES: Record<number, EntryKindName> = {
+  [EntryKind.File]: 'file',
+  [EntryKind.Directory]: 'directory',
+  [EntryKind.Symlink]: 'symlink',
+  [EntryKind.Other]: 'other',
+};
+const DEFAULT_RECONNECT: ReconnectPolicy = { retries: 5, delayMs: 500 };
+const DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024;
+
+function toStats(e: ResultOf<'GetFileInfo'>): RemoteStats {
+  return {
+    kind: KIND_NAMES[e.kind] ?? 'other',
+    size: e.size,
+    mtime: ticksToDate(e.lastWriteTime),
+    mtimeTicks: e.lastWriteTime,
+    mode: e.mode,
+  };
+}
+
+function productType(input: AgentTypeInput | undefined): ProductType {
+  if (input === undefined) return 1;
+  if (typeof input === 'number' && isProductType(input)) return input;
+  if (typeof input === 'string') {
+    for (const [code, name] of Object.entries(AGENT_TYPE_NAMES))
+      if (name.toLowerCase() === input.toLowerCase() && isProductType(Number(code)))
+        return Number(code) as ProductType;
+  }
+  throw new TypeError(
+    `agentType must be 'BuildMaster' (1), 'Otter' (2) or 'Hedgehog' (3), got ${JSON.stringify(input)}`,
+  );
+}
+
+function toKey(key: string | Uint8Array | undefined): Buffer | undefined {
+  if (key === undefined) return undefined;
+  if (typeof key === 'string') {
+    const k = parseAesKeyHex(key);
+    if (!k)
+      throw new TypeError(
+        "key must be the agent's AES key as 32, 48 or 64 hex digits (AES-128/192/256), or a Buffer of 16, 24 or 32 bytes",
+      );
+    return k;
+  }
+  if (!(key instanceof Uint8Array) || ![16, 24, 32].includes(key.length))
+    throw new TypeError('key must be a Buffer of 16, 24 or 32 bytes, or 32, 48 or 64 hex digits');
+  return Buffer.from(key);
+}
+
+function reconnectPolicy(r: ClientOptions['reconnect']): ReconnectPolicy | null {
+  if (r === undefined || r === false) return null;
+  if (r === true) return DEFAULT_RECONNECT;
+  const retries = r.retries ?? DEFAULT_RECONNECT.retries;
+  const delayMs = r.delayMs ?? DEFAULT_RECONNECT.delayMs;
+  if (!Number.isInteger(retries) || retries < 0)
+    throw new RangeError(`reconnect.retries must be an integer ≥ 0, got ${retries}`);
+  if (!Number.isFinite(delayMs) || delayMs < 0)
+    throw new RangeError(`reconnect.delayMs must be ≥ 0, got ${delayMs}`);
+  return { retries, delayMs };
+}
+
+function globs(v: string | string[] | undefined, what: string): string[] {
+  if (v === undefined) return [];
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.some((g) => typeof g !== 'string'))
+    throw new TypeError(`${what} must be a glob string or an array of them`);
+  return list;
+}
+
+function toBytes(data: string | Uint8Array, encoding: BufferEncoding = 'utf8'): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, encoding);
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError(`data must be a string, Buffer or Uint8Array, got ${typeof data}`);
+}
+
+function checkMode(mode: unknown): number {
+  if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777)
+    throw new RangeError(
+      `mode must be POSIX permission bits between 0 and 0o7777 (e.g. 0o644), got ${String(mode)}`,
+    );
+  return mode;
+}
+
+function checkDate(d: unknown, what: string): Date {
+  if (!(d instanceof Date) || !Number.isFinite(d.getTime()))
+    throw new TypeError(`${what} must be a valid Date`);
+  return d;
+}
+
+/**
+ * A connection to an Outpost (or Inedo) agent, speaking protocol v1.
+ * Create one with {@link AgentClient.connect}; end it with {@link close}
+ * (the session lives on and can be resumed) or {@link closeSession}.
+ */
+export class AgentClient {
+  private readonly channel: Channel;
+  private readonly ctx: ClientContext;
+  private cachedInfo: AgentInfo;
+
+  private constructor(channel: Channel, info: AgentInfo, agentType: ProductType) {
+    this.channel = channel;
+    this.cachedInfo = info;
+    this.ctx = new ClientContext(channel, agentType, new RemotePaths(info.directorySeparator || '/'));
+  }
+
+  /**
+   * Connects to an agent and performs the handshake (and GetAgentInfo, to
+   * learn its message limit and path separator).
+   *
+   * @throws HandshakeError when the agent refuses, uses another mode, or its
+   *   certificate does not verify (the message names expected and presented thumbprints).
+   * @throws TimeoutError after `timeoutMs`; AbortError when `signal` fires.
+   */
+  static async connect(options: ClientOptions): Promise<AgentClient> {
+    if (options === null || typeof options !== 'object')
+      throw new TypeError('connect() needs an options object');
+    if (typeof options.host !== 'string' || options.host === '')
+      throw new TypeError("host must be the agent's host name or IP address");
+    const port = options.port ?? DEFAULT_PORT;
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new RangeError(`port must be an integer between 1 and 65535, got ${String(options.port)}`);
+    const key = toKey(options.key);
+    const mode: EncryptionMode =
+      options.mode ??
+      (key ? 'aes' : options.ca !== undefined || options.thumbprint !== undefined ? 'ssl' : 'none');
+    const agentType = productType(options.agentType);
+    const sessionId = options.sessionId ?? 0;
+    if (!Number.isInteger(sessionId) || sessionId < 0 || sessionId > 0x7fffffff)
+      throw new RangeError(
+        `sessionId must be a positive int32 (or 0 for a new session), got ${String(sessionId)}`,
+      );
+    const { channel } = await Channel.open(
+      {
+        connect: {
+          host: options.host,
+          port,
+          mode,
+          key,
+          ca: options.ca,
+          thumbprint: options.thumbprint,
+          insecure: options.insecure,
+          servername: options.servername,
+          timeoutMs: options.timeoutMs,
+          maxMessageSize: options.maxMessageSize ?? MAX_MAX_MESSAGE_SIZE,
+        },
+        reconnect: reconnectPolicy(options.reconnect),
+      },
+      sessionId,
+      options.signal,
+    );
+    try {
+      const info = await channel.request(0, 'GetAgentInfo', {}, { signal: options.signal });
+      channel.agentMaxMessageSize = info.maxMessageSize;
+      return new AgentClient(channel, info, agentType);
+    } catch (err) {
+      await channel.close().catch(noop);
+      if (err instanceof ConnectionError)
+        throw new HandshakeError(
+          'REJECTED',
+          `the agent at ${options.host}:${port} closed the connection at the first request` +
+            (mode === 'aes' ? ": the AES key is most likely not the agent's" : ''),
+          { cause: err },
+        );
+      throw err;
+    }
+  }
+
+  /** The session this client is attached to (pass it as `sessionId` to resume it later). */
+  get sessionId(): number {
+    return this.channel.sessionId;
+  }
+
+  /** The product agent type file and process requests go to. */
+  get agentType(): ProductType {
+    return this.ctx.agentType as ProductType;
+  }
+
+  /** True while a connection is up. */
+  get connected(): boolean {
+    return this.channel.connected;
+  }
+
+  /** What the agent reported when this client connected (see {@link info} for a fresh copy). */
+  get agentInfo(): AgentInfo {
+    return this.cachedInfo;
+  }
+
+  // ------------------------------------------------------------ meta
+
+  /** Round-trips a Ping; resolves with the time it took in milliseconds. */
+  async ping(options: CallOptions = {}): Promise<number> {
+    const t0 = performance.now();
+    await this.channel.request(0, 'Ping', {}, options);
+    return performance.now() - t0;
+  }
+
+  /** The agent's version, host name, OS, processor count, path separator and message limit. */
+  async info(options: CallOptions = {}): Promise<AgentInfo> {
+    this.cachedInfo = await this.channel.request(0, 'GetAgentInfo', {}, options);
+    return this.cachedInfo;
+  }
+
+  /** The configured root path of a product (default: this client's agent type), created on demand. */
+  async rootPath(agentType?: AgentTypeInput, options: CallOptions = {}): Promise<string> {
+    const t = productType(agentType ?? this.agentType);
+    return (await this.channel.request(0, 'GetAgentRootPath', { agentType: t }, options)).path;
+  }
+
+  /**
+   * Stores extension files on the agent (UpdateAgent) under
+   * `ExtensionCachePath/<instance>/<product>/`, each atomically, then
+   * confirms with a Ping that the agent still answers.
+   */
+  async update(
+    update: {
+      instance: string;
+      product?: AgentTypeInput;
+      files: { name: string; data: string | Uint8Array }[];
+    },
+    options: CallOptions = {},
+  ): Promise<void> {
+    if (typeof update?.instance !== 'string' || update.instance === '')
+      throw new TypeError('update.instance must be a non-empty name');
+    if (!Array.isArray(update.files)) throw new TypeError('update.files must be an array of { name, data }');
+    const files = update.files.map((f, i) => {
+      if (typeof f?.name !== 'string' || f.name === '')
+        throw new TypeError(`update.files[${i}].name must be a non-empty file name`);
+      return { name: f.name, data: toBytes(f.data) };
+    });
+    await this.channel.request(
+      0,
+      'UpdateAgent',
+      { instance: update.instance, product: productType(update.product ?? this.agentType), files },
+      options,
+    );
+    await this.ping(options);
+  }
+
+  /** Ends the session on the agent: its processes are terminated and its handles closed. Closes the client. */
+  async closeSession(options: CallOptions = {}): Promise<void> {
+    await this.channel.closeSession(options);
+  }
+
+  /**
+   * Closes the connection once requests in flight have settled. The session
+   * stays on the agent (until its detached timeout): reconnect to it with
+   * `AgentClient.connect({ …, sessionId })`. Processes this client followed
+   * reject their `exited` with `ConnectionError` `CLOSED`.
+   */
+  async close(): Promise<void> {
+    await this.channel.close();
+  }
+
+  /**
+   * Reconnects to the same session now (half-closing the current connection
+   * first, so nothing the agent already sent is lost). `resumed` is false
+   * when the agent granted a new session: everything of the old one then
+   * rejected with `SessionLostError`.
+   */
+  async reconnect(
+    options: CallOptions & { retries?: number; delayMs?: number } = {},
+  ): Promise<ReconnectResult> {
+    const policy = reconnectPolicy({
+      retries: options.retries ?? 0,
+      delayMs: options.delayMs ?? DEFAULT_RECONNECT.delayMs,
+    });
+    return this.channel.reconnect(policy!.retries, policy!.delayMs, options.signal);
+  }
+
+  // ------------------------------------------------------------ files
+
+  /** True when `path` is an existing file (false for a directory). */
+  async exists(path: string, options: CallOptions = {}): Promise<boolean> {
+    checkPath(path);
+    return (await this.ctx.call('FileExists', { path }, { path, signal: options.signal })).exists;
+  }
+
+  /** True when `path` is an existing directory (false for a file). */
+  async dirExists(path: string, options: CallOptions = {}): Promise<boolean> {
+    checkPath(path);
+    return (await this.ctx.call('DirectoryExists', { path }, { path, signal: options.signal })).exists;
+  }
+
+  /** Kind, size, last-write time and mode of `path` (a symbolic link is reported as itself). */
+  async stat(path: string, options: CallOptions = {}): Promise<RemoteStats> {
+    checkPath(path);
+    return toStats(await this.ctx.call('GetFileInfo', { path }, { path, signal: options.signal }));
+  }
+
+  /**
+   * Lists a directory, sorted by name. Names are relative and `/`-separated.
+   * A listing larger than one message fails with `TooLarge` unless it is
+   * recursive, in which case it is fetched directory by directory.
+   */
+  async list(path: string, options: ListOptions = {}): Promise<RemoteEntry[]> {
+    checkPath(path);
+    const include = globs(options.include, 'include');
+    const exclude = globs(options.exclude, 'exclude');
+    const recursive = options.recursive ?? false;
+    const entries =
+      recursive && include.length === 0 && exclude.length === 0
+        ? await listRemoteTree(this.ctx, path, options.signal)
+        : (
+            await this.ctx.call(
+              'ListDirectory',
+              { path, recursive, include, exclude },
+              { path, signal: options.signal },
+            )
+          ).entries;
+    return entries.map((e) => ({ name: e.name, ...toStats(e) }));
+  }
+
+  /** Creates a directory and its parents; an existing directory is fine. */
+  async mkdir(path: string, options: CallOptions = {}): Promise<void> {
+    checkPath(path);
+    await this.ctx.call('CreateDirectory', { path }, { path, signal: options.signal });
+  }
+
+  /** Deletes a file, or several (one DeleteFiles request); absent files are fine, directories are `IsDirectory`. */
+  async rm(path: string | string[], options: CallOptions = {}): Promise<void> {
+    if (Array.isArray(path)) {
+      for (const [i, p] of path.entries()) checkPath(p, `path[${i}]`);
+      if (path.length === 0) return;
+      await this.ctx.call('DeleteFiles', { paths: path }, { path: path[0], signal: options.signal });
+      return;
+    }
+    checkPath(path);
+    await this.ctx.call('DeleteFile', { path }, { path, signal: options.signal });
+  }
+
+  /** Deletes a directory (with its contents when `recursive`); absent is fine, non-empty without `recursive` is `NotEmpty`. */
+  async rmdir(path: string, options: CallOptions & { recursive?: boolean } = {}): Promise<void> {
+    checkPath(path);
+    await this.ctx.call(
+      'DeleteDirectory',
+      { path, recursive: options.recursive ?? false },
+      { path, signal: options.signal },
+    );
+  }
+
+  /** Empties a directory, creating it when absent. */
+  async clear(path: string, options: CallOptions = {}): Promise<void> {
+    checkPath(path);
+    await this.ctx.call('ClearDirectory', { path }, { path, signal: options.signal });
+  }
+
+  /** Moves (renames) a file or directory; `AlreadyExists` when the target exists unless `overwrite` (files only). */
+  async move(
+    source: string,
+    destination: string,
+    options: CallOptions & { overwrite?: boolean } = {},
+  ): Promise<void> {
+    checkPath(source, 'source');
+    checkPath(destination, 'destination');
+    await this.ctx.call(
+      'Move',
+      { source, destination, overwrite: options.overwrite ?? false },
+      { path: source, signal: options.signal },
+    );
+  }
+
+  /** Copies a file atomically on the agent, keeping mode and time; `AlreadyExists` unless `overwrite`. */
+  async copy(
+    source: string,
+    destination: string,
+    options: CallOptions & { overwrite?: boolean } = {},
+  ): Promise<void> {
+    checkPath(source, 'source');
+    checkPath(destination, 'destination');
+    await this.ctx.call(
+      'CopyFile',
+      { source, destination, overwrite: options.overwrite ?? false },
+      { path: source, signal: options.signal },
+    );
+  }
+
+  /**
+   * Reads a whole file (ReadAllBytes). A file above the agent's message
+   * limit is streamed through a handle instead, transparently.
+   */
+  readFile(path: string, options?: CallOptions & { encoding?: undefined }): Promise<Buffer>;
+  readFile(path: string, options: CallOptions & { encoding: BufferEncoding }): Promise<string>;
+  async readFile(
+    path: string,
+    options: CallOptions & { encoding?: BufferEncoding | undefined } = {},
+  ): Promise<Buffer | string> {
+    checkPath(path);
+    let data: Buffer;
+    try {
+      const r = await this.ctx.call('ReadAllBytes', { path }, { path, signal: options.signal });
+      data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+    } catch (err) {
+      if (!isRemoteError(err, 'TooLarge')) throw err;
+      const chunks: Buffer[] = [];
+      const rs = new RemoteReadStream(this.ctx, path, options.signal ? { signal: options.signal } : {});
+      for await (const c of rs) chunks.push(c as Buffer);
+      data = Buffer.concat(chunks);
+    }
+    return options.encoding ? data.toString(options.encoding) : data;
+  }
+
+  /**
+   * Writes a whole file atomically (the target is replaced or left as it
+   * was). Data above the agent's message limit is written through a handle
+   * to a temp name beside the target, then moved over it.
+   */
+  async writeFile(
+    path: string,
+    data: string | Uint8Array,
+    options: CallOptions & { mode?: number; mtime?: Date; encoding?: BufferEncoding } = {},
+  ): Promise<void> {
+    checkPath(path);
+    const bytes = toBytes(data, options.encoding);
+    const mode = options.mode === undefined ? null : checkMode(options.mode);
+    const mtime = options.mtime === undefined ? null : checkDate(options.mtime, 'mtime');
+    throwIfAborted(options.signal, `writing ${path}`);
+    if (bytes.length <= this.ctx.chunkSize(Number.MAX_SAFE_INTEGER, Buffer.byteLength(path))) {
+      await this.ctx.call(
+        'WriteAllBytes',
+        { path, data: bytes, mode, lastWriteTime: mtime === null ? null : dateToTicks(mtime) },
+        { path, signal: options.signal },
+      );
+      return;
+    }
+    const ws = new RemoteWriteStream(this.ctx, path, {
+      ...(mode !== null ? { mode } : {}),
+      ...(mtime !== null ? { mtime } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    ws.end(bytes);
+    await finished(ws);
+  }
+
+  /** The file's hash computed on the agent (streamed there, never read whole), as lower-case hex. */
+  async hash(path: string, algorithm: HashName = 'sha256', options: CallOptions = {}): Promise<string> {
+    checkPath(path);
+    const code = HASH_CODES[algorithm];
+    if (code === undefined)
+      throw new TypeError(`algorithm must be 'sha256', 'sha1' or 'md5', got ${JSON.stringify(algorithm)}`);
+    const r = await this.ctx.call('GetFileHash', { path, algorithm: code }, { path, signal: options.signal });
+    return Buffer.from(r.hash.buffer, r.hash.byteOffset, r.hash.byteLength).toString('hex');
+  }
+
+  /** Sets a file's last-write time. */
+  async setMtime(path: string, mtime: Date, options: CallOptions = {}): Promise<void> {
+    checkPath(path);
+    const ticks = dateToTicks(checkDate(mtime, 'mtime'));
+    await this.ctx.call('SetLastWriteTime', { path, lastWriteTime: ticks }, { path, signal: options.signal });
+  }
+
+  /** Sets POSIX permission bits (on Windows only the read-only bit applies). */
+  async chmod(path: string, mode: number, options: CallOptions = {}): Promise<void> {
+    checkPath(path);
+    await this.ctx.call('SetMode', { path, mode: checkMode(mode) }, { path, signal: options.signal });
+  }
+
+  /**
+   * A remote file as a `Readable`, read through a handle with `window`
+   * ReadFile requests of `chunkSize` bytes in flight.
+   */
+  createReadStream(path: string, options: ReadStreamOptions = {}): RemoteReadStream {
+    checkPath(path);
+    return new RemoteReadStream(this.ctx, path, options);
+  }
+
+  /**
+   * A remote file as a `Writable`. Data goes to a temp file beside `path`
+   * with `window` WriteFile requests in flight; on 'finish' it has been
+   * moved over `path` (atomic). On error or abort the temp file is deleted.
+   */
+  createWriteStream(path: string, options: WriteStreamOptions = {}): RemoteWriteStream {
+    checkPath(path);
+    return new RemoteWriteStream(this.ctx, path, options);
+  }
+
+  /**
+   * Uploads a local file or directory tree to `remote` (the target path
+   * itself, not its parent). Each file is verified by SHA-256 (unless
+   * `verify: false`) and replaced atomically; symbolic links are skipped.
+   */
+  upload(local: string, remote: string, options: TransferOptions = {}): Promise<TransferResult> {
+    checkPath(local, 'local');
+    checkPath(remote, 'remote');
+    return upload(this.ctx, local, remote, options);
+  }
+
+  /**
+   * Downloads a remote file or directory tree to `local` (the target path
+   * itself). Each file lands in a temp file, is verified by SHA-256 and
+   * renamed into place, with the remote mode and last-write time.
+   */
+  download(remote: string, local: string, options: TransferOptions = {}): Promise<TransferResult> {
+    checkPath(remote, 'remote');
+    checkPath(local, 'local');
+    return download(this.ctx, remote, local, options);
+  }
+
+  /**
+   * Makes the remote directory match the local one: sends files whose size
+   * or last-write time (or, with `compare: 'hash'`, SHA-256) differ, and
+   * with `delete: true` removes remote entries that do not exist locally.
+   */
+  sync(local: string, remote: string, options: SyncOptions = {}): Promise<SyncResult> {
+    checkPath(local, 'local');
+    checkPath(remote, 'remote');
+    return sync(this.ctx, local, remote, options);
+  }
+
+  // ------------------------------------------------------------ processes
+
+  /**
+   * Starts a process on the agent; resolves once it runs (with its pid).
+   * Read `stdout` and `stderr` (or `resume()` them): while one is full, the
+   * client stops reading the connection.
+   */
+  async spawn(
+    file: string,
+    args: readonly string[] = [],
+    options: SpawnOptions = {},
+  ): Promise<RemoteProcess> {
+    const startArgs = startArguments(file, args, options);
+    const { signal } = options;
+    throwIfAborted(signal, `starting ${file}`);
+    const token = this.channel.allocateToken();
+    const proc = new RemoteProcess(this.ctx, token, {
+      stdin: options.stdin ?? false,
+      highWaterMark: options.highWaterMark,
+    });
+    this.channel.registerProcess(token, proc, this.ctx.agentType);
+    try {
+      const { pid } = await this.ctx.call('StartProcess', startArgs, { token, path: file });
+      proc.started(pid);
+    } catch (err) {
+      this.channel.unregisterProcess(token);
+      proc.onFailure(err as Error);
+      throw err;
+    }
+    if (signal) {
+      const onAbort = () => void proc.kill({ tree: true }).catch(noop);
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        void proc.exited.then(
+          () => signal.removeEventListener('abort', onAbort),
+          () => signal.removeEventListener('abort', onAbort),
+        );
+      }
+    }
+    return proc;
+  }
+
+  /**
+   * Runs a process to completion and collects its output (up to
+   * `maxOutput` bytes of each stream). A non-zero exit code is returned,
+   * not thrown. When `signal` fires the process tree is killed and the call
+   * rejects with `AbortError` once the process has exited.
+   */
+  exec(
+    file: string,
+    args?: readonly string[],
+    options?: ExecOptions & { encoding?: undefined },
+  ): Promise<ExecResult<Buffer>>;
+  exec(
+    file: string,
+    args: readonly string[],
+    options: ExecOptions & { encoding: BufferEncoding },
+  ): Promise<ExecResult<string>>;
+  async exec(
+    file: string,
+    args: readonly string[] = [],
+    options: ExecOptions = {},
+  ): Promise<ExecResult<Buffer> | ExecResult<string>> {
+    const maxOutput = options.maxOutput ?? DEFAULT_MAX_OUTPUT;
+    if (!Number.isInteger(maxOutput) || maxOutput < 0)
+      throw new RangeError(`maxOutput must be a non-negative integer, got ${String(options.maxOutput)}`);
+    const input = options.input === undefined ? undefined : toBytes(options.input);
+    const { input: _input, maxOutput: _max, encoding, ...spawnOptions } = options;
+    const proc = await this.spawn(file, args, { ...spawnOptions, stdin: input !== undefined });
+    let truncated = false;
+    const collect = async (stream: NodeJS.ReadableStream): Promise<Buffer> => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      for await (const c of stream as AsyncIterable<Buffer>) {
+        const room = maxOutput - kept;
+        if (room >= c.length) {
+          chunks.push(c);
+          kept += c.length;
+        } else {
+          if (room > 0) chunks.push(c.subarray(0, room));
+          kept += Math.max(0, room);
+          truncated = true;
+        }
+      }
+      return Buffer.concat(chunks);
+    };
+    if (proc.stdin && input) {
+      // A process that exits without reading its input is not an exec failure.
+      proc.stdin.on('error', noop);
+      proc.stdin.end(input);
+    }
+    const [exit, stdout, stderr] = await Promise.all([
+      proc.exited,
+      collect(proc.stdout),
+      collect(proc.stderr),
+    ]);
+    if (options.signal?.aborted) throw abortReason(options.signal, `running ${file}`);
+    if (encoding)
+      return { ...exit, stdout: stdout.toString(encoding), stderr: stderr.toString(encoding), truncated };
+    return { ...exit, stdout, stderr, truncated };
+  }
+
+  /** Processes started in this session (by any of its connections), running or recently finished. */
+  async listProcesses(options: CallOptions = {}): Promise<ProcessInfo[]> {
+    return (await this.ctx.call('ListProcesses', {}, { signal: options.signal })).processes;
+  }
+}

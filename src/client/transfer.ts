@@ -1,0 +1,607 @@
+/**
+ * upload / download / sync: a file or a whole tree, many files in flight,
+ * small files in one message (WriteAllBytes/ReadAllBytes), large ones as
+ * streams, each verified by SHA-256 and replaced atomically (remote: temp +
+ * Move; local: temp + rename).
+ */
+import { createHash, type Hash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { dateToTicks, EntryKind, HashAlgorithm, type ResultOf, ticksToDate } from '../protocol/index.js';
+import type { ClientContext } from './context.js';
+import { noop } from './context.js';
+import { abortReason, isRemoteError, OutpostError, VerificationError } from './errors.js';
+import { checkConcurrency, forEachLimited } from './limit.js';
+import { TEMP_SUFFIX } from './paths.js';
+import { RemoteReadStream, RemoteWriteStream } from './streams.js';
+
+/** Progress of an upload, download or sync. */
+export interface TransferProgress {
+  /** The file being transferred, relative to the tree's root (`''` for a single file). */
+  file: string;
+  /** Bytes transferred so far, over all files. */
+  bytes: number;
+  /** Bytes to transfer in total. */
+  totalBytes: number;
+  /** Files completed. */
+  files: number;
+  /** Files to transfer in total. */
+  totalFiles: number;
+}
+
+/** Options of {@link AgentClient.upload} and {@link AgentClient.download}. */
+export interface TransferOptions {
+  /** Called as bytes move (several times per file). */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Compare SHA-256 of source and target before the target is replaced (default true). */
+  verify?: boolean;
+  /** Stops the transfer; a file in progress is not committed (its temp file is removed). */
+  signal?: AbortSignal;
+  /** Files in flight at once (default 4). */
+  concurrency?: number;
+  /** Bytes per request for streamed files (default 1 MiB). */
+  chunkSize?: number;
+  /** Requests in flight per streamed file (default 8). */
+  window?: number;
+}
+
+/** What a transfer did. */
+export interface TransferResult {
+  /** Files transferred. */
+  files: number;
+  /** Bytes transferred. */
+  bytes: number;
+  /** Directories created (trees only). */
+  directories: number;
+  /** Entries not transferred: symbolic links and special files (relative names). */
+  skipped: string[];
+}
+
+/** Options of {@link AgentClient.sync}. */
+export interface SyncOptions extends TransferOptions {
+  /** Delete remote entries that do not exist locally (default false). */
+  delete?: boolean;
+  /** How to decide a file differs when sizes match: last-write time (default) or SHA-256. */
+  compare?: 'mtime' | 'hash';
+}
+
+/** What a sync did. */
+export interface SyncResult {
+  /** Files sent (relative names, `/`-separated). */
+  uploaded: string[];
+  /** Remote entries deleted (relative names). */
+  deleted: string[];
+  /** Files left alone because they matched. */
+  unchanged: number;
+  /** Bytes sent. */
+  bytes: number;
+}
+
+interface LocalFile {
+  rel: string;
+  abs: string;
+  size: number;
+  mode: number;
+  mtimeMs: number;
+}
+
+interface LocalTree {
+  files: LocalFile[];
+  dirs: string[];
+  skipped: string[];
+}
+
+type ListEntry = ResultOf<'ListDirectory'>['entries'][number];
+
+/** Whether a name is one of the SDK's own temp files (never transferred). */
+function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
+}
+
+/** Walks a local directory (symlinks are not followed; they and special files are skipped). */
+async function walkLocal(root: string, signal?: AbortSignal): Promise<LocalTree> {
+  const tree: LocalTree = { files: [], dirs: [], skipped: [] };
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    if (signal?.aborted) throw abortReason(signal);
+    const entries = await fsp.readdir(abs, { withFileTypes: true });
+    entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const e of entries) {
+      const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
+      const childAbs = path.join(abs, e.name);
+      if (e.isDirectory()) {
+        tree.dirs.push(childRel);
+        await visit(childAbs, childRel);
+      } else if (e.isFile()) {
+        if (isTempName(e.name)) continue;
+        const st = await fsp.stat(childAbs);
+        tree.files.push({
+          rel: childRel,
+          abs: childAbs,
+          size: st.size,
+          mode: st.mode & 0o7777,
+          mtimeMs: st.mtimeMs,
+        });
+      } else {
+        tree.skipped.push(childRel);
+      }
+    }
+  };
+  await visit(root, '');
+  return tree;
+}
+
+/** Lists a remote tree; when one recursive listing exceeds the message limit, walks it directory by directory. */
+export async function listRemoteTree(
+  ctx: ClientContext,
+  root: string,
+  signal?: AbortSignal,
+): Promise<ListEntry[]> {
+  try {
+    const r = await ctx.call(
+      'ListDirectory',
+      { path: root, recursive: true, include: [], exclude: [] },
+      { path: root, signal },
+    );
+    return r.entries;
+  } catch (err) {
+    if (!isRemoteError(err, 'TooLarge')) throw err;
+  }
+  const out: ListEntry[] = [];
+  const queue: string[] = [''];
+  for (let rel = queue.shift(); rel !== undefined; rel = queue.shift()) {
+    const dir = ctx.paths.join(root, rel);
+    const r = await ctx.call(
+      'ListDirectory',
+      { path: dir, recursive: false, include: [], exclude: [] },
+      { path: dir, signal },
+    );
+    for (const e of r.entries) {
+      const name = rel === '' ? e.name : `${rel}/${e.name}`;
+      out.push({ ...e, name });
+      if (e.kind === EntryKind.Directory) queue.push(name);
+    }
+  }
+  return out;
+}
+
+class Progress {
+  bytes = 0;
+  files = 0;
+  constructor(
+    readonly totalBytes: number,
+    readonly totalFiles: number,
+    private readonly cb: ((p: TransferProgress) => void) | undefined,
+  ) {}
+  add(file: string, bytes: number): void {
+    this.bytes += bytes;
+    this.report(file);
+  }
+  done(file: string): void {
+    this.files++;
+    this.report(file);
+  }
+  private report(file: string): void {
+    this.cb?.({
+      file,
+      bytes: this.bytes,
+      totalBytes: this.totalBytes,
+      files: this.files,
+      totalFiles: this.totalFiles,
+    });
+  }
+}
+
+/** Hashes (and counts) what flows through a pipeline. */
+function tap(hash: Hash, progress: Progress, rel: string) {
+  return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      hash.update(chunk);
+      progress.add(rel, chunk.length);
+      yield chunk;
+    }
+  };
+}
+
+function hexOf(hash: Uint8Array): string {
+  return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString('hex');
+}
+
+async function remoteSha256(ctx: ClientContext, p: string, signal?: AbortSignal): Promise<string> {
+  const r = await ctx.call('GetFileHash', { path: p, algorithm: HashAlgorithm.SHA256 }, { path: p, signal });
+  return hexOf(r.hash);
+}
+
+interface TransferSettings {
+  verify: boolean;
+  signal: AbortSignal | undefined;
+  chunkSize: number | undefined;
+  window: number | undefined;
+}
+
+function settings(options: TransferOptions): TransferSettings {
+  return {
+    verify: options.verify ?? true,
+    signal: options.signal,
+    chunkSize: options.chunkSize,
+    window: options.window,
+  };
+}
+
+/** Sends one local file to `remote` (atomically, verified). */
+async function uploadFile(
+  ctx: ClientContext,
+  file: LocalFile,
+  remote: string,
+  s: TransferSettings,
+  progress: Progress,
+): Promise<void> {
+  const mtime = new Date(Math.round(file.mtimeMs));
+  const small = ctx.chunkSize(s.chunkSize, Buffer.byteLength(remote) * 2);
+  if (file.size <= small) {
+    const data = await fsp.readFile(file.abs, { signal: s.signal });
+    if (data.length > small) return uploadFile(ctx, { ...file, size: data.length }, remote, s, progress);
+    const expected = createHash('sha256').update(data).digest('hex');
+    const args = { data, mode: file.mode, lastWriteTime: dateToTicks(mtime) };
+    if (!s.verify) {
+      await ctx.call('WriteAllBytes', { path: remote, ...args }, { path: remote, signal: s.signal });
+    } else {
+      const tmp = ctx.paths.tempFor(remote);
+      try {
+        await ctx.call('WriteAllBytes', { path: tmp, ...args }, { path: remote, signal: s.signal });
+        const actual = await remoteSha256(ctx, tmp, s.signal);
+        if (actual !== expected) throw new VerificationError(remote, expected, actual);
+        await ctx.call(
+          'Move',
+          { source: tmp, destination: remote, overwrite: true },
+          { path: remote, signal: s.signal },
+        );
+      } catch (err) {
+        await ctx.call('DeleteFile', { path: tmp }).catch(noop);
+        throw err;
+      }
+    }
+    progress.add(file.rel, data.length);
+    progress.done(file.rel);
+    return;
+  }
+  const hash = createHash('sha256');
+  const chunk = ctx.chunkSize(s.chunkSize);
+  const ws = new RemoteWriteStream(
+    ctx,
+    remote,
+    { chunkSize: chunk, window: s.window, mode: file.mode, mtime, ...(s.signal ? { signal: s.signal } : {}) },
+    {
+      beforeCommit: async (tmp) => {
+        if (!s.verify) return;
+        const expected = hash.digest('hex');
+        const actual = await remoteSha256(ctx, tmp, s.signal);
+        if (actual !== expected) throw new VerificationError(remote, expected, actual);
+      },
+    },
+  );
+  await pipeline(createReadStream(file.abs, { highWaterMark: chunk }), tap(hash, progress, file.rel), ws);
+  progress.done(file.rel);
+}
+
+/** upload(): a local file or directory tree to `remote`. */
+export async function upload(
+  ctx: ClientContext,
+  local: string,
+  remote: string,
+  options: TransferOptions = {},
+): Promise<TransferResult> {
+  const s = settings(options);
+  const concurrency = checkConcurrency(options.concurrency, 4);
+  const st = await fsp.stat(local).catch((err: NodeJS.ErrnoException) => {
+    throw new OutpostError(err.code ?? 'IOError', `cannot read the local path ${local}: ${err.message}`, {
+      path: local,
+      cause: err,
+    });
+  });
+  if (st.isFile()) {
+    const progress = new Progress(st.size, 1, options.onProgress);
+    const file = { rel: '', abs: local, size: st.size, mode: st.mode & 0o7777, mtimeMs: st.mtimeMs };
+    await uploadFile(ctx, file, remote, s, progress);
+    return { files: 1, bytes: progress.bytes, directories: 0, skipped: [] };
+  }
+  if (!st.isDirectory())
+    throw new OutpostError('InvalidArgument', `${local} is neither a file nor a directory`, { path: local });
+  const tree = await walkLocal(local, s.signal);
+  await ctx.call('CreateDirectory', { path: remote }, { path: remote, signal: s.signal });
+  // CreateDirectory makes parents, and files create theirs: only directories without children need a request.
+  const leaves = tree.dirs.filter(
+    (d) =>
+      !tree.dirs.some((o) => o.startsWith(`${d}/`)) && !tree.files.some((f) => f.rel.startsWith(`${d}/`)),
+  );
+  await forEachLimited(
+    leaves,
+    concurrency * 4,
+    async (d) => {
+      const p = ctx.paths.join(remote, d);
+      await ctx.call('CreateDirectory', { path: p }, { path: p, signal: s.signal });
+    },
+    s.signal,
+  );
+  const total = tree.files.reduce((n, f) => n + f.size, 0);
+  const progress = new Progress(total, tree.files.length, options.onProgress);
+  await forEachLimited(
+    tree.files,
+    concurrency,
+    (f) => uploadFile(ctx, f, ctx.paths.join(remote, f.rel), s, progress),
+    s.signal,
+  );
+  return {
+    files: tree.files.length,
+    bytes: progress.bytes,
+    directories: tree.dirs.length + 1,
+    skipped: tree.skipped,
+  };
+}
+
+interface RemoteFile {
+  rel: string;
+  path: string;
+  size: number;
+  mode: number;
+  mtime: Date;
+}
+
+/** Fetches one remote file to `local` (temp + rename, verified). */
+async function downloadFile(
+  ctx: ClientContext,
+  file: RemoteFile,
+  local: string,
+  s: TransferSettings,
+  progress: Progress,
+): Promise<void> {
+  const dir = path.dirname(local);
+  await fsp.mkdir(dir, { recursive: true });
+  const existing = await fsp.lstat(local).catch(() => null);
+  if (existing?.isDirectory())
+    throw new OutpostError(
+      'IsDirectory',
+      `the local target ${local} is a directory; name the file to create`,
+      {
+        path: local,
+      },
+    );
+  const tmp = path.join(
+    dir,
+    `.${path.basename(local).slice(0, 64)}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`,
+  );
+  const expectedP = s.verify ? remoteSha256(ctx, file.path, s.signal) : null;
+  expectedP?.catch(noop);
+  try {
+    const hash = createHash('sha256');
+    let data: Buffer | null = null;
+    if (file.size <= ctx.chunkSize(s.chunkSize)) {
+      try {
+        const r = await ctx.call('ReadAllBytes', { path: file.path }, { path: file.path, signal: s.signal });
+        data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+      } catch (err) {
+        if (!isRemoteError(err, 'TooLarge')) throw err; // it grew meanwhile: stream it
+      }
+    }
+    if (data) {
+      hash.update(data);
+      await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
+      progress.add(file.rel, data.length);
+    } else {
+      const rs = new RemoteReadStream(ctx, file.path, {
+        ...(s.chunkSize !== undefined ? { chunkSize: s.chunkSize } : {}),
+        ...(s.window !== undefined ? { window: s.window } : {}),
+      });
+      await pipeline(
+        rs,
+        tap(hash, progress, file.rel),
+        createWriteStream(tmp, { flags: 'wx', mode: 0o600 }),
+        {
+          ...(s.signal ? { signal: s.signal } : {}),
+        },
+      );
+    }
+    if (expectedP) {
+      const expected = await expectedP;
+      const actual = hash.digest('hex');
+      if (actual !== expected) throw new VerificationError(local, expected, actual);
+    }
+    const fh = await fsp.open(tmp, 'r+');
+    try {
+      await fh.chmod(file.mode);
+      // Half a microsecond past the millisecond, so float rounding in utimes cannot land below it.
+      const seconds = (file.mtime.getTime() + 0.0005) / 1000;
+      await fh.utimes(seconds, seconds);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (s.signal?.aborted) throw abortReason(s.signal);
+    await fsp.rename(tmp, local);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true }).catch(noop);
+    throw err;
+  }
+  progress.done(file.rel);
+}
+
+/** download(): a remote file or directory tree to `local`. */
+export async function download(
+  ctx: ClientContext,
+  remote: string,
+  local: string,
+  options: TransferOptions = {},
+): Promise<TransferResult> {
+  const s = settings(options);
+  const concurrency = checkConcurrency(options.concurrency, 4);
+  const st = await ctx.call('GetFileInfo', { path: remote }, { path: remote, signal: s.signal });
+  let isDir = st.kind === EntryKind.Directory;
+  if (st.kind === EntryKind.Symlink)
+    isDir = (await ctx.call('DirectoryExists', { path: remote }, { path: remote, signal: s.signal })).exists;
+  if (!isDir) {
+    const size = st.kind === EntryKind.Symlink ? Number.POSITIVE_INFINITY : st.size;
+    const progress = new Progress(Number.isFinite(size) ? size : 0, 1, options.onProgress);
+    const file = { rel: '', path: remote, size, mode: st.mode, mtime: ticksToDate(st.lastWriteTime) };
+    await downloadFile(ctx, file, local, s, progress);
+    return { files: 1, bytes: progress.bytes, directories: 0, skipped: [] };
+  }
+  const entries = await listRemoteTree(ctx, remote, s.signal);
+  const files: RemoteFile[] = [];
+  const dirs: string[] = [];
+  const skipped: string[] = [];
+  for (const e of entries) {
+    if (e.kind === EntryKind.Directory) dirs.push(e.name);
+    else if (e.kind === EntryKind.File && !isTempName(e.name.slice(e.name.lastIndexOf('/') + 1)))
+      files.push({
+        rel: e.name,
+        path: ctx.paths.join(remote, e.name),
+        size: e.size,
+        mode: e.mode,
+        mtime: ticksToDate(e.lastWriteTime),
+      });
+    else if (e.kind !== EntryKind.File) skipped.push(e.name);
+  }
+  await fsp.mkdir(local, { recursive: true });
+  for (const d of dirs) await fsp.mkdir(path.join(local, ...d.split('/')), { recursive: true });
+  const total = files.reduce((n, f) => n + f.size, 0);
+  const progress = new Progress(total, files.length, options.onProgress);
+  await forEachLimited(
+    files,
+    concurrency,
+    (f) => downloadFile(ctx, f, path.join(local, ...f.rel.split('/')), s, progress),
+    s.signal,
+  );
+  return { files: files.length, bytes: progress.bytes, directories: dirs.length + 1, skipped };
+}
+
+function sha256File(abs: string, signal?: AbortSignal): Promise<string> {
+  const hash = createHash('sha256');
+  return pipeline(
+    createReadStream(abs),
+    async (source: AsyncIterable<Buffer>) => {
+      for await (const chunk of source) hash.update(chunk);
+    },
+    signal ? { signal } : {},
+  ).then(() => hash.digest('hex'));
+}
+
+/** sync(): makes the remote directory match the local one, sending only what differs. */
+export async function sync(
+  ctx: ClientContext,
+  local: string,
+  remote: string,
+  options: SyncOptions = {},
+): Promise<SyncResult> {
+  const s = settings(options);
+  const concurrency = checkConcurrency(options.concurrency, 4);
+  const compare = options.compare ?? 'mtime';
+  if (compare !== 'mtime' && compare !== 'hash')
+    throw new TypeError(`compare must be 'mtime' or 'hash', got ${JSON.stringify(compare)}`);
+  const st = await fsp.stat(local);
+  if (!st.isDirectory())
+    throw new OutpostError('NotDirectory', `sync needs a local directory; ${local} is not one`, {
+      path: local,
+    });
+  const tree = await walkLocal(local, s.signal);
+  const remoteExists = (
+    await ctx.call('DirectoryExists', { path: remote }, { path: remote, signal: s.signal })
+  ).exists;
+  const entries = remoteExists ? await listRemoteTree(ctx, remote, s.signal) : [];
+  const remoteByName = new Map(entries.map((e) => [e.name, e]));
+  const localFiles = new Set(tree.files.map((f) => f.rel));
+  const localDirs = new Set(tree.dirs);
+
+  // Remote entries with no local counterpart, or of another kind.
+  const deleted: string[] = [];
+  if (options.delete) {
+    const stale = entries.filter((e) => {
+      if (e.kind === EntryKind.Directory) return !localDirs.has(e.name);
+      return !localFiles.has(e.name);
+    });
+    // Only the top-most stale directories need deleting.
+    const staleDirs = stale.filter((e) => e.kind === EntryKind.Directory).map((e) => e.name);
+    const covered = (name: string) => staleDirs.some((d) => name.startsWith(`${d}/`));
+    const dirsToDelete = staleDirs.filter((d) => !covered(d));
+    const filesToDelete = stale
+      .filter((e) => e.kind !== EntryKind.Directory && !covered(e.name))
+      .map((e) => e.name);
+    for (let i = 0; i < filesToDelete.length; i += 1000) {
+      const batch = filesToDelete.slice(i, i + 1000);
+      await ctx.call(
+        'DeleteFiles',
+        { paths: batch.map((n) => ctx.paths.join(remote, n)) },
+        { path: remote, signal: s.signal },
+      );
+    }
+    await forEachLimited(
+      dirsToDelete,
+      concurrency,
+      async (d) => {
+        const p = ctx.paths.join(remote, d);
+        await ctx.call('DeleteDirectory', { path: p, recursive: true }, { path: p, signal: s.signal });
+      },
+      s.signal,
+    );
+    deleted.push(...filesToDelete, ...dirsToDelete);
+    for (const name of deleted) remoteByName.delete(name);
+  }
+
+  // Decide what to send.
+  const changed: LocalFile[] = [];
+  const sameSize: LocalFile[] = [];
+  for (const f of tree.files) {
+    const r = remoteByName.get(f.rel);
+    if (!r || r.kind !== EntryKind.File || r.size !== f.size) changed.push(f);
+    else sameSize.push(f);
+  }
+  let unchanged = 0;
+  if (compare === 'mtime') {
+    for (const f of sameSize) {
+      const r = remoteByName.get(f.rel)!;
+      if (ticksToDate(r.lastWriteTime).getTime() !== Math.round(f.mtimeMs)) changed.push(f);
+      else unchanged++;
+    }
+  } else {
+    await forEachLimited(
+      sameSize,
+      concurrency,
+      async (f) => {
+        const [a, b] = await Promise.all([
+          sha256File(f.abs, s.signal),
+          remoteSha256(ctx, ctx.paths.join(remote, f.rel), s.signal),
+        ]);
+        if (a !== b) changed.push(f);
+        else unchanged++;
+      },
+      s.signal,
+    );
+  }
+  changed.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+
+  // Directories that are missing remotely (files create their own parents).
+  const missingDirs = tree.dirs.filter((d) => remoteByName.get(d)?.kind !== EntryKind.Directory);
+  if (!remoteExists) await ctx.call('CreateDirectory', { path: remote }, { path: remote, signal: s.signal });
+  await forEachLimited(
+    missingDirs,
+    concurrency * 4,
+    async (d) => {
+      const p = ctx.paths.join(remote, d);
+      await ctx.call('CreateDirectory', { path: p }, { path: p, signal: s.signal });
+    },
+    s.signal,
+  );
+
+  const progress = new Progress(
+    changed.reduce((n, f) => n + f.size, 0),
+    changed.length,
+    options.onProgress,
+  );
+  await forEachLimited(
+    changed,
+    concurrency,
+    (f) => uploadFile(ctx, f, ctx.paths.join(remote, f.rel), s, progress),
+    s.signal,
+  );
+  return { uploaded: changed.map((f) => f.rel), deleted: deleted.sort(), unchanged, bytes: progress.bytes };
+}

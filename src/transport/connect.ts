@@ -1,0 +1,264 @@
+/**
+ * The client's side of the handshake: connect, send the 24-byte hello, read
+ * the agent's reply (and the handshake IV in AES mode), start TLS over the
+ * same socket in mode ssl, and hand back a `FramedConnection`.
+ *
+ * TLS is ≥ 1.2 and the agent must be verified: by `ca` (the agent's
+ * certificate or the CA that issued it; the host name is checked as usual),
+ * by a pinned `thumbprint` (SHA-256 of the DER certificate), or both. With
+ * neither, connecting fails unless `insecure: true` is passed.
+ */
+import { isIP, type Socket, connect as tcpConnect } from 'node:net';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import {
+  AES_IV_SIZE,
+  AGENT_REPLY_SIZE,
+  aesAlgorithm,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  decodeAgentReply,
+  decodeHandshakeIv,
+  encodeClientHello,
+  MAX_MAX_MESSAGE_SIZE,
+  MIN_MAX_MESSAGE_SIZE,
+  MODE_NAMES,
+} from '../protocol/index.js';
+import { aesCodec, type EncryptionMode, FramedConnection, plainCodec } from './framed.js';
+import { HandshakeError, readExactly } from './read.js';
+import { formatThumbprint, normalizeThumbprint, thumbprintOfDer } from './thumbprint.js';
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  mode: EncryptionMode;
+  /** Mode aes: the shared key (16, 24 or 32 bytes). */
+  key?: Buffer | undefined;
+  /** Mode ssl: PEM of the agent's certificate or of its CA. */
+  ca?: string | Buffer | undefined;
+  /** Mode ssl: pinned SHA-256 thumbprint of the agent's certificate (colons and case ignored). */
+  thumbprint?: string | undefined;
+  /** Mode ssl: accept any certificate (testing only). */
+  insecure?: boolean | undefined;
+  /** Mode ssl: name to verify the certificate against (defaults to `host`). */
+  servername?: string | undefined;
+  /** Session to resume; 0 or absent for a new one. */
+  sessionId?: number | undefined;
+  /** For the whole handshake, TCP connect included (default 10 s). */
+  timeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
+  /** Largest message accepted from the agent (default 16 MiB). */
+  maxMessageSize?: number | undefined;
+}
+
+export interface AgentConnection {
+  connection: FramedConnection;
+  sessionId: number;
+  mode: EncryptionMode;
+  /** The agent's protocol version, `(major << 16) | minor`. */
+  version: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+const KEEPALIVE_DELAY_MS = 30_000;
+
+export async function connectToAgent(options: ConnectOptions): Promise<AgentConnection> {
+  const maxMessageSize = options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+  if (
+    !Number.isInteger(maxMessageSize) ||
+    maxMessageSize < MIN_MAX_MESSAGE_SIZE ||
+    maxMessageSize > MAX_MAX_MESSAGE_SIZE
+  )
+    throw new RangeError(
+      `maxMessageSize must be between ${MIN_MAX_MESSAGE_SIZE} and ${MAX_MAX_MESSAGE_SIZE}`,
+    );
+  let pinned: string | null = null;
+  if (options.mode === 'aes') {
+    if (!options.key) throw new TypeError('mode aes needs the agent\'s key (option "key")');
+    aesAlgorithm(options.key); // throws unless 16, 24 or 32 bytes
+  } else if (options.mode === 'ssl') {
+    if (options.thumbprint !== undefined) {
+      pinned = normalizeThumbprint(options.thumbprint);
+      if (!pinned) throw new TypeError('thumbprint must be 64 hex digits (SHA-256), colons optional');
+    }
+    if (!pinned && !options.ca && !options.insecure)
+      throw new TypeError(
+        'mode ssl needs a way to verify the agent: pass "ca" (its certificate or CA in PEM) or "thumbprint" ' +
+          '(the SHA-256 thumbprint that `outpost init` printed); "insecure: true" skips verification',
+      );
+  } else if (options.mode !== 'none') {
+    throw new TypeError(`unknown mode ${JSON.stringify(options.mode)}: expected none, ssl or aes`);
+  }
+
+  const where = `${options.host}:${options.port}`;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const abort = new AbortController();
+  const timer = setTimeout(
+    () =>
+      abort.abort(
+        new HandshakeError('TIMEOUT', `handshake with the agent at ${where} timed out after ${timeoutMs} ms`),
+      ),
+    timeoutMs,
+  );
+  const onOuterAbort = () =>
+    abort.abort(
+      options.signal?.reason ?? new HandshakeError('ABORTED', `connecting to ${where} was aborted`),
+    );
+  if (options.signal?.aborted) onOuterAbort();
+  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+
+  const socket = tcpConnect({
+    host: options.host,
+    port: options.port,
+    noDelay: true,
+    keepAlive: true,
+    keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+  });
+  let tlsSocket: TLSSocket | null = null;
+  const onAbort = () => {
+    tlsSocket?.destroy();
+    socket.destroy();
+  };
+  abort.signal.addEventListener('abort', onAbort, { once: true });
+  socket.on('error', () => {}); // reported through the promises below
+  try {
+    await waitForConnect(socket, where, abort.signal);
+    socket.write(encodeClientHello({ sessionId: options.sessionId ?? 0 }));
+    const replyBytes = await readExactly(socket, AGENT_REPLY_SIZE, {
+      signal: abort.signal,
+      what: "agent's handshake reply",
+    }).catch((err: unknown) => {
+      if (err instanceof HandshakeError && err.code === 'CLOSED')
+        throw new HandshakeError(
+          'REFUSED',
+          `the agent at ${where} closed the connection during the handshake (not an Outpost/Inedo agent of protocol v1, or this address is not in its AllowedAddresses)`,
+        );
+      throw err;
+    });
+    const reply = decodeAgentReply(replyBytes);
+    const agentMode = MODE_NAMES[reply.mode];
+    if (agentMode !== options.mode)
+      throw new HandshakeError(
+        'MODE_MISMATCH',
+        `the agent at ${where} uses encryption mode "${agentMode}" but this client asked for "${options.mode}"; use the agent's mode and its key or certificate`,
+      );
+    let connection: FramedConnection;
+    if (options.mode === 'aes') {
+      const iv = decodeHandshakeIv(
+        await readExactly(socket, AES_IV_SIZE, { signal: abort.signal, what: 'handshake IV' }),
+      );
+      connection = new FramedConnection(socket, aesCodec(options.key!, iv, maxMessageSize), { mode: 'aes' });
+    } else if (options.mode === 'ssl') {
+      tlsSocket = await startTls(socket, options, pinned, where, abort.signal);
+      connection = new FramedConnection(tlsSocket, plainCodec(maxMessageSize), { mode: 'ssl' });
+    } else {
+      connection = new FramedConnection(socket, plainCodec(maxMessageSize), { mode: 'none' });
+    }
+    return { connection, sessionId: reply.sessionId, mode: agentMode, version: reply.version };
+  } catch (err) {
+    tlsSocket?.destroy();
+    socket.destroy();
+    if (abort.signal.aborted && abort.signal.reason instanceof Error) throw abort.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    abort.signal.removeEventListener('abort', onAbort);
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+function waitForConnect(socket: Socket, where: string, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const cleanup = () => {
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const onConnect = () => {
+      cleanup();
+      resolve();
+    };
+    const onError = (err: NodeJS.ErrnoException) => {
+      cleanup();
+      reject(
+        new HandshakeError(
+          'CONNECT_FAILED',
+          `cannot connect to the agent at ${where}: ${err.code ?? err.message}`,
+          { cause: err },
+        ),
+      );
+    };
+    const onAbort = () => {
+      cleanup();
+      reject(signal.reason);
+    };
+    if (signal.aborted) return onAbort();
+    socket.on('connect', onConnect);
+    socket.on('error', onError);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function startTls(
+  socket: Socket,
+  options: ConnectOptions,
+  pinned: string | null,
+  where: string,
+  signal: AbortSignal,
+): Promise<TLSSocket> {
+  return new Promise<TLSSocket>((resolve, reject) => {
+    // The name the certificate must carry (SAN DNS name or IP address); SNI only for DNS names.
+    const name = options.servername ?? options.host;
+    const verifyByCa = options.ca !== undefined;
+    const tlsSocket = tlsConnect({
+      socket,
+      host: name,
+      ...(isIP(name) ? {} : { servername: name }),
+      minVersion: 'TLSv1.2',
+      ca: options.ca,
+      rejectUnauthorized: verifyByCa,
+    });
+    const cleanup = () => {
+      tlsSocket.off('secureConnect', onSecure);
+      tlsSocket.off('error', onError);
+      tlsSocket.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+    };
+    const fail = (err: Error) => {
+      cleanup();
+      tlsSocket.on('error', () => {});
+      tlsSocket.destroy();
+      reject(err);
+    };
+    const onSecure = () => {
+      if (pinned) {
+        const der = tlsSocket.getPeerX509Certificate()?.raw;
+        const presented = der ? thumbprintOfDer(der) : '(none)';
+        if (!der || normalizeThumbprint(presented) !== pinned)
+          return fail(
+            new HandshakeError(
+              'THUMBPRINT_MISMATCH',
+              `the agent at ${where} presented a certificate with thumbprint ${presented}, expected ${formatThumbprint(pinned)}`,
+            ),
+          );
+      }
+      cleanup();
+      resolve(tlsSocket);
+    };
+    const onError = (err: NodeJS.ErrnoException) =>
+      fail(
+        new HandshakeError(
+          'TLS_FAILED',
+          `TLS with the agent at ${where} failed: ${err.message}${err.code ? ` (${err.code})` : ''}`,
+          { cause: err },
+        ),
+      );
+    const onClose = () =>
+      fail(
+        new HandshakeError('CLOSED', `the agent at ${where} closed the connection during the TLS handshake`),
+      );
+    const onAbort = () => fail(signal.reason);
+    tlsSocket.on('secureConnect', onSecure);
+    tlsSocket.on('error', onError);
+    tlsSocket.on('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

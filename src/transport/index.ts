@@ -1,0 +1,6 @@
+/** Sockets → frames: plain, TLS and AES connections, client and agent handshakes. */
+export * from './connect.js';
+export * from './framed.js';
+export * from './read.js';
+export * from './server.js';
+export * from './thumbprint.js';

@@ -1,0 +1,100 @@
+/** The session registry: grant, resume, principals, detach timeout, idle timeout, close. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { aesPrincipal, SessionMismatchError, SessionRegistry } from '../../src/agent/sessions.js';
+
+function conn() {
+  return {
+    closed: 0,
+    close() {
+      this.closed++;
+    },
+  };
+}
+
+describe('SessionRegistry', () => {
+  it('grants new random positive IDs and resumes a known one for the same principal only', () => {
+    const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000 });
+    const id = r.proposeId(0, 'p');
+    assert.ok(id > 0 && id <= 0x7fffffff);
+    const a = conn();
+    const { session, resumed } = r.attach(id, 'p', a);
+    assert.equal(resumed, false);
+    assert.equal(r.proposeId(id, 'p'), id);
+    assert.notEqual(r.proposeId(id, 'q'), id, 'another principal gets a new ID');
+    assert.notEqual(r.proposeId(999, 'p'), 999, 'unknown IDs are not granted');
+    assert.equal(r.proposeId(id), id, 'principal not known yet (TLS): tentatively granted');
+    assert.throws(() => r.attach(id, 'q', conn()), SessionMismatchError);
+    const again = r.attach(id, 'p', conn());
+    assert.equal(again.resumed, true);
+    assert.equal(again.session, session);
+    assert.equal(session.connections.size, 2);
+    r.dispose();
+    assert.equal(a.closed, 1);
+  });
+
+  it('closes a detached session after the timeout unless it is resumed', async () => {
+    const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 50 });
+    const closed: string[] = [];
+    r.on('close', (s, reason) => closed.push(`${s.id}:${reason}`));
+    const c1 = conn();
+    const one = r.attach(r.proposeId(0, 'p'), 'p', c1).session;
+    const c2 = conn();
+    const two = r.attach(r.proposeId(0, 'p'), 'p', c2).session;
+    r.detach(one, c1);
+    r.detach(two, c2);
+    await sleep(20);
+    r.attach(two.id, 'p', conn()); // resumed in time
+    await sleep(80);
+    assert.deepEqual(closed, [`${one.id}:detached timeout`]);
+    assert.equal(r.get(one.id), undefined);
+    assert.ok(r.get(two.id));
+    r.dispose();
+  });
+
+  it('closes idle sessions unless held', async () => {
+    const r = new SessionRegistry({ idleTimeoutMs: 100, detachedTimeoutMs: 60_000 });
+    const a = conn();
+    const idle = r.attach(r.proposeId(0, 'p'), 'p', a).session;
+    const busy = r.attach(r.proposeId(0, 'p'), 'p', conn()).session;
+    const release = r.hold(busy);
+    await sleep(450);
+    assert.equal(idle.closed, true);
+    assert.equal(a.closed, 1, 'its connections are closed');
+    assert.equal(busy.closed, false);
+    release();
+    r.dispose();
+  });
+
+  it('close() ends a session at once and closes its connections', () => {
+    const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000 });
+    const a = conn();
+    const s = r.attach(r.proposeId(0, 'p'), 'p', a).session;
+    r.close(s, 'CloseSession');
+    assert.equal(a.closed, 1);
+    assert.equal(r.size, 0);
+    assert.notEqual(r.proposeId(s.id, 'p'), s.id);
+    r.dispose();
+  });
+
+  it('evicts the longest-detached session beyond maxSessions', () => {
+    const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000, maxSessions: 2 });
+    const c = conn();
+    const first = r.attach(r.proposeId(0, 'p'), 'p', c).session;
+    r.detach(first, c);
+    r.attach(r.proposeId(0, 'p'), 'p', conn());
+    r.attach(r.proposeId(0, 'p'), 'p', conn());
+    assert.equal(r.size, 2);
+    assert.equal(first.closed, true);
+    r.dispose();
+  });
+
+  it('derives the AES principal from the key without revealing it', () => {
+    const key = Buffer.alloc(32, 7);
+    const p = aesPrincipal(key);
+    assert.match(p, /^aes:[0-9a-f]{16}$/);
+    assert.ok(!p.includes(key.toString('hex').slice(0, 8)));
+    assert.notEqual(p, aesPrincipal(Buffer.alloc(32, 8)));
+  });
+});

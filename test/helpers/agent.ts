@@ -1,0 +1,495 @@
+/**
+ * Runs the real `outpost serve` process for tests (and for other layers'
+ * end-to-end tests):
+ *
+ *   const agent = await startAgentProcess({ mode: 'aes', allowedRoots: [dir] });
+ *   t.after(() => agent.stop());
+ *   const { connection } = await agent.connect();
+ *   const client = new TestClient(connection);
+ *   await client.call(0, 'Ping', {});
+ *
+ * It writes a config into a fresh temp dir (root paths and the extension
+ * cache default to <dir>/state/…, so the agent never touches anything outside
+ * it), spawns `node --import tsx src/cli/main.ts serve --config <file>` from
+ * the repo root, and waits for the agent's "listening" log line. The port is
+ * 0 unless given: the OS picks a free one and the helper reads it from that
+ * line, which is logged only once the socket accepts — no race with other
+ * test processes picking ports. `stop()` sends SIGTERM (SIGKILL after 5 s)
+ * and removes the temp dir.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ConfigTemplate, renderConfigXml } from '../../src/agent/config.js';
+import {
+  type CommandName,
+  decodeReply,
+  decodeResult,
+  encodeRequest,
+  errorKindName,
+  type Reply,
+  type RequestOf,
+  type ResultOf,
+} from '../../src/protocol/index.js';
+import {
+  type AgentConnection,
+  type ConnectOptions,
+  connectToAgent,
+  type EncryptionMode,
+  type FramedConnection,
+  thumbprintOfDer,
+} from '../../src/transport/index.js';
+
+export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+export const MAIN_TS = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+
+/** tsx's loader as an absolute URL, so the CLI runs from any working directory. */
+const TSX = import.meta.resolve('tsx');
+
+/** The command line that runs the CLI from source. */
+export function cliCommand(args: string[]): { command: string; args: string[] } {
+  return { command: process.execPath, args: ['--import', TSX, MAIN_TS, ...args] };
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `outpost <args>` to completion. */
+export function runCli(
+  args: string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const { command, args: argv } = cliCommand(args);
+  return new Promise((resolvePromise) => {
+    execFile(
+      command,
+      argv,
+      {
+        cwd: options.cwd ?? REPO_ROOT,
+        env: options.env ?? process.env,
+        timeout: options.timeoutMs ?? 30_000,
+        maxBuffer: 4 << 20,
+      },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: number | string; signal?: NodeJS.Signals }) | null;
+        resolvePromise({
+          code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
+          signal: e?.signal ?? null,
+          stdout: String(stdout),
+          stderr: String(stderr),
+        });
+      },
+    );
+  });
+}
+
+export function tempDir(prefix = 'outpost-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+export interface TestCertificate {
+  certFile: string;
+  keyFile: string;
+  certPem: string;
+  thumbprint: string;
+}
+
+/** Makes a self-signed RSA certificate for 127.0.0.1 / ::1 / localhost with the openssl CLI. */
+export async function makeTestCertificate(dir: string, name = 'agent'): Promise<TestCertificate> {
+  const certFile = join(dir, `${name}.crt`);
+  const keyFile = join(dir, `${name}.key`);
+  await new Promise<void>((resolvePromise, reject) =>
+    execFile(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-sha256',
+        '-days',
+        '2',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+      ],
+      { timeout: 30_000 },
+      (err, _o, stderr) =>
+        err ? reject(new Error(`openssl failed: ${stderr || err.message}`)) : resolvePromise(),
+    ),
+  );
+  const certPem = await readFile(certFile, 'utf8');
+  return { certFile, keyFile, certPem, thumbprint: thumbprintOfDer(new X509Certificate(certPem).raw) };
+}
+
+export interface AgentProcessOptions extends Partial<Omit<ConfigTemplate, 'mode'>> {
+  mode?: EncryptionMode;
+  /** Use this directory (it is not removed by stop()) instead of a fresh temp dir. */
+  dir?: string;
+  /** Write this config text verbatim instead of rendering one (the helper then knows no key/cert). */
+  configXml?: string;
+  /** Serve this existing config file as is (e.g. one written by `outpost init`). */
+  configFile?: string;
+  /** Defaults for `connect()` (e.g. the key of a `configFile`). */
+  connectWith?: Partial<ConnectOptions>;
+  /** Mode ssl: use this certificate instead of making one. */
+  certificate?: TestCertificate;
+  /** Mode aes: use this key (hex) instead of a random one. */
+  keyHexOverride?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Wait this long for "listening" (default 20 s). */
+  startTimeoutMs?: number;
+}
+
+export type LogRecord = Record<string, unknown> & { msg?: string; level?: number };
+
+export interface AgentProcess {
+  dir: string;
+  configPath: string;
+  host: string;
+  port: number;
+  mode: EncryptionMode;
+  key?: Buffer;
+  certificate?: TestCertificate;
+  child: ChildProcess;
+  /** Everything written so far (capped at the last 2 MiB each). */
+  stdout(): string;
+  stderr(): string;
+  /** JSON log lines seen so far (the last 10 000). */
+  logs(): LogRecord[];
+  waitForLog(predicate: (r: LogRecord) => boolean, timeoutMs?: number): Promise<LogRecord>;
+  /** Connects with the agent's mode and key or certificate; `overrides` win. */
+  connect(overrides?: Partial<ConnectOptions>): Promise<AgentConnection>;
+  /** Resolves when the process exits. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM (or `signal`), SIGKILL after 5 s; removes the temp dir unless it was given. */
+  stop(
+    signal?: NodeJS.Signals,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; elapsedMs: number }>;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+const CAP = 2 << 20;
+
+export async function startAgentProcess(options: AgentProcessOptions = {}): Promise<AgentProcess> {
+  const ownDir = options.dir === undefined;
+  const dir = options.dir ?? (await tempDir());
+  const mode = options.mode ?? 'aes';
+  const configPath = options.configFile ?? join(dir, 'InedoAgent.config');
+  let key: Buffer | undefined;
+  let certificate: TestCertificate | undefined;
+  if (options.configFile !== undefined) {
+    // served as is
+  } else if (options.configXml !== undefined) {
+    await writeFile(configPath, options.configXml);
+  } else {
+    const template: ConfigTemplate = { address: '127.0.0.1', port: 0, ...options, mode };
+    if (mode === 'aes') {
+      const hex = options.keyHexOverride ?? options.keyHex ?? randomBytes(32).toString('hex');
+      key = Buffer.from(hex, 'hex');
+      template.keyHex = hex;
+    } else if (mode === 'ssl') {
+      certificate = options.certificate ?? (await makeTestCertificate(dir));
+      template.certificateFile = certificate.certFile;
+      template.keyFile = certificate.keyFile;
+    }
+    await writeFile(configPath, renderConfigXml(template), { mode: 0o600 });
+  }
+
+  const { command, args } = cliCommand(['serve', '--config', configPath]);
+  const child = spawn(command, args, {
+    cwd: REPO_ROOT,
+    env: options.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let out = '';
+  let err = '';
+  let partial = '';
+  const records: LogRecord[] = [];
+  const waiters = new Set<{ predicate: (r: LogRecord) => boolean; resolve: (r: LogRecord) => void }>();
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    out = (out + chunk).slice(-CAP);
+    partial += chunk;
+    let nl = partial.indexOf('\n');
+    while (nl >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      nl = partial.indexOf('\n');
+      if (!line.startsWith('{')) continue;
+      let rec: LogRecord;
+      try {
+        rec = JSON.parse(line) as LogRecord;
+      } catch {
+        continue;
+      }
+      records.push(rec);
+      if (records.length > 10_000) records.shift();
+      for (const w of [...waiters])
+        if (w.predicate(rec)) {
+          waiters.delete(w);
+          w.resolve(rec);
+        }
+    }
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    err = (err + chunk).slice(-CAP);
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolvePromise) =>
+    child.once('exit', (code, signal) => {
+      live.delete(child);
+      resolvePromise({ code, signal });
+    }),
+  );
+
+  const waitForLog = (predicate: (r: LogRecord) => boolean, timeoutMs = 10_000): Promise<LogRecord> => {
+    const found = records.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise<LogRecord>((resolvePromise, reject) => {
+      const w = {
+        predicate,
+        resolve: (r: LogRecord) => {
+          clearTimeout(timer);
+          resolvePromise(r);
+        },
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(w);
+        reject(
+          new Error(
+            `log line not seen within ${timeoutMs} ms\nstdout:\n${out.slice(-4000)}\nstderr:\n${err.slice(-4000)}`,
+          ),
+        );
+      }, timeoutMs);
+      waiters.add(w);
+      void exited.then(({ code, signal }) => {
+        if (!waiters.has(w)) return;
+        waiters.delete(w);
+        clearTimeout(timer);
+        reject(
+          new Error(
+            `agent exited (code ${code}, signal ${signal}) before the log line\nstdout:\n${out.slice(-4000)}\nstderr:\n${err.slice(-4000)}`,
+          ),
+        );
+      });
+    });
+  };
+
+  let listening: LogRecord;
+  try {
+    listening = await waitForLog((r) => r.msg === 'listening', options.startTimeoutMs ?? 20_000);
+  } catch (e) {
+    child.kill('SIGKILL');
+    if (ownDir) await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const port = listening.port as number;
+  const listenAddress = String(listening.address);
+  const host = listenAddress === '0.0.0.0' ? '127.0.0.1' : listenAddress === '::' ? '::1' : listenAddress;
+
+  let stopping: ReturnType<AgentProcess['stop']> | null = null;
+  const agent: AgentProcess = {
+    dir,
+    configPath,
+    host,
+    port,
+    mode,
+    ...(key ? { key } : {}),
+    ...(certificate ? { certificate } : {}),
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    logs: () => records,
+    waitForLog,
+    exited,
+    connect: (overrides = {}) =>
+      connectToAgent({
+        host,
+        port,
+        mode,
+        ...(key ? { key } : {}),
+        ...(certificate ? { thumbprint: certificate.thumbprint } : {}),
+        timeoutMs: 5000,
+        ...options.connectWith,
+        ...overrides,
+      }),
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      stopping ??= (async () => {
+        const t0 = performance.now();
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
+        const r = await exited;
+        clearTimeout(kill);
+        const elapsedMs = performance.now() - t0;
+        if (ownDir) await rm(dir, { recursive: true, force: true });
+        return { ...r, elapsedMs };
+      })();
+      return stopping;
+    },
+  };
+  return agent;
+}
+
+// ------------------------------------------------------------------ requests
+
+/**
+ * A minimal request/reply client over a FramedConnection for tests: tokens,
+ * replies matched by token, events collected per token.
+ */
+export class TestClient {
+  private nextToken = 1;
+  private readonly waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  readonly events = new Map<number, Reply[]>();
+  closeError: Error | undefined;
+  readonly closed: Promise<Error | undefined>;
+
+  constructor(readonly connection: FramedConnection) {
+    connection.on('message', (m) => {
+      let reply: Reply;
+      try {
+        reply = decodeReply(m);
+      } catch (e) {
+        connection.destroy(e as Error);
+        return;
+      }
+      if (reply.kind === 'event') {
+        const list = this.events.get(reply.token) ?? [];
+        list.push(reply);
+        this.events.set(reply.token, list);
+        return;
+      }
+      const w = this.waiting.get(reply.token);
+      if (!w) return;
+      this.waiting.delete(reply.token);
+      w.resolve(reply);
+    });
+    this.closed = new Promise((resolvePromise) =>
+      connection.once('close', (e) => {
+        this.closeError = e;
+        for (const w of this.waiting.values()) w.reject(e ?? new Error('connection closed'));
+        this.waiting.clear();
+        resolvePromise(e);
+      }),
+    );
+  }
+
+  /** Sends a raw message and waits for the reply with `token`. */
+  sendRaw(message: Buffer, token: number, timeoutMs = 5000): Promise<Reply> {
+    return new Promise<Reply>((resolvePromise, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(token);
+        reject(new Error(`no reply to token ${token} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting.set(token, {
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolvePromise(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.connection.send(message);
+    });
+  }
+
+  /** Sends a typed request and returns the raw reply. */
+  request<N extends CommandName>(
+    agentType: number,
+    name: N,
+    args: RequestOf<N>,
+    timeoutMs?: number,
+  ): Promise<Reply> {
+    const token = this.nextToken++;
+    return this.sendRaw(encodeRequest(agentType, token, name, args), token, timeoutMs);
+  }
+
+  /** Sends a typed request; resolves with the decoded result, rejects with `Kind: message` on an Error reply. */
+  async call<N extends CommandName>(agentType: number, name: N, args: RequestOf<N>): Promise<ResultOf<N>> {
+    const r = await this.request(agentType, name, args);
+    if (r.kind === 'error') throw new Error(`${errorKindName(r.errorKind)}: ${r.message}`);
+    if (r.kind !== 'response') throw new Error(`unexpected ${r.kind}`);
+    return decodeResult(name, r.body);
+  }
+
+  token(): number {
+    return this.nextToken++;
+  }
+
+  close(): void {
+    this.connection.close();
+  }
+}
+
+// ------------------------------------------------------------------ raw sockets
+
+export interface RawExchange {
+  /** Every byte the agent sent. */
+  received: Buffer;
+  /** True if the agent closed (or reset) the connection within the wait. */
+  closed: boolean;
+  /** Milliseconds from connect until close (or until the wait ended). */
+  elapsedMs: number;
+}
+
+/**
+ * Connects a plain TCP socket, writes `chunks` (a function gets the bytes
+ * received so far and may write more), and collects what the agent sends
+ * until it closes the connection or `waitMs` passes.
+ */
+export function rawExchange(
+  host: string,
+  port: number,
+  chunks: Buffer[],
+  options: { waitMs?: number; onData?: (received: Buffer, socket: Socket) => void } = {},
+): Promise<RawExchange> {
+  return new Promise((resolvePromise, reject) => {
+    const socket = netConnect({ host, port });
+    const parts: Buffer[] = [];
+    let t0 = 0;
+    let settled = false;
+    const finish = (closed: boolean) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      resolvePromise({ received: Buffer.concat(parts), closed, elapsedMs: performance.now() - t0 });
+    };
+    const timer = setTimeout(() => finish(false), options.waitMs ?? 3000);
+    socket.on('connect', () => {
+      t0 = performance.now();
+      for (const c of chunks) socket.write(c);
+    });
+    socket.on('data', (d: Buffer) => {
+      parts.push(d);
+      options.onData?.(Buffer.concat(parts), socket);
+    });
+    socket.on('error', (e: NodeJS.ErrnoException) => {
+      if (t0 === 0) {
+        clearTimeout(timer);
+        settled = true;
+        reject(e);
+      }
+    });
+    socket.on('close', () => finish(true));
+  });
+}
