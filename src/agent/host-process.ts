@@ -11,9 +11,9 @@ import {
   encodeControl,
   encodeHostFrame,
   FrameDecoder,
+  HOST_BOOT_FRAME_LIMIT,
   HOST_CONTROL,
   HostControl,
-  hostFrameLimit,
   NO_ROUTE,
   splitHostFrame,
 } from '../protocol/index.js';
@@ -28,14 +28,19 @@ export interface HostSettings {
   maxProcesses: number;
 }
 
-export interface HostProcessOptions {
-  settings: HostSettings;
+/** Where a host's output goes; replaced when a spare is assigned to a session. */
+export interface HostHandlers {
   /** Replies and events from the host. */
   onMessage(route: number, message: Buffer): void;
   /** Called once when the host is gone, whatever the reason. */
   onExit(reason: string): void;
   /** Lines the host wrote to stdout/stderr. */
   onLog?(line: string): void;
+}
+
+export interface HostProcessOptions extends Partial<HostHandlers> {
+  /** Settings to send at once; without them the host waits as a spare until `assign()`. */
+  settings?: HostSettings;
   /** Liveness probe interval while requests are outstanding (ms). */
   heartbeatMs?: number;
   /** A host that does not answer a probe within this is killed (ms). */
@@ -43,8 +48,6 @@ export interface HostProcessOptions {
   /** A host that has not said it is up within this is killed (ms). */
   startupTimeoutMs?: number;
 }
-
-const HOST_ENV = 'OUTPOST_HOST_CONFIG';
 
 function hostEntry(): { script: string; execArgv: string[] } {
   const self = fileURLToPath(import.meta.url);
@@ -62,6 +65,8 @@ export class HostProcess {
   private readonly pipe: Socket;
   private readonly decoder: FrameDecoder;
   private readonly opts: HostProcessOptions;
+  private handlers: HostHandlers;
+  private assigned = false;
   private exited = false;
   private exitReason = '';
   private heartbeat: NodeJS.Timeout | null = null;
@@ -76,11 +81,15 @@ export class HostProcess {
 
   constructor(opts: HostProcessOptions) {
     this.opts = opts;
-    this.decoder = new FrameDecoder(hostFrameLimit(opts.settings.maxMessageSize));
+    this.handlers = {
+      onMessage: opts.onMessage ?? (() => {}),
+      onExit: opts.onExit ?? (() => {}),
+      ...(opts.onLog ? { onLog: opts.onLog } : {}),
+    };
+    this.decoder = new FrameDecoder(HOST_BOOT_FRAME_LIMIT);
     const { script, execArgv } = hostEntry();
     this.child = spawn(process.execPath, [...execArgv, script], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, [HOST_ENV]: JSON.stringify(opts.settings) },
       windowsHide: true,
     });
     this.pipe = this.child.stdio[3] as Socket;
@@ -91,11 +100,15 @@ export class HostProcess {
         const lines = (partial + d).split('\n');
         partial = lines.pop() ?? '';
         if (partial.length > 8192) partial = partial.slice(0, 8192);
-        for (const l of lines) if (l) opts.onLog?.(l);
+        for (const l of lines) if (l) this.handlers.onLog?.(l);
       });
     }
     this.pipe.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.pipe.on('error', () => this.kill('pipe error'));
+    // A broken pipe usually means the host just died: let 'exit' tell why,
+    // and kill it only if it lingers.
+    this.pipe.on('error', () => {
+      setTimeout(() => this.kill('its pipe broke'), 1000).unref();
+    });
     this.child.on('error', (err) => this.finish(`could not start: ${err.message}`));
     this.child.on('exit', (code, signal) =>
       this.finish(this.exitReason || (signal ? `killed by ${signal}` : `exited with code ${code}`)),
@@ -105,6 +118,28 @@ export class HostProcess {
     const startup = opts.startupTimeoutMs ?? 60000;
     this.heartbeat = setInterval(() => this.probe(timeout, startup), every);
     this.heartbeat.unref();
+    if (opts.settings) this.assign(opts.settings);
+  }
+
+  /** True once the host has its settings (it belongs to a session). */
+  get isAssigned(): boolean {
+    return this.assigned;
+  }
+
+  /**
+   * Gives the host its settings (first message on the pipe) and, for a
+   * spare, the handlers of the session that takes it.
+   */
+  assign(settings: HostSettings, handlers?: HostHandlers): void {
+    if (this.assigned) throw new Error('host already assigned');
+    this.assigned = true;
+    if (handlers) this.handlers = handlers;
+    if (this.exited) {
+      queueMicrotask(() => this.handlers.onExit(this.exitReason || 'exited before it was used'));
+      return;
+    }
+    const json = Buffer.from(JSON.stringify(settings), 'utf8');
+    this.pipe.write(encodeHostFrame(NO_ROUTE, encodeControl(HostControl.Init, 0, json)));
   }
 
   get pid(): number | undefined {
@@ -160,7 +195,7 @@ export class HostProcess {
         this.probeSentAt = 0;
         continue;
       }
-      this.opts.onMessage(route, message);
+      this.handlers.onMessage(route, message);
     }
   }
 
@@ -203,6 +238,51 @@ export class HostProcess {
     this.exited = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.pipe.destroy();
-    this.opts.onExit(reason);
+    this.handlers.onExit(reason);
+  }
+}
+
+/**
+ * Keeps one host process started ahead of need, so a session's first
+ * product request does not wait for a Node process to boot. The spare is
+ * started lazily — after the first host is taken — so an agent that is never
+ * used stays small.
+ */
+export class HostPool {
+  private spare: HostProcess | null = null;
+  private closed = false;
+  private readonly opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & { spares: number };
+
+  constructor(opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & { spares?: number }) {
+    this.opts = { ...opts, spares: opts.spares ?? 1 };
+  }
+
+  /** A host for a session: the warm spare when there is one, else a new one. */
+  take(settings: HostSettings, handlers: HostHandlers): HostProcess {
+    let host = this.spare;
+    this.spare = null;
+    if (!host || !host.alive || host.isAssigned) host = new HostProcess(this.opts);
+    host.assign(settings, handlers);
+    if (this.opts.spares > 0 && !this.closed) setImmediate(() => this.replenish());
+    return host;
+  }
+
+  private replenish(): void {
+    if (this.closed || (this.spare?.alive && !this.spare.isAssigned)) return;
+    const spare: HostProcess = new HostProcess({
+      ...this.opts,
+      onExit: () => {
+        if (this.spare === spare) this.spare = null;
+      },
+    });
+    this.spare = spare;
+  }
+
+  /** Stops the spare (agent shutdown). */
+  async close(): Promise<void> {
+    this.closed = true;
+    const s = this.spare;
+    this.spare = null;
+    if (s?.alive) await s.shutdown(1000);
   }
 }

@@ -8,7 +8,7 @@
 import type { ProductType } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
-import type { HostSettings } from './host-process.js';
+import { HostPool, type HostSettings } from './host-process.js';
 import type { Logger } from './log.js';
 import type { ProductRequestContext, ProductRouter } from './product.js';
 import { type RouteConnection, SessionHosts } from './session-hosts.js';
@@ -22,6 +22,8 @@ export interface HostRouterOptions {
   heartbeatTimeoutMs?: number;
   /** Event bytes kept per detached session (default 8 MiB). */
   detachedBufferBytes?: number;
+  /** Warm spare host processes kept ready after first use (default 1; 0 disables). */
+  spareHosts?: number;
 }
 
 /** Adapts a FramedConnection to what SessionHosts needs. */
@@ -76,9 +78,17 @@ export class HostRouter implements ProductRouter {
   private readonly sessions = new Map<number, SessionHosts>();
   private readonly routes = new WeakMap<FramedConnection, ConnectionRoute>();
   private nextRoute = 1;
+  private readonly pool: HostPool;
 
   constructor(opts: HostRouterOptions) {
     this.opts = opts;
+    const spares = opts.spareHosts ?? Number(process.env.OUTPOST_SPARE_HOSTS ?? 1);
+    this.pool = new HostPool({
+      spares: Number.isInteger(spares) && spares >= 0 ? spares : 1,
+      ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
+      ...(opts.heartbeatTimeoutMs !== undefined ? { heartbeatTimeoutMs: opts.heartbeatTimeoutMs } : {}),
+      onLog: (line) => opts.logger.warn({ line }, 'spare host output'),
+    });
   }
 
   private settingsFor(agentType: number): HostSettings {
@@ -111,10 +121,9 @@ export class HostRouter implements ProductRouter {
       let release: (() => void) | null = null;
       hosts = new SessionHosts({
         sessionId: session.id,
+        pool: this.pool,
         settingsFor: (t) => this.settingsFor(t),
         detachedBufferBytes: this.opts.detachedBufferBytes,
-        heartbeatMs: this.opts.heartbeatMs,
-        heartbeatTimeoutMs: this.opts.heartbeatTimeoutMs,
         // A session with running processes never idles out.
         onBusyChange: (busy) => {
           if (busy && !release) {
@@ -166,6 +175,6 @@ export class HostRouter implements ProductRouter {
   async close(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    await Promise.all(all.map((h) => h.close()));
+    await Promise.all([...all.map((h) => h.close()), this.pool.close()]);
   }
 }

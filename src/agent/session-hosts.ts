@@ -21,7 +21,7 @@ import {
   type ProtocolError,
   REPLY_HEADER_SIZE,
 } from '../protocol/index.js';
-import { HostProcess, type HostSettings } from './host-process.js';
+import type { HostPool, HostProcess, HostSettings } from './host-process.js';
 
 /** What the router needs of a client connection. */
 export interface RouteConnection {
@@ -38,12 +38,12 @@ export interface RouteConnection {
 
 export interface SessionHostsOptions {
   sessionId: number;
+  /** Where host processes come from (warm spares). */
+  pool: HostPool;
   /** Settings for the host of a product type. */
   settingsFor(agentType: number): HostSettings;
   /** Bytes of process events kept while no connection is attached. */
   detachedBufferBytes?: number;
-  heartbeatMs?: number;
-  heartbeatTimeoutMs?: number;
   /** Called when the session goes from no running process to some, and back. */
   onBusyChange?(busy: boolean): void;
   log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
@@ -178,10 +178,7 @@ export class SessionHosts {
   private hostFor(agentType: number): HostProcess {
     const existing = this.hosts.get(agentType);
     if (existing?.alive) return existing;
-    const host: HostProcess = new HostProcess({
-      settings: this.opts.settingsFor(agentType),
-      heartbeatMs: this.opts.heartbeatMs,
-      heartbeatTimeoutMs: this.opts.heartbeatTimeoutMs,
+    const host: HostProcess = this.opts.pool.take(this.opts.settingsFor(agentType), {
       onMessage: (route, message) => this.fromHost(host, agentType, route, message),
       onExit: (reason) => this.hostExited(host, agentType, reason),
       onLog: (line) =>

@@ -1,7 +1,8 @@
 /**
  * Entry point of a product host process. The agent starts one per
- * (session, product type) with its settings in OUTPOST_HOST_CONFIG (JSON) and
- * a private socket on fd 3 carrying length-prefixed frames.
+ * (session, product type) — or ahead of need, as a warm spare — with a
+ * private socket on fd 3 carrying length-prefixed frames; the first message
+ * is HostControl.Init with the host's settings.
  */
 import { mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -9,28 +10,16 @@ import {
   encodeControl,
   encodeHostFrame,
   FrameDecoder,
+  HOST_BOOT_FRAME_LIMIT,
   HOST_CONTROL,
   HostControl,
-  hostFrameLimit,
   NO_ROUTE,
   splitHostFrame,
 } from '../protocol/index.js';
 import { HostDispatcher } from './dispatcher.js';
 import type { HostContext } from './types.js';
 
-export const HOST_CONFIG_ENV = 'OUTPOST_HOST_CONFIG';
-
-function readContext(): HostContext {
-  const raw = process.env[HOST_CONFIG_ENV];
-  if (!raw) throw new Error(`${HOST_CONFIG_ENV} is not set: this program is started by the Outpost agent`);
-  const c = JSON.parse(raw) as HostContext;
-  delete process.env[HOST_CONFIG_ENV];
-  return c;
-}
-
 function main(): void {
-  const ctx = readContext();
-  mkdirSync(ctx.rootPath, { recursive: true });
   const pipe = new Socket({ fd: 3, readable: true, writable: true });
   pipe.setNoDelay?.(true);
   let waiters: (() => void)[] = [];
@@ -44,13 +33,15 @@ function main(): void {
     whenWritable: () =>
       pipe.writableNeedDrain ? new Promise<void>((resolve) => waiters.push(resolve)) : Promise.resolve(),
   };
-  const dispatcher = new HostDispatcher(ctx, channel);
-  const decoder = new FrameDecoder(hostFrameLimit(ctx.maxMessageSize));
+  // The agent may start a host before it has a session for it (a warm
+  // spare); the settings arrive as the first message, HostControl.Init.
+  let dispatcher: HostDispatcher | null = null;
+  const decoder = new FrameDecoder(HOST_BOOT_FRAME_LIMIT);
   let shuttingDown = false;
   const shutdown = async (code: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
-    await dispatcher.shutdown();
+    await dispatcher?.shutdown();
     pipe.end(() => process.exit(code));
     setTimeout(() => process.exit(code), 2000).unref();
   };
@@ -72,7 +63,17 @@ function main(): void {
         const command = message[5];
         if (command === HostControl.Ping) pipe.write(encodeHostFrame(NO_ROUTE, message));
         else if (command === HostControl.Shutdown) void shutdown(0);
+        else if (command === HostControl.Init && !dispatcher) {
+          const ctx = JSON.parse(message.subarray(6).toString('utf8')) as HostContext;
+          mkdirSync(ctx.rootPath, { recursive: true });
+          dispatcher = new HostDispatcher(ctx, channel);
+        }
         continue;
+      }
+      if (!dispatcher) {
+        process.stderr.write('outpost host: a request arrived before the settings\n');
+        void shutdown(2);
+        return;
       }
       dispatcher.handle(route, message);
     }

@@ -19,7 +19,12 @@ export const HostControl = {
   Ping: 1,
   /** agent → host: terminate every process, close every handle, then exit. */
   Shutdown: 2,
+  /** agent → host, first message: the host's settings as UTF-8 JSON after the header. */
+  Init: 3,
 } as const;
+
+/** Largest pipe frame before the host knows its settings. */
+export const HOST_BOOT_FRAME_LIMIT = 256 * 1024 * 1024 + 4096;
 
 export const ROUTE_SIZE = 4;
 /** Route of events and control messages. */
@@ -45,6 +50,8 @@ export function splitHostFrame(body: Buffer): { route: number; message: Buffer }
   return { route: body.readInt32LE(0), message: body.subarray(ROUTE_SIZE) };
 }
 
-export function encodeControl(command: number, token: number): Buffer {
-  return new BinaryWriter(6).u8(HOST_CONTROL).i32(token).u8(command).toBuffer();
+export function encodeControl(command: number, token: number, body?: Uint8Array): Buffer {
+  const w = new BinaryWriter(6 + (body?.length ?? 0)).u8(HOST_CONTROL).i32(token).u8(command);
+  if (body) w.raw(body);
+  return w.toBuffer();
 }

@@ -126,7 +126,6 @@ describe('sessions and host processes (real agent)', () => {
   });
 
   test('SIGKILL of a host: HostCrashed for its process, its tree killed, then a fresh host', async () => {
-    const before = new Set(childrenOf(agent.child.pid!));
     const conn = await agent.connect();
     const c = new TestClient(conn.connection);
     const onToken: Reply[] = [];
@@ -148,9 +147,15 @@ describe('sessions and host processes (real agent)', () => {
     assert.equal(r.kind, 'response');
     const sleeper = r.kind === 'response' ? decodeResult('StartProcess', r.body).pid : 0;
     assert.ok(alive(sleeper));
-    const hosts = childrenOf(agent.child.pid!).filter((p) => !before.has(p));
-    assert.equal(hosts.length, 1, 'one new host process for this session');
-    process.kill(hosts[0]!, 'SIGKILL');
+    // The host is the sleeper's parent (the agent may also keep a warm spare).
+    const hostPid = Number(
+      execFileSync('ps', ['-o', 'ppid=', '-p', String(sleeper)], { encoding: 'utf8' }).trim(),
+    );
+    assert.ok(
+      childrenOf(agent.child.pid!).includes(hostPid),
+      'the process runs under a host child of the agent',
+    );
+    process.kill(hostPid, 'SIGKILL');
     await until(() => onToken.some((x) => x.kind === 'error'), 5000, 'HostCrashed on the process token');
     const err = onToken.find((x) => x.kind === 'error');
     assert.ok(err?.kind === 'error' && err.errorKind === ErrorKind.HostCrashed);
