@@ -13,7 +13,9 @@ import {
   FrameDecoder,
   HOST_BOOT_FRAME_LIMIT,
   HOST_CONTROL,
+  HOST_COPY_THRESHOLD,
   HostControl,
+  hostFrameHeader,
   NO_ROUTE,
   splitHostFrame,
 } from '../protocol/index.js';
@@ -163,7 +165,13 @@ export class HostProcess {
   /** Sends one wire message for `route`. Returns false when the pipe is full. */
   send(route: number, message: Uint8Array): boolean {
     if (this.exited) return true;
-    return this.pipe.write(encodeHostFrame(route, message));
+    if (message.length < HOST_COPY_THRESHOLD) return this.pipe.write(encodeHostFrame(route, message));
+    // Large payloads (file chunks) are not copied: header, then the message.
+    this.pipe.cork();
+    this.pipe.write(hostFrameHeader(route, message.length));
+    const ok = this.pipe.write(message);
+    this.pipe.uncork();
+    return ok;
   }
 
   onceDrain(cb: () => void): void {

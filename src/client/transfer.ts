@@ -194,10 +194,11 @@ class Progress {
 }
 
 /** Hashes (and counts) what flows through a pipeline. */
-function tap(hash: Hash, progress: Progress, rel: string) {
+/** Passes chunks through, counting progress and feeding `hash` (only when verifying). */
+function tap(hash: Hash | null, progress: Progress, rel: string) {
   return async function* (source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of source) {
-      hash.update(chunk);
+      hash?.update(chunk);
       progress.add(rel, chunk.length);
       yield chunk;
     }
@@ -242,7 +243,6 @@ async function uploadFile(
   if (file.size <= small) {
     const data = await fsp.readFile(file.abs, { signal: s.signal });
     if (data.length > small) return uploadFile(ctx, { ...file, size: data.length }, remote, s, progress);
-    const expected = createHash('sha256').update(data).digest('hex');
     const args = { data, mode: file.mode, lastWriteTime: dateToTicks(mtime) };
     if (!s.verify) {
       await ctx.call('WriteAllBytes', { path: remote, ...args }, { path: remote, signal: s.signal });
@@ -250,6 +250,7 @@ async function uploadFile(
       const tmp = ctx.paths.tempFor(remote);
       try {
         await ctx.call('WriteAllBytes', { path: tmp, ...args }, { path: remote, signal: s.signal });
+        const expected = createHash('sha256').update(data).digest('hex');
         const actual = await remoteSha256(ctx, tmp, s.signal);
         if (actual !== expected) throw new VerificationError(remote, expected, actual);
         await ctx.call(
@@ -266,7 +267,7 @@ async function uploadFile(
     progress.done(file.rel);
     return;
   }
-  const hash = createHash('sha256');
+  const hash = s.verify ? createHash('sha256') : null;
   const chunk = ctx.chunkSize(s.chunkSize);
   const ws = new RemoteWriteStream(
     ctx,
@@ -274,7 +275,7 @@ async function uploadFile(
     { chunkSize: chunk, window: s.window, mode: file.mode, mtime, ...(s.signal ? { signal: s.signal } : {}) },
     {
       beforeCommit: async (tmp) => {
-        if (!s.verify) return;
+        if (!hash) return;
         const expected = hash.digest('hex');
         const actual = await remoteSha256(ctx, tmp, s.signal);
         if (actual !== expected) throw new VerificationError(remote, expected, actual);
@@ -374,7 +375,7 @@ async function downloadFile(
   const expectedP = s.verify ? remoteSha256(ctx, file.path, s.signal) : null;
   expectedP?.catch(noop);
   try {
-    const hash = createHash('sha256');
+    const hash = expectedP ? createHash('sha256') : null;
     let data: Buffer | null = null;
     if (file.size <= ctx.chunkSize(s.chunkSize)) {
       try {
@@ -385,7 +386,7 @@ async function downloadFile(
       }
     }
     if (data) {
-      hash.update(data);
+      hash?.update(data);
       await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
       progress.add(file.rel, data.length);
     } else {
@@ -402,7 +403,7 @@ async function downloadFile(
         },
       );
     }
-    if (expectedP) {
+    if (expectedP && hash) {
       const expected = await expectedP;
       const actual = hash.digest('hex');
       if (actual !== expected) throw new VerificationError(local, expected, actual);

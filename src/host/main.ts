@@ -12,7 +12,9 @@ import {
   FrameDecoder,
   HOST_BOOT_FRAME_LIMIT,
   HOST_CONTROL,
+  HOST_COPY_THRESHOLD,
   HostControl,
+  hostFrameHeader,
   NO_ROUTE,
   splitHostFrame,
 } from '../protocol/index.js';
@@ -29,7 +31,14 @@ function main(): void {
     for (const f of w) f();
   });
   const channel = {
-    send: (route: number, message: Buffer) => pipe.write(encodeHostFrame(route, message)),
+    send: (route: number, message: Buffer) => {
+      if (message.length < HOST_COPY_THRESHOLD) return pipe.write(encodeHostFrame(route, message));
+      pipe.cork();
+      pipe.write(hostFrameHeader(route, message.length));
+      const ok = pipe.write(message);
+      pipe.uncork();
+      return ok;
+    },
     whenWritable: () =>
       pipe.writableNeedDrain ? new Promise<void>((resolve) => waiters.push(resolve)) : Promise.resolve(),
   };

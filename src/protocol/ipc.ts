@@ -44,6 +44,17 @@ export function encodeHostFrame(route: number, message: Uint8Array): Buffer {
   return out;
 }
 
+/** The 8 bytes before a message in a pipe frame (length and route); send the message after it. */
+export function hostFrameHeader(route: number, messageLength: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + ROUTE_SIZE);
+  out.writeInt32LE(ROUTE_SIZE + messageLength, 0);
+  out.writeInt32LE(route, FRAME_HEADER_SIZE);
+  return out;
+}
+
+/** Messages at least this large are written after their header rather than copied behind it. */
+export const HOST_COPY_THRESHOLD = 16 * 1024;
+
 /** Splits a pipe frame body into route and message (a view, no copy). */
 export function splitHostFrame(body: Buffer): { route: number; message: Buffer } {
   if (body.length < ROUTE_SIZE) return { route: -1, message: body.subarray(0, 0) };
