@@ -275,6 +275,11 @@ export class HostPool {
     return host;
   }
 
+  /** Starts a spare now if there is none (a client just connected: it will likely need one). */
+  warm(): void {
+    if (this.opts.spares > 0) this.replenish();
+  }
+
   private replenish(): void {
     if (this.closed || (this.spare?.alive && !this.spare.isAssigned)) return;
     const spare: HostProcess = new HostProcess({

@@ -22,14 +22,12 @@ import type { Command } from 'commander';
 import { CONFIG_FILE_NAME, type ConfigTemplate, loadConfig, renderConfigXml } from '../agent/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
 import { type EncryptionMode, formatThumbprint } from '../transport/index.js';
+import { UsageError } from './errors.js';
 
 export const CERT_FILE_NAME = 'outpost-agent.crt';
 export const KEY_FILE_NAME = 'outpost-agent.key';
 
-/** An error meant for the person at the terminal (printed without a stack). */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { UsageError } from './errors.js';
 
 export interface InitOptions {
   configPath?: string | undefined;

@@ -13,6 +13,7 @@ import type { Command } from 'commander';
 import { CONFIG_FILE_NAME, renderConfigXml } from '../agent/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
 import { formatThumbprint } from '../transport/index.js';
+import { targetLabel } from './connection.js';
 import { UsageError, writeFileAtomic } from './init.js';
 import { serve } from './serve.js';
 
@@ -66,6 +67,16 @@ export async function start(options: StartOptions = {}): Promise<void> {
       if (enc.mode === 'aes' && enc.key) lines.push(`  key:  ${enc.key.reveal().toString('hex')}`);
       if (enc.mode === 'ssl' && enc.thumbprint)
         lines.push(`  thumbprint (SHA-256): ${formatThumbprint(enc.thumbprint)}`);
+      if (enc.mode === 'aes' && enc.key) {
+        const a = agent.address;
+        const target = targetLabel(a === '0.0.0.0' ? '127.0.0.1' : a === '::' ? '::1' : a, agent.port);
+        lines.push(
+          'From another terminal (docs/CLI.md):',
+          `  export OUTPOST_KEY=${enc.key.reveal().toString('hex')}`,
+          `  npx outpost ping ${target}`,
+          `  npx outpost exec ${target} -- uname -a`,
+        );
+      }
       lines.push(`Delete ${dir} to start over with a new key. Stop with Ctrl+C.`, '');
       process.stdout.write(`${lines.join('\n')}\n`);
     },
