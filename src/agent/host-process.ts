@@ -56,7 +56,8 @@ function hostEntry(): { script: string; execArgv: string[] } {
   if (self.endsWith('.ts')) {
     return {
       script: fileURLToPath(new URL('../host/main.ts', import.meta.url)),
-      execArgv: ['--import', 'tsx'],
+      // Load tsx by absolute URL so the host starts whatever the working directory is.
+      execArgv: ['--import', import.meta.resolve('tsx')],
     };
   }
   return { script: fileURLToPath(new URL('../host/main.js', import.meta.url)), execArgv: [] };
