@@ -67,7 +67,6 @@ export class HostProcess {
   private readonly child: ChildProcess;
   private readonly pipe: Socket;
   private readonly decoder: FrameDecoder;
-  private readonly opts: HostProcessOptions;
   private handlers: HostHandlers;
   private assigned = false;
   private exited = false;
@@ -83,7 +82,6 @@ export class HostProcess {
   private outstanding = 0;
 
   constructor(opts: HostProcessOptions) {
-    this.opts = opts;
     this.handlers = {
       onMessage: opts.onMessage ?? (() => {}),
       onExit: opts.onExit ?? (() => {}),
@@ -270,7 +268,7 @@ export class HostPool {
   take(settings: HostSettings, handlers: HostHandlers): HostProcess {
     let host = this.spare;
     this.spare = null;
-    if (!host || !host.alive || host.isAssigned) host = new HostProcess(this.opts);
+    if (!host?.alive || host.isAssigned) host = new HostProcess(this.opts);
     host.assign(settings, handlers);
     if (this.opts.spares > 0 && !this.closed) setImmediate(() => this.replenish());
     return host;
