@@ -80,6 +80,11 @@ export class HostProcess {
   private readonly startedAt = Date.now();
   /** Requests sent and not yet answered (maintained by the caller via busy()). */
   private outstanding = 0;
+  private corked = false;
+  private readonly uncork = (): void => {
+    this.corked = false;
+    this.pipe.uncork();
+  };
 
   constructor(opts: HostProcessOptions) {
     this.handlers = {
@@ -164,13 +169,16 @@ export class HostProcess {
   /** Sends one wire message for `route`. Returns false when the pipe is full. */
   send(route: number, message: Uint8Array): boolean {
     if (this.exited) return true;
+    // Requests sent in one tick leave in one writev (corked until the next tick).
+    if (!this.corked) {
+      this.corked = true;
+      this.pipe.cork();
+      process.nextTick(this.uncork);
+    }
     if (message.length < HOST_COPY_THRESHOLD) return this.pipe.write(encodeHostFrame(route, message));
     // Large payloads (file chunks) are not copied: header, then the message.
-    this.pipe.cork();
     this.pipe.write(hostFrameHeader(route, message.length));
-    const ok = this.pipe.write(message);
-    this.pipe.uncork();
-    return ok;
+    return this.pipe.write(message);
   }
 
   onceDrain(cb: () => void): void {

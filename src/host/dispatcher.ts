@@ -15,8 +15,7 @@ import {
   type EventOf,
   encodeError,
   encodeEvent,
-  encodeResponse,
-  encodeResult,
+  encodeResultResponse,
   isMetaCommand,
   NO_ROUTE,
   ProtocolError,
@@ -143,7 +142,7 @@ export class HostDispatcher {
     name: N,
     result: ResultOf<N>,
   ): void {
-    this.channel.send(route, encodeResponse(agentType, token, encodeResult(name, result)));
+    this.channel.send(route, encodeResultResponse(agentType, token, name, result));
   }
 
   private fail(route: number, agentType: number, token: number, kind: ErrorKindName, message: string): void {

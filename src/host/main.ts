@@ -30,14 +30,22 @@ function main(): void {
     waiters = [];
     for (const f of w) f();
   });
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    pipe.uncork();
+  };
   const channel = {
     send: (route: number, message: Buffer) => {
+      // Replies made in one tick leave in one writev (corked until the next tick).
+      if (!corked) {
+        corked = true;
+        pipe.cork();
+        process.nextTick(uncork);
+      }
       if (message.length < HOST_COPY_THRESHOLD) return pipe.write(encodeHostFrame(route, message));
-      pipe.cork();
       pipe.write(hostFrameHeader(route, message.length));
-      const ok = pipe.write(message);
-      pipe.uncork();
-      return ok;
+      return pipe.write(message);
     },
     whenWritable: () =>
       pipe.writableNeedDrain ? new Promise<void>((resolve) => waiters.push(resolve)) : Promise.resolve(),

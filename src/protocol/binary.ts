@@ -55,6 +55,9 @@ export function bytesToGuid(bytes: Uint8Array): string {
   ].join('-');
 }
 
+/** Unused bytes a `toBuffer()` view may keep alive instead of copying. */
+const TOBUFFER_SLACK = 256;
+
 export class BinaryWriter {
   private buf: Buffer;
   private pos = 0;
@@ -69,8 +72,10 @@ export class BinaryWriter {
 
   private ensure(n: number): void {
     if (this.pos + n <= this.buf.length) return;
-    let size = this.buf.length * 2;
-    while (size < this.pos + n) size *= 2;
+    // Double for small growth; a large field (a data chunk) gets exactly its
+    // room plus a little, so a 1 MiB payload is copied in once, not re-copied
+    // through every doubling.
+    const size = Math.max(this.buf.length * 2, this.pos + n + 64);
     const next = Buffer.allocUnsafe(size);
     this.buf.copy(next, 0, 0, this.pos);
     this.buf = next;
@@ -159,8 +164,14 @@ export class BinaryWriter {
     return this.buf.subarray(0, this.pos);
   }
 
-  /** A copy of what was written. */
+  /**
+   * What was written, as a buffer of its own. When the writer's buffer is
+   * mostly used (large messages) this is a view of it rather than a copy;
+   * later writes only append, so they never change the bytes returned.
+   */
   toBuffer(): Buffer {
+    if (this.buf.length - this.pos <= TOBUFFER_SLACK || this.pos >= this.buf.length * 0.75)
+      return this.buf.subarray(0, this.pos);
     return Buffer.from(this.buf.subarray(0, this.pos));
   }
 }

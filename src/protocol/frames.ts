@@ -11,7 +11,7 @@
  * Decoders are incremental: `push()` takes chunks of any size and returns the
  * whole messages they complete. Node's crypto is used (no I/O).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { type Cipher, createCipheriv, createDecipheriv, type Decipher, randomFillSync } from 'node:crypto';
 import { AES_BLOCK, AES_IV_SIZE, DEFAULT_MAX_MESSAGE_SIZE, FRAME_HEADER_SIZE } from './constants.js';
 import { ProtocolError } from './errors.js';
 
@@ -129,17 +129,43 @@ export function parseAesKeyHex(hex: string): Buffer | null {
   return Buffer.from(t, 'hex');
 }
 
-/** Encrypts outgoing frames for one direction. */
+/** Messages up to this size are encrypted from one plaintext buffer into one frame buffer. */
+const AES_SMALL_MESSAGE = 16 * 1024;
+/** Random bytes drawn at once for the per-frame IVs. */
+const IV_POOL_SIZE = 4096;
+
+/** XORs three 16-byte blocks into a new one. */
+function xor3(a: Uint8Array, b: Uint8Array, c: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(AES_BLOCK);
+  for (let i = 0; i < AES_BLOCK; i++) out[i] = a[i]! ^ b[i]! ^ c[i]!;
+  return out;
+}
+
+/**
+ * Encrypts outgoing frames for one direction.
+ *
+ * Every frame is CBC under its own IV, but creating a cipher per frame costs
+ * more than encrypting a small message. So one CBC cipher (no auto padding)
+ * runs for the whole connection, and each frame's first plaintext block is
+ * XORed with `frameIv ⊕ chain`, where `chain` is the cipher's running CBC
+ * state (the last ciphertext block it produced): the cipher then computes
+ * `E(p1 ⊕ frameIv)`, exactly what a fresh cipher with IV `frameIv` would.
+ * PKCS#7 padding is added by hand. The bytes on the wire are those of a fresh
+ * `createCipheriv` per frame (tests check both against each other).
+ */
 export class AesFrameEncoder {
   private iv: Buffer;
-  private readonly key: Buffer;
-  private readonly algorithm: string;
+  private chain: Buffer;
+  private readonly cipher: Cipher;
+  private pool: Buffer = Buffer.alloc(0);
+  private poolOffset = 0;
 
   constructor(key: Uint8Array, handshakeIv: Uint8Array) {
-    this.key = Buffer.from(key);
-    this.algorithm = aesAlgorithm(key);
+    const algorithm = aesAlgorithm(key);
     if (handshakeIv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
     this.iv = Buffer.from(handshakeIv);
+    this.chain = this.iv;
+    this.cipher = createCipheriv(algorithm, key, handshakeIv).setAutoPadding(false);
   }
 
   /** Ciphertext length for a message of `n` bytes. */
@@ -147,39 +173,77 @@ export class AesFrameEncoder {
     return (Math.floor((AES_IV_SIZE + n) / AES_BLOCK) + 1) * AES_BLOCK;
   }
 
+  private randomIv(): Buffer {
+    if (this.poolOffset + AES_IV_SIZE > this.pool.length) {
+      this.pool = randomFillSync(Buffer.allocUnsafe(IV_POOL_SIZE));
+      this.poolOffset = 0;
+    }
+    const iv = this.pool.subarray(this.poolOffset, this.poolOffset + AES_IV_SIZE);
+    this.poolOffset += AES_IV_SIZE;
+    return iv;
+  }
+
   /**
-   * Encrypts one message and returns the whole frame (header + ciphertext).
-   * `nextIv` is random unless given (tests use fixed ones for vectors).
+   * Encrypts one message and returns the frame as buffers to write in order
+   * (header, then ciphertext; large messages are not copied). `nextIv` is
+   * random unless given (tests use fixed ones for vectors).
    */
-  encode(message: Uint8Array, nextIv: Uint8Array = randomBytes(AES_IV_SIZE)): Buffer {
-    if (nextIv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'next IV must be 16 bytes');
-    const cipher = createCipheriv(this.algorithm, this.key, this.iv);
+  encodePieces(message: Uint8Array, nextIv?: Uint8Array): Buffer[] {
+    const next = nextIv ?? this.randomIv();
+    if (next.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'next IV must be 16 bytes');
     const bodyLen = AesFrameEncoder.bodyLength(message.length);
-    const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + bodyLen);
-    out.writeInt32LE(bodyLen, 0);
-    let off = FRAME_HEADER_SIZE;
-    off += cipher.update(nextIv).copy(out, off);
-    off += cipher.update(message).copy(out, off);
-    off += cipher.final().copy(out, off);
-    /* c8 ignore next */
-    if (off !== out.length) throw new ProtocolError('BAD_VALUE', 'internal: AES length mismatch');
-    this.iv = Buffer.from(nextIv);
-    return out;
+    const padLen = bodyLen - AES_IV_SIZE - message.length;
+    const first = xor3(next, this.iv, this.chain);
+    let pieces: Buffer[];
+    if (message.length <= AES_SMALL_MESSAGE) {
+      const plain = Buffer.allocUnsafe(FRAME_HEADER_SIZE + bodyLen);
+      plain.writeInt32LE(bodyLen, 0);
+      first.copy(plain, FRAME_HEADER_SIZE);
+      plain.set(message, FRAME_HEADER_SIZE + AES_IV_SIZE);
+      plain.fill(padLen, FRAME_HEADER_SIZE + AES_IV_SIZE + message.length);
+      const body = this.cipher.update(plain.subarray(FRAME_HEADER_SIZE));
+      body.copy(plain, FRAME_HEADER_SIZE);
+      pieces = [plain];
+      this.chain = body.subarray(bodyLen - AES_BLOCK);
+    } else {
+      const c1 = this.cipher.update(first);
+      const c2 = this.cipher.update(message);
+      const c3 = this.cipher.update(Buffer.alloc(padLen, padLen));
+      /* c8 ignore next 2 */
+      if (c1.length + c2.length + c3.length !== bodyLen)
+        throw new ProtocolError('BAD_VALUE', 'internal: AES length mismatch');
+      pieces = [frameHeader(bodyLen), c1, c2, c3];
+      this.chain = Buffer.from(c3.subarray(c3.length - AES_BLOCK));
+    }
+    this.iv = Buffer.from(next);
+    return pieces;
+  }
+
+  /** Encrypts one message and returns the whole frame (header + ciphertext) in one buffer. */
+  encode(message: Uint8Array, nextIv?: Uint8Array): Buffer {
+    const pieces = this.encodePieces(message, nextIv);
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
 }
 
-/** Decrypts incoming frames for one direction. */
+/**
+ * Decrypts incoming frames for one direction, with one CBC decipher for the
+ * connection (see `AesFrameEncoder`): the first plaintext block of a frame is
+ * corrected by `chain ⊕ frameIv`, and the PKCS#7 padding is checked and cut
+ * by hand, so a frame costs one decryption into one buffer and no copy.
+ */
 export class AesFrameDecoder extends FrameDecoder {
   private iv: Buffer;
-  private readonly key: Buffer;
-  private readonly algorithm: string;
+  private chain: Buffer;
+  private readonly decipher: Decipher;
 
   constructor(key: Uint8Array, handshakeIv: Uint8Array, maxSize = DEFAULT_MAX_MESSAGE_SIZE) {
     super(maxSize);
-    this.key = Buffer.from(key);
-    this.algorithm = aesAlgorithm(key);
+    const algorithm = aesAlgorithm(key);
     if (handshakeIv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
     this.iv = Buffer.from(handshakeIv);
+    this.chain = this.iv;
+    this.decipher = createDecipheriv(algorithm, key, handshakeIv).setAutoPadding(false);
   }
 
   protected override checkLength(len: number): void {
@@ -191,13 +255,19 @@ export class AesFrameDecoder extends FrameDecoder {
   protected override open(body: Buffer): Buffer {
     let plain: Buffer;
     try {
-      const d = createDecipheriv(this.algorithm, this.key, this.iv);
-      plain = Buffer.concat([d.update(body), d.final()]);
+      plain = this.decipher.update(body);
     } catch {
       throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
     }
-    if (plain.length < AES_IV_SIZE) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
-    this.iv = Buffer.from(plain.subarray(0, AES_IV_SIZE));
-    return plain.subarray(AES_IV_SIZE);
+    if (plain.length !== body.length) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    const pad = plain[plain.length - 1]!;
+    if (pad < 1 || pad > AES_BLOCK) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    for (let i = plain.length - pad; i < plain.length - 1; i++)
+      if (plain[i] !== pad) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    // plain[0..16] is D(c1) ⊕ chain; the sender meant D(c1) ⊕ iv.
+    const next = xor3(plain.subarray(0, AES_BLOCK), this.chain, this.iv);
+    this.chain = Buffer.from(body.subarray(body.length - AES_BLOCK));
+    this.iv = next;
+    return plain.subarray(AES_IV_SIZE, plain.length - pad);
   }
 }

@@ -278,6 +278,19 @@ export function encodeResponse(agentType: number, token: number, body: Uint8Arra
   return w.toBuffer();
 }
 
+/** A Response carrying a command's typed result, encoded in one pass (no copy of the result body). */
+export function encodeResultResponse<N extends CommandName>(
+  agentType: number,
+  token: number,
+  name: N,
+  result: ResultOf<N>,
+): Buffer {
+  const w = new BinaryWriter(64);
+  w.u8(agentType).i32(token).u8(Kind.Response);
+  writeValue(w, commandDef(name).result, result, name);
+  return w.toBuffer();
+}
+
 export function encodeError(
   agentType: number,
   token: number,

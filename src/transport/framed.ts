@@ -72,7 +72,7 @@ export function aesCodec(
   return {
     kind: 'aes',
     decoder: new AesFrameDecoder(key, handshakeIv, maxMessageSize),
-    encode: (message) => [encoder.encode(message)],
+    encode: (message) => encoder.encodePieces(message),
   };
 }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
@@ -212,6 +212,57 @@ describe('frame decoders take arbitrary chunks', () => {
         },
       ),
       { numRuns: 60 },
+    );
+  });
+
+  test('AES: the one running cipher gives the bytes of a fresh cipher per frame, both ways', () => {
+    // Reference: the frame format written out with a new createCipheriv per frame.
+    const alg = (k: Buffer) => `aes-${k.length * 8}-cbc`;
+    const refEncode = (k: Buffer, iv: Buffer, next: Buffer, m: Buffer) => {
+      const c = createCipheriv(alg(k), k, iv);
+      const body = Buffer.concat([c.update(next), c.update(m), c.final()]);
+      const h = Buffer.alloc(4);
+      h.writeInt32LE(body.length);
+      return Buffer.concat([h, body]);
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 1, maxLength: 8 }),
+        fc.constantFrom(16, 24, 32),
+        (sizes, keyLen) => {
+          const key = randomBytes(keyLen);
+          const hiv = randomBytes(16);
+          const enc = new AesFrameEncoder(key, hiv);
+          const dec = new AesFrameDecoder(key, hiv, 1 << 20);
+          let iv = hiv;
+          for (const n of sizes) {
+            const m = randomBytes(n);
+            const next = randomBytes(16);
+            const ref = refEncode(key, iv, next, m);
+            assert.deepEqual(Buffer.concat(enc.encodePieces(m, next)), ref);
+            const got = dec.push(ref);
+            assert.equal(got.length, 1);
+            assert.deepEqual(got[0], m);
+            iv = next;
+          }
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+
+  test('AES: a frame whose padding bytes disagree is refused', () => {
+    const key = randomBytes(32);
+    const iv = randomBytes(16);
+    const c = createCipheriv('aes-256-cbc', key, iv).setAutoPadding(false);
+    // nextIV block + one block ending in ...03 02 03 (bad PKCS#7).
+    const plain = Buffer.concat([randomBytes(16), Buffer.from('abcdefghijklm'), Buffer.from([3, 2, 3])]);
+    const body = Buffer.concat([c.update(plain), c.final()]);
+    const h = Buffer.alloc(4);
+    h.writeInt32LE(body.length);
+    assert.throws(
+      () => new AesFrameDecoder(key, iv).push(Buffer.concat([h, body])),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'DECRYPT_FAILED',
     );
   });
 

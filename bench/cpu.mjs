@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+/**
+ * CPU cost of Outpost's hot paths, for profiling work on a shared machine:
+ * wall time swings with load, CPU seconds per unit of work barely do.
+ *
+ *   node bench/cpu.mjs [--size MIB] [--ops N] [--files N] [--modes none,aes,ssl] [--only transfer,smallops,files]
+ *                       [--profile DIR]   (agent and hosts under --cpu-prof; see lib/prof-summary.mjs)
+ *
+ * For each mode it starts an agent (dist/, like bench/run.mjs), then reports
+ * wall time and the CPU time (user + system) of the client (this process)
+ * and of the agent with its host processes (from /proc), per unit of work.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { makeSecrets, startAgent } from './lib/agents.mjs';
+import { connect, endSession } from './lib/outpost.mjs';
+import { installSignalHandlers, makeTempDir, processTree, runCleanups } from './lib/util.mjs';
+
+const { values } = parseArgs({
+  options: {
+    size: { type: 'string', default: '256' },
+    ops: { type: 'string', default: '10000' },
+    files: { type: 'string', default: '2000' },
+    modes: { type: 'string', default: 'none,aes,ssl' },
+    only: { type: 'string', default: 'transfer,smallops,files' },
+    profile: { type: 'string' },
+  },
+});
+const sizeMiB = Number(values.size);
+const ops = Number(values.ops);
+const nFiles = Number(values.files);
+const modes = values.modes.split(',');
+const only = new Set(values.only.split(','));
+const TICK_MS = 10; // USER_HZ = 100 on Linux
+
+function treeCpuMs(pid) {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+    } catch {
+      // gone
+    }
+  }
+  return ticks * TICK_MS;
+}
+
+async function measure(agent, fn) {
+  const c0 = process.cpuUsage();
+  const a0 = treeCpuMs(agent.pid);
+  const t0 = performance.now();
+  await fn();
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const a = treeCpuMs(agent.pid) - a0;
+  return { wall, client: (c.user + c.system) / 1000, agent: a };
+}
+
+function row(label, r, units, unitName) {
+  const per = (v) => ((v / units) * (unitName === 'op' || unitName === 'file' ? 1000 : 1)).toFixed(2);
+  const unitLabel = unitName === 'op' || unitName === 'file' ? `µs/${unitName}` : `ms/${unitName}`;
+  console.log(
+    `| ${label} | ${r.wall.toFixed(0)} ms | ${per(r.client)} | ${per(r.agent)} | ${per(r.client + r.agent)} | ${unitLabel} |`,
+  );
+}
+
+installSignalHandlers();
+const dir = makeTempDir('outpost-cpu-');
+try {
+  const secrets = await makeSecrets(dir);
+  const data = join(dir, 'data');
+  mkdirSync(data);
+  const src = join(data, 'src.bin');
+  const chunk = Buffer.alloc(1 << 20);
+  for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  const parts = [];
+  for (let i = 0; i < sizeMiB; i++) parts.push(chunk);
+  writeFileSync(src, Buffer.concat(parts));
+  const tree = join(data, 'tree');
+  for (let i = 0; i < nFiles; i++) {
+    const d = join(tree, `d${i % 50}`);
+    if (i < 50) mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, `f${i}`), chunk.subarray(0, 1024));
+  }
+  console.log('| work | wall | client | agent+hosts | total | unit |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const mode of modes) {
+    const agent = await startAgent({
+      dir,
+      mode,
+      secrets,
+      allowedRoots: [data],
+      ...(values.profile ? { profileDir: join(values.profile, mode) } : {}),
+    });
+    const client = await connect(agent);
+    await client.exists(join(data, 'warm'));
+    if (only.has('transfer')) {
+      row(
+        `${mode} upload ${sizeMiB} MiB`,
+        await measure(agent, () => client.upload(src, join(data, `up-${mode}.bin`), { verify: false })),
+        sizeMiB,
+        'MiB',
+      );
+      row(
+        `${mode} download ${sizeMiB} MiB`,
+        await measure(agent, () =>
+          client.download(join(data, `up-${mode}.bin`), join(data, `down-${mode}.bin`), { verify: false }),
+        ),
+        sizeMiB,
+        'MiB',
+      );
+    }
+    if (only.has('smallops')) {
+      const target = join(data, 'src.bin');
+      row(
+        `${mode} exists × ${ops}, sequential`,
+        await measure(agent, async () => {
+          for (let i = 0; i < ops; i++) await client.exists(target);
+        }),
+        ops,
+        'op',
+      );
+      row(
+        `${mode} exists × ${ops}, 64 in flight`,
+        await measure(agent, async () => {
+          let next = 0;
+          await Promise.all(
+            Array.from({ length: 64 }, async () => {
+              while (next++ < ops) await client.exists(target);
+            }),
+          );
+        }),
+        ops,
+        'op',
+      );
+    }
+    if (only.has('files')) {
+      row(
+        `${mode} upload ${nFiles} × 1 KiB`,
+        await measure(agent, () =>
+          client.upload(tree, join(data, `tree-${mode}`), { concurrency: 64, verify: false }),
+        ),
+        nFiles,
+        'file',
+      );
+    }
+    await endSession(client);
+    await agent.stop();
+  }
+} finally {
+  await runCleanups();
+}
