@@ -260,8 +260,9 @@ export class HostProcess {
 /**
  * Keeps one host process started ahead of need, so a session's first
  * product request does not wait for a Node process to boot. The spare is
- * started lazily — after the first host is taken — so an agent that is never
- * used stays small.
+ * started when a client connects and when a session's host ends, never at
+ * agent start (an agent that is never used stays small) and never while the
+ * host just taken starts its work.
  */
 export class HostPool {
   private spare: HostProcess | null = null;
@@ -277,8 +278,16 @@ export class HostPool {
     let host = this.spare;
     this.spare = null;
     if (!host?.alive || host.isAssigned) host = new HostProcess(this.opts);
-    host.assign(settings, handlers);
-    if (this.opts.spares > 0 && !this.closed) setImmediate(() => this.replenish());
+    // The next spare starts when this host ends (or when a client connects),
+    // not now: a session at work (a 1 GiB transfer) should not share the
+    // machine with a second idle Node process booting beside it.
+    host.assign(settings, {
+      ...handlers,
+      onExit: (reason) => {
+        handlers.onExit(reason);
+        if (this.opts.spares > 0 && !this.closed) setImmediate(() => this.replenish());
+      },
+    });
     return host;
   }
 
