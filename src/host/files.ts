@@ -12,6 +12,12 @@
  *   a unique temp file `.<name>.<random>.tmp` in the destination directory,
  *   written, chmod'ed, timestamped, fsync'ed, then renamed over the target.
  *   A symlinked target is written through (the link's target is replaced).
+ *   Small WriteAllBytes (≤ SMALL_WRITE) do all of it with synchronous calls
+ *   in one go (replaceSmall); fsync runs inline only where it is free
+ *   (tmpfs), else in the thread pool, directory fsyncs grouped.
+ * - One-path queries and metadata changes use synchronous fs calls: on a
+ *   local file system each is cheaper than a promise through the thread
+ *   pool, and the host is one process per session (docs/ARCHITECTURE.md).
  * - CreateDirectory on an existing non-directory is `AlreadyExists`.
  * - Move never replaces a directory: with `overwrite` an existing
  *   destination directory is `IsDirectory`, and a directory source never
@@ -25,7 +31,30 @@
  *   keep full 100 ns precision).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type BigIntStats, constants as fsc, type Stats } from 'node:fs';
+import {
+  type BigIntStats,
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fchownSync,
+  constants as fsc,
+  fstatSync,
+  fsync,
+  fsyncSync,
+  futimesSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  realpathSync,
+  renameSync,
+  type Stats,
+  statfsSync,
+  statSync,
+  unlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
 import {
   chmod,
   copyFile,
@@ -35,13 +64,11 @@ import {
   open,
   opendir,
   readlink,
-  realpath,
   rename,
   rm,
   rmdir,
   stat,
   symlink,
-  unlink,
   utimes,
 } from 'node:fs/promises';
 import path from 'node:path';
@@ -202,9 +229,50 @@ function stringSize(s: string): number {
   return n + (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x200000 ? 3 : n < 0x10000000 ? 4 : 5);
 }
 
+/** Random bytes for temp names, drawn 6 at a time (one randomBytes call per 512 names). */
+let randomPool = Buffer.alloc(0);
+let randomAt = 0;
+function randomHex6(): string {
+  if (randomAt + 6 > randomPool.length) {
+    randomPool = randomBytes(6 * 512);
+    randomAt = 0;
+  }
+  randomAt += 6;
+  return randomPool.toString('hex', randomAt - 6, randomAt);
+}
+
 function tempNameFor(target: string): string {
   const base = path.basename(target).slice(0, 64);
-  return path.join(path.dirname(target), `.${base}.${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(path.dirname(target), `.${base}.${randomHex6()}.tmp`);
+}
+
+/**
+ * Where a whole-file write lands, given the `lstat` of the path (`st`): a
+ * symlink is written through (the real file is replaced, not the link), a
+ * dangling one is replaced itself. `existing` is what is there now (stat).
+ */
+function writeTarget(
+  p: string,
+  st: BigIntStats | Stats | null,
+): { path: string; existing: BigIntStats | Stats | null } {
+  if (!st?.isSymbolicLink()) return { path: p, existing: st };
+  let real: string;
+  try {
+    real = realpathSync.native(p);
+  } catch {
+    return { path: p, existing: null }; // dangling: the link itself is replaced
+  }
+  return { path: real, existing: tryStatSync(real) };
+}
+
+/** What `stat` says of `p` given its `lstat` (`st`): null when missing or unreadable. */
+function followed(p: string, st: BigIntStats | null): BigIntStats | Stats | null {
+  if (!st?.isSymbolicLink()) return st;
+  try {
+    return statSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch {
+    return null;
+  }
 }
 
 async function tryLstat(p: string): Promise<Stats | null> {
@@ -213,6 +281,24 @@ async function tryLstat(p: string): Promise<Stats | null> {
   } catch (err) {
     const code = errorCode(err);
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw fsError(err, p);
+  }
+}
+
+function tryLstatSync(p: string): Stats | null {
+  try {
+    return lstatSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    if (errorCode(err) === 'ENOTDIR') return null;
+    throw fsError(err, p);
+  }
+}
+
+function tryStatSync(p: string): Stats | null {
+  try {
+    return statSync(p, { throwIfNoEntry: false }) ?? null;
+  } catch (err) {
+    if (errorCode(err) === 'ENOTDIR') return null;
     throw fsError(err, p);
   }
 }
@@ -252,6 +338,98 @@ async function syncDirectory(dir: string): Promise<void> {
     }
   } catch {
     // Not all file systems allow it; the data itself is already synced.
+  }
+}
+
+/** `mkdir -p`, synchronously; a file in the way is `NotDirectory`. */
+function ensureDirectorySync(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    const code = errorCode(err);
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw pathError('NotDirectory', dir, 'a parent of the path is not a directory');
+    }
+    throw fsError(err, dir);
+  }
+}
+
+/** {@link syncDirectory}, synchronously (for file systems where fsync returns at once). */
+function syncDirectorySync(dir: string): void {
+  if (process.platform === 'win32') return;
+  try {
+    const fd = openSync(dir, fsc.O_RDONLY);
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // As syncDirectory: best effort.
+  }
+}
+
+function fsyncInPool(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fsync(fd, (err) => (err ? reject(err) : resolve())));
+}
+
+/**
+ * Directory fsyncs, grouped: renames into a directory that complete while
+ * one of its fsyncs runs share the next one (group commit), so N files
+ * written into one directory at once cost about two directory fsyncs, not N.
+ * Each caller still returns only after an fsync that began after its rename.
+ */
+class DirectorySyncs {
+  private readonly dirs = new Map<string, { running: Promise<void> | null; queued: Promise<void> | null }>();
+
+  sync(dir: string): Promise<void> {
+    let s = this.dirs.get(dir);
+    if (!s) {
+      s = { running: null, queued: null };
+      this.dirs.set(dir, s);
+    }
+    if (s.queued) return s.queued;
+    if (!s.running) {
+      s.running = this.run(dir, s);
+      return s.running;
+    }
+    const state = s;
+    s.queued = s.running.then(() => {
+      state.queued = null;
+      state.running = this.run(dir, state);
+      return state.running;
+    });
+    return s.queued;
+  }
+
+  private async run(dir: string, s: { running: Promise<void> | null; queued: Promise<void> | null }) {
+    try {
+      await syncDirectory(dir);
+    } finally {
+      s.running = null;
+      if (!s.queued) this.dirs.delete(dir);
+    }
+  }
+}
+
+/** statfs magic numbers of Linux file systems that live in memory: fsync does nothing there. */
+const MEMORY_FS_TYPES: ReadonlySet<number> = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
+/**
+ * Writes at most this many bytes with synchronous calls in one go
+ * (WriteAllBytes): open, write, chmod, utimes, rename without a thread-pool
+ * round trip each. Larger writes keep the event loop free while they run.
+ */
+export const SMALL_WRITE = 256 * 1024;
+/** ReadAllBytes reads files up to this size synchronously (open, fstat, read, close). */
+export const SMALL_READ = 256 * 1024;
+
+function writeAllSync(fd: number, data: Uint8Array): void {
+  let done = 0;
+  while (done < data.length) {
+    const n = writeSync(fd, data, done, data.length - done, done);
+    if (n <= 0) throw pathError('IOError', 'write', 'no progress writing');
+    done += n;
   }
 }
 
@@ -325,6 +503,11 @@ export class FileService {
   private nextHandle = 1;
   private epoch = 0;
   private readonly renameImpl: (from: string, to: string) => Promise<void>;
+  /** The test seam's rename, when one was given (the synchronous paths use renameSync otherwise). */
+  private readonly renameHook: ((from: string, to: string) => Promise<void>) | null;
+  private readonly dirSyncs = new DirectorySyncs();
+  /** Per device: whether fsync returns at once there (a memory file system). */
+  private readonly freeFsync = new Map<number, boolean>();
   private readonly handlers: Handlers;
 
   constructor(
@@ -333,6 +516,7 @@ export class FileService {
   ) {
     this.paths = new PathResolver(ctx);
     this.renameImpl = hooks.rename ?? rename;
+    this.renameHook = hooks.rename ?? null;
     this.handlers = {
       FileExists: (a) => this.fileExists(a),
       DirectoryExists: (a) => this.directoryExists(a),
@@ -389,29 +573,32 @@ export class FileService {
 
   // ---------------------------------------------------------- queries
 
+  // Queries, deletes and metadata changes of one path are a few synchronous
+  // system calls each: cheaper than one promise round trip through libuv's
+  // thread pool, and the host is one process per session.
+
   private async fileExists(a: RequestOf<'FileExists'>): Promise<ResultOf<'FileExists'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
-    const st = await stat(p).catch(() => null);
-    return { exists: st?.isFile() === true };
+    const { path: p, st } = this.paths.lookup(a.path, { followFinal: true });
+    return { exists: followed(p, st)?.isFile() === true };
   }
 
   private async directoryExists(a: RequestOf<'DirectoryExists'>): Promise<ResultOf<'DirectoryExists'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
-    const st = await stat(p).catch(() => null);
-    return { exists: st?.isDirectory() === true };
+    const { path: p, st } = this.paths.lookup(a.path, { followFinal: true });
+    return { exists: followed(p, st)?.isDirectory() === true };
   }
 
   private async getFileInfo(a: RequestOf<'GetFileInfo'>): Promise<ResultOf<'GetFileInfo'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: false });
+    const { path: p, st } = this.paths.lookup(a.path, { followFinal: false });
+    if (st) return entryOf(st);
     try {
-      return entryOf(await lstat(p, { bigint: true }));
+      return entryOf(lstatSync(p, { bigint: true })); // to report why it failed (or it appeared meanwhile)
     } catch (err) {
       throw fsError(err, p);
     }
   }
 
   private async listDirectory(a: RequestOf<'ListDirectory'>): Promise<ResultOf<'ListDirectory'>> {
-    const root = await this.paths.resolve(a.path, { followFinal: true });
+    const root = this.paths.resolve(a.path, { followFinal: true });
     const recursive = asBool(a.recursive, 'recursive');
     const include = asStrings(a.include, 'include');
     const exclude = asStrings(a.exclude, 'exclude');
@@ -426,7 +613,7 @@ export class FileService {
     const isIncluded = compile(include, 'include');
     const isExcluded = compile(exclude, 'exclude');
 
-    const st = await tryStat(root);
+    const st = tryStatSync(root);
     if (!st) throw pathError('NotFound', root, 'no such file or directory');
     if (!st.isDirectory()) throw pathError('NotDirectory', root, 'not a directory');
 
@@ -435,22 +622,17 @@ export class FileService {
     const entries: ListEntry[] = [];
     const stack: { abs: string; rel: string }[] = [{ abs: root, rel: '' }];
 
-    const processBatch = async (dirAbs: string, rel: string, names: string[]): Promise<void> => {
-      const stats = await Promise.all(
-        names.map(async (n) => {
-          try {
-            return await lstat(path.join(dirAbs, n), { bigint: true });
-          } catch (err) {
-            const code = errorCode(err);
-            if (code === 'ENOENT' || code === 'ENOTDIR') return null; // vanished meanwhile
-            throw fsError(err, path.join(dirAbs, n));
-          }
-        }),
-      );
-      for (let i = 0; i < names.length; i++) {
-        const est = stats[i];
-        const n = names[i]!;
-        if (!est) continue;
+    // One synchronous lstat per entry: a few microseconds each, against a
+    // thread-pool round trip and a promise each.
+    const processBatch = (dirAbs: string, rel: string, names: string[]): void => {
+      for (const n of names) {
+        let est: BigIntStats | undefined;
+        try {
+          est = lstatSync(path.join(dirAbs, n), { bigint: true, throwIfNoEntry: false });
+        } catch (err) {
+          if (errorCode(err) !== 'ENOTDIR') throw fsError(err, path.join(dirAbs, n));
+        }
+        if (!est) continue; // vanished meanwhile
         const name = rel === '' ? n : `${rel}/${n}`;
         if (isExcluded?.(name)) continue;
         if (!isIncluded || isIncluded(name)) {
@@ -483,14 +665,14 @@ export class FileService {
         for await (const d of dir) {
           batch.push(d.name);
           if (batch.length >= LIST_BATCH) {
-            await processBatch(abs, rel, batch);
+            processBatch(abs, rel, batch);
             batch = [];
           }
         }
       } catch (err) {
         throw fsError(err, abs);
       }
-      await processBatch(abs, rel, batch);
+      processBatch(abs, rel, batch);
     }
     entries.sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
     return { entries };
@@ -499,9 +681,9 @@ export class FileService {
   // ---------------------------------------------------------- directories
 
   private async createDirectory(a: RequestOf<'CreateDirectory'>): Promise<ResultOf<'CreateDirectory'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     try {
-      await mkdir(p, { recursive: true });
+      mkdirSync(p, { recursive: true });
     } catch (err) {
       const code = errorCode(err);
       if (code === 'EEXIST') throw pathError('AlreadyExists', p, 'exists and is not a directory');
@@ -512,9 +694,9 @@ export class FileService {
   }
 
   private async deleteDirectory(a: RequestOf<'DeleteDirectory'>): Promise<ResultOf<'DeleteDirectory'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: false });
+    const p = this.paths.resolve(a.path, { followFinal: false });
     const recursive = asBool(a.recursive, 'recursive');
-    const st = await tryLstat(p);
+    const st = tryLstatSync(p);
     if (!st) return {};
     if (!st.isDirectory()) throw pathError('NotDirectory', p, 'not a directory');
     if (isFilesystemRoot(p)) throw pathError('AccessDenied', p, 'refusing to delete a file-system root');
@@ -531,7 +713,7 @@ export class FileService {
   }
 
   private async clearDirectory(a: RequestOf<'ClearDirectory'>): Promise<ResultOf<'ClearDirectory'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     if (isFilesystemRoot(p)) throw pathError('AccessDenied', p, 'refusing to clear a file-system root');
     try {
       await mkdir(p, { recursive: true });
@@ -568,12 +750,12 @@ export class FileService {
 
   // ---------------------------------------------------------- deletes
 
-  private async deleteOne(p: string): Promise<void> {
-    const st = await tryLstat(p);
+  /** Deletes the file (or symlink) `p`, whose lstat is `st`. */
+  private deleteOne(p: string, st: Stats | BigIntStats | null = tryLstatSync(p)): void {
     if (!st) return;
     if (st.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
     try {
-      await unlink(p);
+      unlinkSync(p);
     } catch (err) {
       if (errorCode(err) === 'ENOENT') return;
       throw fsError(err, p);
@@ -581,7 +763,8 @@ export class FileService {
   }
 
   private async deleteFile(a: RequestOf<'DeleteFile'>): Promise<ResultOf<'DeleteFile'>> {
-    await this.deleteOne(await this.paths.resolve(a.path, { followFinal: false }));
+    const { path: p, st } = this.paths.lookup(a.path, { followFinal: false });
+    this.deleteOne(p, st ?? tryLstatSync(p));
     return {};
   }
 
@@ -589,21 +772,21 @@ export class FileService {
   private async deleteFiles(a: RequestOf<'DeleteFiles'>): Promise<ResultOf<'DeleteFiles'>> {
     const list = asStrings(a.paths, 'paths');
     const resolved: string[] = [];
-    for (const p of list) resolved.push(await this.paths.resolve(p, { followFinal: false }));
-    for (const p of resolved) await this.deleteOne(p);
+    for (const p of list) resolved.push(this.paths.resolve(p, { followFinal: false }));
+    for (const p of resolved) this.deleteOne(p);
     return {};
   }
 
   // ---------------------------------------------------------- move & copy
 
   private async move(a: RequestOf<'Move'>): Promise<ResultOf<'Move'>> {
-    const src = await this.paths.resolve(a.source, { followFinal: false, what: 'source' });
-    const dst = await this.paths.resolve(a.destination, { followFinal: false, what: 'destination' });
+    const src = this.paths.resolve(a.source, { followFinal: false, what: 'source' });
+    const dst = this.paths.resolve(a.destination, { followFinal: false, what: 'destination' });
     const overwrite = asBool(a.overwrite, 'overwrite');
-    const sst = await tryLstat(src);
+    const sst = tryLstatSync(src);
     if (!sst) throw pathError('NotFound', src, 'no such file or directory');
     if (src === dst) return {};
-    const dstSt = await tryLstat(dst);
+    const dstSt = tryLstatSync(dst);
     // On a case-insensitive file system `a` → `A` finds the source itself: a rename, not a clash.
     const sameEntry =
       dstSt !== null &&
@@ -620,15 +803,16 @@ export class FileService {
     if (sst.isDirectory() && (dst + path.sep).startsWith(src + path.sep)) {
       throw pathError('InvalidArgument', dst, 'cannot move a directory into itself');
     }
-    await ensureDirectory(path.dirname(dst));
+    ensureDirectorySync(path.dirname(dst));
     try {
-      await this.renameImpl(src, dst);
+      if (this.renameHook) await this.renameHook(src, dst);
+      else renameSync(src, dst);
     } catch (err) {
       const code = errorCode(err);
       if (code !== 'EXDEV') throw fsError(err, code === 'ENOENT' ? src : dst);
       await this.crossDeviceMove(src, dst, sst);
     }
-    await syncDirectory(path.dirname(dst));
+    await this.syncDirectoryOf(path.dirname(dst), dstSt?.dev ?? sst.dev);
     return {};
   }
 
@@ -678,15 +862,14 @@ export class FileService {
   }
 
   private async copyFile(a: RequestOf<'CopyFile'>): Promise<ResultOf<'CopyFile'>> {
-    const src = await this.paths.resolve(a.source, { followFinal: true, what: 'source' });
-    const dstIn = await this.paths.resolve(a.destination, { followFinal: true, what: 'destination' });
+    const src = this.paths.resolve(a.source, { followFinal: true, what: 'source' });
+    const dstIn = this.paths.resolve(a.destination, { followFinal: true, what: 'destination' });
     const overwrite = asBool(a.overwrite, 'overwrite');
     const sst = await tryStat(src);
     if (!sst) throw pathError('NotFound', src, 'no such file or directory');
     if (sst.isDirectory()) throw pathError('IsDirectory', src, 'is a directory; CopyFile copies files only');
     if (!sst.isFile()) throw pathError('InvalidArgument', src, 'not a regular file');
-    const dst = await this.writeTarget(dstIn);
-    const dstSt = await tryStat(dst);
+    const { path: dst, existing: dstSt } = writeTarget(dstIn, tryLstatSync(dstIn));
     if (dstSt) {
       if (dstSt.isDirectory()) throw pathError('IsDirectory', dst, 'is a directory');
       if (!overwrite) throw pathError('AlreadyExists', dst, 'already exists');
@@ -709,10 +892,14 @@ export class FileService {
   // ---------------------------------------------------------- whole files
 
   private async readAllBytes(a: RequestOf<'ReadAllBytes'>): Promise<ResultOf<'ReadAllBytes'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const { path: p, st: lst } = this.paths.lookup(a.path, { followFinal: true });
     const limit = this.ctx.maxMessageSize - ENVELOPE_ALLOWANCE;
-    const pre = await tryStat(p);
-    if (pre?.isFile() && pre.size > limit) throw this.tooLarge(p, pre.size, limit);
+    const pre = lst?.isSymbolicLink() ? tryStatSync(p) : lst;
+    if (pre?.isFile()) {
+      const size = Number(pre.size);
+      if (size > limit) throw this.tooLarge(p, size, limit);
+      if (size <= SMALL_READ) return { data: this.readSmall(p, limit) };
+    }
     const { fh, st } = await openRegular(p, fsc.O_RDONLY);
     try {
       if (st.size > limit) throw this.tooLarge(p, st.size, limit);
@@ -726,6 +913,42 @@ export class FileService {
     }
   }
 
+  /**
+   * Reads a small regular file with synchronous calls. O_NONBLOCK: should
+   * the file have been swapped for a FIFO since it was examined, the open
+   * returns at once (and fstat refuses it) instead of blocking the host.
+   */
+  private readSmall(p: string, limit: number): Buffer {
+    let fd: number;
+    try {
+      fd = openSync(p, fsc.O_RDONLY | (fsc.O_NONBLOCK ?? 0));
+    } catch (err) {
+      throw fsError(err, p);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (st.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
+      if (!st.isFile()) throw pathError('InvalidArgument', p, 'not a regular file');
+      if (st.size > limit) throw this.tooLarge(p, st.size, limit);
+      const buf = Buffer.allocUnsafe(st.size);
+      let n = 0;
+      while (n < buf.length) {
+        const got = readSync(fd, buf, n, buf.length - n, n);
+        if (got === 0) break;
+        n += got;
+      }
+      return n === buf.length ? buf : buf.subarray(0, n);
+    } catch (err) {
+      throw fsError(err, p);
+    } finally {
+      try {
+        closeSync(fd);
+      } catch {
+        // read-only: nothing to lose
+      }
+    }
+  }
+
   private tooLarge(p: string, size: number, limit: number): HostError {
     return pathError(
       'TooLarge',
@@ -735,13 +958,22 @@ export class FileService {
   }
 
   private async writeAllBytes(a: RequestOf<'WriteAllBytes'>): Promise<ResultOf<'WriteAllBytes'>> {
-    const p = await this.writeTarget(await this.paths.resolve(a.path, { followFinal: true }));
+    const resolved = this.paths.lookup(a.path, { followFinal: true });
     const data = asBytes(a.data, 'data');
     const mode = a.mode === null ? null : asMode(a.mode, 'mode');
     const ticks = a.lastWriteTime === null ? null : asTicks(a.lastWriteTime, 'lastWriteTime');
-    const existing = await tryStat(p);
+    const { path: p, existing } = writeTarget(resolved.path, resolved.st);
     if (existing?.isDirectory()) throw pathError('IsDirectory', p, 'is a directory');
-    await ensureDirectory(path.dirname(p));
+    const finish: FinishOptions = {
+      mode: mode ?? (existing ? Number(existing.mode) & 0o7777 : 0o644),
+      mtime: ticks === null ? null : ticksToSeconds(ticks),
+      owner: existing ? { uid: Number(existing.uid), gid: Number(existing.gid) } : null,
+    };
+    if (data.length <= SMALL_WRITE) {
+      await this.replaceSmall(p, data, finish);
+      return {};
+    }
+    ensureDirectorySync(path.dirname(p));
     await this.atomicReplace(
       p,
       async (tmp) => {
@@ -752,24 +984,104 @@ export class FileService {
           await fh.close();
         }
       },
-      {
-        mode: mode ?? (existing ? existing.mode & 0o7777 : 0o644),
-        mtime: ticks === null ? null : ticksToSeconds(ticks),
-        owner: existing ? { uid: existing.uid, gid: existing.gid } : null,
-      },
+      finish,
     );
     return {};
   }
 
-  /** A symlink target is written through: the real file is replaced, not the link. */
-  private async writeTarget(p: string): Promise<string> {
-    const st = await tryLstat(p);
-    if (!st?.isSymbolicLink()) return p;
+  /**
+   * {@link atomicReplace} for small data, with synchronous calls in one go:
+   * the temp file is created (O_EXCL, beside the target; missing parents
+   * are made only when that fails), written, chmod'ed, timestamped,
+   * fsync'ed, closed and renamed over `target`, then the directory is
+   * fsync'ed. On any failure the temp file is removed and `target` is
+   * untouched. Where fsync does real work (not on tmpfs) the two fsyncs run
+   * in the thread pool, so a slow disk does not stall the session's other
+   * requests, and directory fsyncs are grouped (DirectorySyncs).
+   */
+  private async replaceSmall(target: string, data: Uint8Array, opts: FinishOptions): Promise<void> {
+    const dir = path.dirname(target);
+    const tmp = tempNameFor(target);
+    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
+    let fd: number;
     try {
-      return await realpath(p);
-    } catch {
-      return p; // dangling: the link itself is replaced
+      fd = openSync(tmp, flags, 0o600);
+    } catch (err) {
+      const code = errorCode(err);
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fsError(err, target);
+      ensureDirectorySync(dir); // a file in the way is NotDirectory
+      try {
+        fd = openSync(tmp, flags, 0o600);
+      } catch (again) {
+        throw fsError(again, target);
+      }
     }
+    let open = true;
+    let free = false;
+    try {
+      writeAllSync(fd, data);
+      const { owner } = opts;
+      if (owner && process.getuid?.() === 0 && (owner.uid !== 0 || owner.gid !== 0)) {
+        try {
+          fchownSync(fd, owner.uid, owner.gid);
+        } catch {
+          // as atomicReplace: keeping the owner is best effort
+        }
+      }
+      fchmodSync(fd, opts.mode);
+      if (opts.mtime !== null) futimesSync(fd, opts.atime ?? Date.now() / 1000, opts.mtime);
+      free = this.fsyncIsFree(fstatSync(fd).dev, dir);
+      if (free) fsyncSync(fd);
+      else await fsyncInPool(fd);
+      open = false;
+      closeSync(fd);
+      if (this.renameHook) await this.renameHook(tmp, target);
+      else renameSync(tmp, target);
+    } catch (err) {
+      if (open) {
+        try {
+          closeSync(fd);
+        } catch {
+          // the temp file goes anyway
+        }
+      }
+      try {
+        unlinkSync(tmp);
+      } catch {
+        // already gone
+      }
+      throw fsError(err, target);
+    }
+    if (free) syncDirectorySync(dir);
+    else await this.dirSyncs.sync(dir);
+  }
+
+  /** Makes a rename into `dir` (on device `dev`) durable. */
+  private async syncDirectoryOf(dir: string, dev: number | bigint): Promise<void> {
+    if (this.fsyncIsFree(Number(dev), dir)) syncDirectorySync(dir);
+    else await this.dirSyncs.sync(dir);
+  }
+
+  /**
+   * Whether fsync returns at once on device `dev` (holding `dir`): a memory
+   * file system (tmpfs, ramfs), where the synchronous call costs a
+   * microsecond and a thread-pool round trip would cost far more.
+   */
+  private fsyncIsFree(dev: number, dir: string): boolean {
+    let free = this.freeFsync.get(dev);
+    if (free === undefined) {
+      free = false;
+      if (process.platform === 'linux') {
+        try {
+          free = MEMORY_FS_TYPES.has(Number(statfsSync(dir).type));
+        } catch {
+          // unknown: treat it as a disk
+        }
+      }
+      if (this.freeFsync.size >= 64) this.freeFsync.clear();
+      this.freeFsync.set(dev, free);
+    }
+    return free;
   }
 
   /**
@@ -805,13 +1117,13 @@ export class FileService {
       await rm(tmp, { force: true }).catch(() => {});
       throw fsError(err, target);
     }
-    await syncDirectory(path.dirname(target));
+    await this.dirSyncs.sync(path.dirname(target));
   }
 
   // ---------------------------------------------------------- handles
 
   private async openFile(a: RequestOf<'OpenFile'>): Promise<ResultOf<'OpenFile'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     const fileMode = asInt(a.fileMode, 'fileMode', FileMode.CreateNew, FileMode.Append) as FileMode;
     const access = asInt(a.fileAccess, 'fileAccess', FileAccess.Read, FileAccess.ReadWrite) as FileAccess;
     const read = (access & FileAccess.Read) !== 0;
@@ -939,7 +1251,7 @@ export class FileService {
   // ---------------------------------------------------------- metadata
 
   private async getFileHash(a: RequestOf<'GetFileHash'>): Promise<ResultOf<'GetFileHash'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     const algo = HASH_NAMES[a.algorithm as HashAlgorithm];
     if (typeof a.algorithm !== 'number' || !algo) {
       throw pathError('InvalidArgument', p, `unknown hash algorithm ${String(a.algorithm)}`);
@@ -964,11 +1276,11 @@ export class FileService {
   }
 
   private async setLastWriteTime(a: RequestOf<'SetLastWriteTime'>): Promise<ResultOf<'SetLastWriteTime'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     const ticks = asTicks(a.lastWriteTime, 'lastWriteTime');
     try {
-      const st = await stat(p);
-      await utimes(p, st.atimeMs / 1000, ticksToSeconds(ticks));
+      const st = statSync(p);
+      utimesSync(p, st.atimeMs / 1000, ticksToSeconds(ticks));
     } catch (err) {
       throw fsError(err, p);
     }
@@ -976,10 +1288,10 @@ export class FileService {
   }
 
   private async setMode(a: RequestOf<'SetMode'>): Promise<ResultOf<'SetMode'>> {
-    const p = await this.paths.resolve(a.path, { followFinal: true });
+    const p = this.paths.resolve(a.path, { followFinal: true });
     const mode = asMode(a.mode, 'mode');
     try {
-      await chmod(p, mode);
+      chmodSync(p, mode);
     } catch (err) {
       throw fsError(err, p);
     }

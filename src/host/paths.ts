@@ -13,8 +13,15 @@
  * The check runs before the operation, so a symlink swapped in between is
  * not caught (TOCTOU); allowed roots guard the file commands, they are not
  * a sandbox (StartProcess can do anything the agent's user can).
+ *
+ * Every request resolves afresh, nothing is cached: a cache of real
+ * locations could be fooled by a directory swapped for a symlink after it
+ * was cached. The calls are synchronous instead (`lstat` of the final
+ * component, `realpath` of its directory): on a local file system each is a
+ * few microseconds, less than one promise round trip through libuv's thread
+ * pool, and the host is one process per session, so nothing else waits.
  */
-import { lstat, readlink, realpath } from 'node:fs/promises';
+import { type BigIntStats, lstatSync, readlinkSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { errorCode, fsError, pathError } from './fs-errors.js';
 import type { HostContext } from './types.js';
@@ -25,6 +32,16 @@ export function isInside(p: string, root: string): boolean {
   if (rel === '') return true;
   if (path.isAbsolute(rel)) return false;
   return rel !== '..' && !rel.startsWith(`..${path.sep}`);
+}
+
+/**
+ * {@link isInside} for paths already normalised (path.resolve, realpath):
+ * a string comparison on POSIX, where names are case-sensitive.
+ */
+function insideNormalized(p: string, root: string): boolean {
+  if (path.sep !== '/') return isInside(p, root);
+  if (!p.startsWith(root)) return false;
+  return p.length === root.length || root.endsWith('/') || p.charCodeAt(root.length) === 0x2f;
 }
 
 /** Whether `p` is a file-system root (`/`, `C:\`, `\\server\share\`). */
@@ -46,30 +63,51 @@ export function absolutePath(ctx: HostContext, input: unknown, what = 'path'): s
 /** Symlinks followed before giving up, as the kernel's ELOOP limit. */
 const MAX_LINK_DEPTH = 40;
 
+const LSTAT_OPTIONS = { bigint: true, throwIfNoEntry: false } as const;
+
+/**
+ * `lstat` of `p`, or null when it does not exist or cannot be examined
+ * (ENOENT, ENOTDIR, EACCES…): callers that must report why redo the call.
+ */
+export function lstatOrNull(p: string): BigIntStats | null {
+  try {
+    return lstatSync(p, LSTAT_OPTIONS) ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The real location of `p`, existing or not: realpath when it exists; else
  * a dangling symlink is followed through its target (an `O_CREAT` open
  * would create the file there), and a missing component is appended to the
- * real location of its parent.
+ * real location of its parent. Synchronous (see the module comment).
  */
-export async function realLocation(p: string, depth = 0): Promise<string> {
+export function realLocationSync(p: string, depth = 0): string {
   if (depth > MAX_LINK_DEPTH) throw pathError('IOError', p, 'too many levels of symbolic links');
   try {
-    return await realpath(p);
+    return realpathSync.native(p);
   } catch (err) {
     const code = errorCode(err);
     if (code !== 'ENOENT' && code !== 'ENOTDIR' && code !== 'ELOOP') throw fsError(err, p);
   }
   const parent = path.dirname(p);
   if (parent === p) return p;
-  const st = await lstat(p).catch(() => null);
-  if (st?.isSymbolicLink()) {
-    const target = await readlink(p).catch((err: unknown) => {
+  if (lstatOrNull(p)?.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = readlinkSync(p);
+    } catch (err) {
       throw fsError(err, p);
-    });
-    return realLocation(path.resolve(await realLocation(parent, depth + 1), target), depth + 1);
+    }
+    return realLocationSync(path.resolve(realLocationSync(parent, depth + 1), target), depth + 1);
   }
-  return path.join(await realLocation(parent, depth), path.basename(p));
+  return path.join(realLocationSync(parent, depth), path.basename(p));
+}
+
+/** {@link realLocationSync} as a promise (kept for callers that want one). */
+export async function realLocation(p: string): Promise<string> {
+  return realLocationSync(p);
 }
 
 export interface ResolveOptions {
@@ -77,6 +115,12 @@ export interface ResolveOptions {
   readonly followFinal: boolean;
   /** Which argument, for messages. */
   readonly what?: string;
+}
+
+/** A resolved path and what `lstat` said about it then (null: missing or unreadable). */
+export interface Resolved {
+  readonly path: string;
+  readonly st: BigIntStats | null;
 }
 
 export class PathResolver {
@@ -92,17 +136,38 @@ export class PathResolver {
   }
 
   /** Validates, makes absolute and enforces `allowedRoots`; returns the absolute path. */
-  async resolve(input: unknown, opts: ResolveOptions): Promise<string> {
+  resolve(input: unknown, opts: ResolveOptions): string {
     const abs = absolutePath(this.ctx, input, opts.what);
-    const roots = this.roots;
-    if (roots === null) return abs;
-    if (!roots.some((r) => isInside(abs, r))) throw this.denied(abs);
-    const real = opts.followFinal
-      ? await realLocation(abs)
-      : path.join(await realLocation(path.dirname(abs)), path.basename(abs));
-    for (const r of roots) {
-      if (isInside(real, r)) return abs;
-      if (isInside(real, await realLocation(r))) return abs;
+    if (this.roots === null) return abs;
+    this.checkLexical(abs);
+    this.checkReal(abs, opts.followFinal && lstatOrNull(abs)?.isSymbolicLink() === true);
+    return abs;
+  }
+
+  /**
+   * {@link resolve}, plus the path's `lstat` (taken once, for the check and
+   * for the caller: the handlers of small requests need no second call).
+   */
+  lookup(input: unknown, opts: ResolveOptions): Resolved {
+    const abs = absolutePath(this.ctx, input, opts.what);
+    if (this.roots !== null) this.checkLexical(abs);
+    const st = lstatOrNull(abs);
+    if (this.roots !== null) this.checkReal(abs, opts.followFinal && st?.isSymbolicLink() === true);
+    return { path: abs, st };
+  }
+
+  private checkLexical(abs: string): void {
+    if (!this.roots!.some((r) => insideNormalized(abs, r))) throw this.denied(abs);
+  }
+
+  /** `throughFinal`: the final component is a symlink the operation follows. */
+  private checkReal(abs: string, throughFinal: boolean): void {
+    const real = throughFinal
+      ? realLocationSync(abs)
+      : path.join(realLocationSync(path.dirname(abs)), path.basename(abs));
+    for (const r of this.roots!) {
+      if (insideNormalized(real, r)) return;
+      if (insideNormalized(real, realLocationSync(r))) return;
     }
     throw this.denied(abs);
   }

@@ -4,7 +4,18 @@
  * file service throw anything but a HostError.
  */
 import assert from 'node:assert/strict';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path, { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -271,6 +282,51 @@ describe('allowedRoots', () => {
     await svc.handle('DeleteFile', { path: 'escape' });
     await svc.handle('DeleteFile', { path: 'secret-link' });
     assert.equal(await readFile(join(outside, 'secret.txt'), 'utf8'), 'secret');
+  });
+
+  it('refuses a directory swapped for an escaping symlink after it was used', async () => {
+    // Nothing about a directory's real location may be remembered between
+    // requests: the same paths, once fine, must be refused after the swap.
+    const { root, outside, svc } = await jail();
+    const w = (p: string, data = 'in') =>
+      svc.handle('WriteAllBytes', { path: p, data: Buffer.from(data), mode: null, lastWriteTime: null });
+    await w('work/a.txt');
+    await w('work/sub/b.txt');
+    assert.deepEqual(await svc.handle('FileExists', { path: 'work/a.txt' }), { exists: true });
+    assert.equal((await svc.handle('GetFileInfo', { path: 'work/sub' })).kind, 2);
+    await rename(join(root, 'work'), join(root, 'work-old'));
+    await symlink(outside, join(root, 'work'));
+    await writeFile(join(outside, 'a.txt'), 'outside');
+    await mkdir(join(outside, 'sub'));
+    await rejectsKind(w('work/a.txt', 'pwned'), 'AccessDenied', /work/);
+    await rejectsKind(w('work/sub/b.txt', 'pwned'), 'AccessDenied');
+    await rejectsKind(w('work/new/c.txt', 'pwned'), 'AccessDenied');
+    await rejectsKind(svc.handle('FileExists', { path: 'work/a.txt' }), 'AccessDenied');
+    await rejectsKind(svc.handle('GetFileInfo', { path: 'work/sub' }), 'AccessDenied');
+    await rejectsKind(svc.handle('ReadAllBytes', { path: 'work/a.txt' }), 'AccessDenied');
+    await rejectsKind(svc.handle('DeleteFile', { path: 'work/a.txt' }), 'AccessDenied');
+    await rejectsKind(svc.handle('CreateDirectory', { path: 'work/sub/x' }), 'AccessDenied');
+    assert.equal(await readFile(join(outside, 'a.txt'), 'utf8'), 'outside');
+    assert.deepEqual((await readdir(outside)).sort(), ['a.txt', 'secret.txt', 'sub']);
+    assert.deepEqual(await readdir(join(outside, 'sub')), []);
+  });
+
+  it('refuses a final component swapped for an escaping symlink after it was used', async () => {
+    const { root, outside, svc } = await jail();
+    const p = join(root, 'cfg');
+    await svc.handle('WriteAllBytes', { path: p, data: Buffer.from('v1'), mode: null, lastWriteTime: null });
+    assert.deepEqual(await svc.handle('FileExists', { path: p }), { exists: true });
+    await rm(p);
+    await symlink(join(outside, 'secret.txt'), p);
+    await rejectsKind(
+      svc.handle('WriteAllBytes', { path: p, data: Buffer.from('pwned'), mode: null, lastWriteTime: null }),
+      'AccessDenied',
+    );
+    await rejectsKind(svc.handle('FileExists', { path: p }), 'AccessDenied');
+    await rejectsKind(svc.handle('ReadAllBytes', { path: p }), 'AccessDenied');
+    assert.equal(await readFile(join(outside, 'secret.txt'), 'utf8'), 'secret');
+    // Not following the final link is fine: the link itself is inside.
+    assert.equal((await svc.handle('GetFileInfo', { path: p })).kind, 3);
   });
 
   it('accepts a root given through a symlink', async () => {
