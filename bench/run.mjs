@@ -1154,7 +1154,8 @@ function renderMarkdown(result) {
     out.push(`## Fan-out over ${fo.agents} agents (s)`);
     out.push('');
     const rows = variantRows(fo.cold);
-    if (fo.first) rows.unshift([fo.first.label, fmt(fo.first.median), fmt(fo.first.min), fmt(fo.first.max), '–']);
+    if (fo.first)
+      rows.unshift([fo.first.label, fmt(fo.first.median), fmt(fo.first.min), fmt(fo.first.max), '–']);
     if (fo.warm) rows.push([fo.warm.label, fmt(fo.warm.median), fmt(fo.warm.min), fmt(fo.warm.max), '–']);
     out.push(table(['variant', 'median', 'min', 'max', '–'], rows));
   }
