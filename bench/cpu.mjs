@@ -24,6 +24,7 @@ const { values } = parseArgs({
     files: { type: 'string', default: '2000' },
     modes: { type: 'string', default: 'none,aes,ssl' },
     only: { type: 'string', default: 'transfer,smallops,files' },
+    'no-sequential': { type: 'boolean', default: false },
     profile: { type: 'string' },
   },
 });
@@ -115,14 +116,15 @@ try {
     }
     if (only.has('smallops')) {
       const target = join(data, 'src.bin');
-      row(
-        `${mode} exists × ${ops}, sequential`,
-        await measure(agent, async () => {
-          for (let i = 0; i < ops; i++) await client.exists(target);
-        }),
-        ops,
-        'op',
-      );
+      if (!values['no-sequential'])
+        row(
+          `${mode} exists × ${ops}, sequential`,
+          await measure(agent, async () => {
+            for (let i = 0; i < ops; i++) await client.exists(target);
+          }),
+          ops,
+          'op',
+        );
       row(
         `${mode} exists × ${ops}, 64 in flight`,
         await measure(agent, async () => {

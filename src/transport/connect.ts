@@ -9,7 +9,7 @@
  * neither, connecting fails unless `insecure: true` is passed.
  */
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
-import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { DEFAULT_CIPHERS, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import {
   AES_IV_SIZE,
   AGENT_REPLY_SIZE,
@@ -25,6 +25,15 @@ import {
 import { aesCodec, type EncryptionMode, FramedConnection, plainCodec } from './framed.js';
 import { HandshakeError, readExactly } from './read.js';
 import { formatThumbprint, normalizeThumbprint, thumbprintOfDer } from './thumbprint.js';
+
+/**
+ * Node's defaults with AES-128-GCM first among the TLS 1.3 suites: it is a
+ * quarter faster than AES-256-GCM here, as strong as the peer needs (ssh's
+ * default too), and still only a preference: an agent may choose another.
+ */
+const CLIENT_CIPHERS = `TLS_AES_128_GCM_SHA256:${DEFAULT_CIPHERS.split(':')
+  .filter((c) => c !== 'TLS_AES_128_GCM_SHA256')
+  .join(':')}`;
 
 export interface ConnectOptions {
   host: string;
@@ -213,6 +222,7 @@ function startTls(
       host: name,
       ...(isIP(name) ? {} : { servername: name }),
       minVersion: 'TLSv1.2',
+      ciphers: CLIENT_CIPHERS,
       ca: options.ca,
       rejectUnauthorized: verifyByCa,
     });
