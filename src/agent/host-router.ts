@@ -40,12 +40,17 @@ class ConnectionRoute implements RouteConnection {
     });
   }
 
+  /**
+   * Closed for routing as soon as nothing more can be written: after the
+   * client's FIN the socket ends its side at once (no half-open), and an
+   * event sent then would be lost; it must go to the detached buffer.
+   */
   get closed(): boolean {
-    return this.connection.closed;
+    return this.connection.closed || !this.connection.socket.writable;
   }
 
   send(message: Buffer): boolean {
-    if (this.connection.closed) return true;
+    if (this.closed) return true;
     return this.connection.send(message);
   }
 
