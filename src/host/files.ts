@@ -71,8 +71,9 @@ import {
   symlink,
   utimes,
 } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import picomatch from 'picomatch';
+import type picomatchType from 'picomatch';
 import {
   EntryKind,
   FileAccess,
@@ -89,6 +90,13 @@ import {
 import { errorCode, fsError, pathError } from './fs-errors.js';
 import { isFilesystemRoot, PathResolver } from './paths.js';
 import { type HostContext, HostError } from './types.js';
+
+/** picomatch is loaded on the first glob, not at host boot (it is a quarter of a boot's module loading). */
+let picomatchFn: typeof picomatchType | null = null;
+function loadPicomatch(): typeof picomatchType {
+  picomatchFn ??= createRequire(import.meta.url)('picomatch') as typeof picomatchType;
+  return picomatchFn;
+}
 
 /** The file commands (product codes 1–20), in code order. */
 export const FILE_COMMANDS = [
@@ -605,7 +613,7 @@ export class FileService {
     const compile = (globs: string[], what: string): ((name: string) => boolean) | null => {
       if (globs.length === 0) return null;
       try {
-        return picomatch(globs, { dot: true, windows: false });
+        return loadPicomatch()(globs, { dot: true, windows: false });
       } catch (err) {
         throw bad(what, `invalid glob: ${err instanceof Error ? err.message : String(err)}`);
       }
