@@ -259,28 +259,48 @@ export class HostProcess {
 
 /**
  * Keeps one host process started ahead of need, so a session's first
- * product request does not wait for a Node process to boot. The spare is
- * started when a client connects and when a session's host ends, never at
- * agent start (an agent that is never used stays small) and never while the
- * host just taken starts its work.
+ * product request does not wait for a Node process to boot. A spare is
+ * started when a session's host ends (so the next session finds one ready)
+ * and retired after `spareIdleMs` (default 5 minutes) without being taken,
+ * so an agent nobody uses goes back to its idle size. Never at agent start,
+ * never when a client merely connects (idle connections cost no host), and
+ * never right after a spare is taken (not beside a session at work).
  */
+/** How long an untaken spare host lives (ms). */
+export const DEFAULT_SPARE_IDLE_MS = 5 * 60_000;
+
 export class HostPool {
   private spare: HostProcess | null = null;
+  private spareTimer: NodeJS.Timeout | null = null;
   private closed = false;
-  private readonly opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & { spares: number };
+  private readonly opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & {
+    spares: number;
+    spareIdleMs: number;
+  };
 
-  constructor(opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & { spares?: number }) {
-    this.opts = { ...opts, spares: opts.spares ?? 1 };
+  constructor(
+    opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & {
+      spares?: number;
+      spareIdleMs?: number;
+    },
+  ) {
+    this.opts = { ...opts, spares: opts.spares ?? 1, spareIdleMs: opts.spareIdleMs ?? DEFAULT_SPARE_IDLE_MS };
+  }
+
+  /** True while a spare host is up (or booting) and unassigned. */
+  get hasSpare(): boolean {
+    return !!this.spare?.alive && !this.spare.isAssigned;
   }
 
   /** A host for a session: the warm spare when there is one, else a new one. */
   take(settings: HostSettings, handlers: HostHandlers): HostProcess {
     let host = this.spare;
     this.spare = null;
+    this.clearSpareTimer();
     if (!host?.alive || host.isAssigned) host = new HostProcess(this.opts);
-    // The next spare starts when this host ends (or when a client connects),
-    // not now: a session at work (a 1 GiB transfer) should not share the
-    // machine with a second idle Node process booting beside it.
+    // The next spare starts when this host ends, not now: a session at work
+    // (a 1 GiB transfer) should not share the machine with a second idle
+    // Node process booting beside it.
     host.assign(settings, {
       ...handlers,
       onExit: (reason) => {
@@ -291,25 +311,37 @@ export class HostPool {
     return host;
   }
 
-  /** Starts a spare now if there is none (a client just connected: it will likely need one). */
-  warm(): void {
-    if (this.opts.spares > 0) this.replenish();
-  }
-
   private replenish(): void {
-    if (this.closed || (this.spare?.alive && !this.spare.isAssigned)) return;
+    if (this.closed || this.hasSpare) return;
     const spare: HostProcess = new HostProcess({
       ...this.opts,
       onExit: () => {
-        if (this.spare === spare) this.spare = null;
+        if (this.spare === spare) {
+          this.spare = null;
+          this.clearSpareTimer();
+        }
       },
     });
     this.spare = spare;
+    // An agent nobody uses any more goes back to its idle size.
+    this.spareTimer = setTimeout(() => {
+      this.spareTimer = null;
+      if (this.spare !== spare) return;
+      this.spare = null;
+      void spare.shutdown(1000);
+    }, this.opts.spareIdleMs);
+    this.spareTimer.unref();
+  }
+
+  private clearSpareTimer(): void {
+    if (this.spareTimer) clearTimeout(this.spareTimer);
+    this.spareTimer = null;
   }
 
   /** Stops the spare (agent shutdown). */
   async close(): Promise<void> {
     this.closed = true;
+    this.clearSpareTimer();
     const s = this.spare;
     this.spare = null;
     if (s?.alive) await s.shutdown(1000);

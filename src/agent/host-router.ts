@@ -162,9 +162,6 @@ export class HostRouter implements ProductRouter {
     // Only sessions that already have product state need to know: they may
     // hold output of processes whose connection dropped.
     this.sessions.get(session.id)?.attach(this.route(connection));
-    // A client that connects usually sends product requests next: boot a
-    // spare host while its handshake and first round trips complete.
-    this.pool.warm();
   }
 
   connectionClosed(connection: FramedConnection, session: Session): void {

@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HostProcess, type HostSettings } from '../../src/agent/host-process.js';
+import { HostPool, HostProcess, type HostSettings } from '../../src/agent/host-process.js';
 import {
   decodeEventBody,
   decodeReply,
@@ -177,5 +177,60 @@ describe('host process', () => {
     assert.ok(Date.now() - t0 < 6000);
     assert.ok(exit() !== null);
     assert.throws(() => process.kill(pid, 0), /ESRCH/);
+  });
+});
+
+describe('spare host pool', () => {
+  const until = async (pred: () => boolean, ms = 15000) => {
+    const deadline = Date.now() + ms;
+    while (!pred()) {
+      if (Date.now() > deadline) throw new Error('timed out waiting');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  test('no spare until a session host ends; then one, taken by the next session; retired when unused', async () => {
+    const pool = new HostPool({ spares: 1, spareIdleMs: 1500 });
+    try {
+      assert.equal(pool.hasSpare, false, 'no spare at start');
+      let exited = false;
+      const first = pool.take(settings(), { onMessage() {}, onExit: () => (exited = true) });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(pool.hasSpare, false, 'no spare booted beside a session that just started');
+      await first.shutdown(2000);
+      await until(() => exited);
+      await until(() => pool.hasSpare);
+      // The next session takes the spare (no new boot), and no spare follows until it ends.
+      const replies: Buffer[] = [];
+      const second = pool.take(settings(), {
+        onMessage: (_r, m) => replies.push(Buffer.from(m)),
+        onExit() {},
+      });
+      assert.equal(pool.hasSpare, false);
+      second.send(7, encodeRequest(1, 1, 'FileExists', { path: join(dir, 'none') }));
+      await until(() => replies.length > 0);
+      const reply = decodeReply(replies[0]!);
+      assert.equal(reply.kind, 'response');
+      await second.shutdown(2000);
+      await until(() => pool.hasSpare);
+      // Untaken for spareIdleMs: retired, the agent goes back to its idle size.
+      await until(() => !pool.hasSpare, 6000);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('spares: 0 never starts one', async () => {
+    const pool = new HostPool({ spares: 0 });
+    try {
+      let exited = false;
+      const h = pool.take(settings(), { onMessage() {}, onExit: () => (exited = true) });
+      await h.shutdown(2000);
+      await until(() => exited);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(pool.hasSpare, false);
+    } finally {
+      await pool.close();
+    }
   });
 });
