@@ -202,10 +202,9 @@ export class BinaryReader {
     return this.buf[this.pos++]!;
   }
 
+  /** Any non-zero byte is true (PROTOCOL.md §1); writers always write 0 or 1. */
   bool(): boolean {
-    const v = this.u8();
-    if (v > 1) throw new ProtocolError('BAD_BOOL', `boolean byte ${v}`);
-    return v === 1;
+    return this.u8() !== 0;
   }
 
   i32(): number {

@@ -9,15 +9,14 @@ export type ProtocolErrorCode =
   | 'TRAILING_BYTES' // bytes left over after a complete structure
   | 'VARINT_OVERFLOW' // 7-bit length longer than 5 bytes or above int32 max
   | 'BAD_UTF8' // string bytes are not valid UTF-8
-  | 'BAD_BOOL' // boolean byte other than 0 or 1
   | 'NEGATIVE_LENGTH' // int32 length or count below zero
   | 'LENGTH_LIMIT' // a length above the configured limit
   | 'BAD_VALUE' // a value outside the range the field allows
   | 'BAD_MAGIC' // handshake GUID is not the protocol GUID
-  | 'BAD_VERSION' // unsupported protocol major version
+  | 'BAD_VERSION' // protocol version other than 1000
   | 'BAD_MODE' // unknown encryption mode byte
   | 'DECRYPT_FAILED' // an AES frame failed to decrypt (any cause)
-  | 'UNKNOWN_KIND' // unknown message kind byte
+  | 'REPLAYED' // an AES frame already accepted (the replay cache, §3)
   | 'UNKNOWN_COMMAND' // unknown command code for the agent type
   | 'UNKNOWN_EVENT'; // unknown event code
 

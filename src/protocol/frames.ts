@@ -1,31 +1,50 @@
 /**
- * Framing (PROTOCOL.md §3). After the handshake every message travels in a
- * frame: a little-endian int32 length, then that many body bytes. The length
- * is checked against MaxMessageSize before a byte of the body is buffered.
+ * Framing (PROTOCOL.md §3, §4).
  *
- * In AES mode the body is AES-CBC/PKCS#7 ciphertext of `nextIV(16) ‖ message`
- * under the current IV of that direction; the next frame in the same
- * direction uses `nextIV`. The first frame of each direction uses the
- * handshake IV. Any failure to decrypt is the one error DECRYPT_FAILED.
+ * A *message* here is a frame without its length: client → agent
+ * `byte agentType | int32 command | data`, agent → client
+ * `int32 command | data`. The bytes before the data are the direction's
+ * header (5 or 4 bytes; 0 for the host pipe, whose body is opaque here).
+ *
+ * Plain frames: `int32 dataLength | header | data`. The length counts the
+ * data only; a negative length or one over MaxMessageSize is refused before
+ * a byte of the body is buffered.
+ *
+ * AES frames: `int32 L | ciphertext[L]`, the ciphertext being
+ * AES-CBC/PKCS#7 of `nextIV[16] | header | data` under the direction's
+ * current IV; the next frame in the same direction uses `nextIV`. Both
+ * chains start at the handshake IV. L must be a multiple of 16, at least 32
+ * and at most MaxMessageSize + 48; the data after decryption must fit
+ * MaxMessageSize. Every failure to decrypt is the one error DECRYPT_FAILED.
  *
  * Decoders are incremental: `push()` takes chunks of any size and returns the
  * whole messages they complete. Node's crypto is used (no I/O).
  */
 import { type Cipher, createCipheriv, createDecipheriv, type Decipher, randomFillSync } from 'node:crypto';
-import { AES_BLOCK, AES_IV_SIZE, DEFAULT_MAX_MESSAGE_SIZE, FRAME_HEADER_SIZE } from './constants.js';
+import {
+  AES_BLOCK,
+  AES_FRAME_OVERHEAD,
+  AES_IV_SIZE,
+  AES_MIN_CIPHERTEXT,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  FRAME_LENGTH_SIZE,
+} from './constants.js';
 import { ProtocolError } from './errors.js';
+import type { ReplayCache } from './replay.js';
 
 export function frameHeader(length: number): Buffer {
-  const h = Buffer.allocUnsafe(FRAME_HEADER_SIZE);
+  const h = Buffer.allocUnsafe(FRAME_LENGTH_SIZE);
   h.writeInt32LE(length, 0);
   return h;
 }
 
-/** Frames one plain message (copying it after the header). */
-export function encodePlainFrame(message: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(FRAME_HEADER_SIZE + message.length);
-  out.writeInt32LE(message.length, 0);
-  out.set(message, FRAME_HEADER_SIZE);
+/** Frames one plain message whose first `headerSize` bytes are its header (copying it after the length). */
+export function encodePlainFrame(message: Uint8Array, headerSize: number): Buffer {
+  if (message.length < headerSize)
+    throw new ProtocolError('TRUNCATED', `a message has at least its ${headerSize}-byte header`);
+  const out = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + message.length);
+  out.writeInt32LE(message.length - headerSize, 0);
+  out.set(message, FRAME_LENGTH_SIZE);
   return out;
 }
 
@@ -36,12 +55,16 @@ export function encodePlainFrame(message: Uint8Array): Buffer {
 export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
-  private need = -1; // body length of the frame in progress, -1 while reading the header
+  private need = -1; // body length of the frame in progress, -1 while reading the length
+  /** Largest data length accepted. */
   readonly maxSize: number;
+  /** Bytes between the length and the data, not counted by the length. */
+  readonly headerSize: number;
   private failed: ProtocolError | null = null;
 
-  constructor(maxSize = DEFAULT_MAX_MESSAGE_SIZE) {
+  constructor(maxSize = DEFAULT_MAX_MESSAGE_SIZE, headerSize = 0) {
     this.maxSize = maxSize;
+    this.headerSize = headerSize;
   }
 
   /** Bytes held for an incomplete frame. */
@@ -49,10 +72,12 @@ export class FrameDecoder {
     return this.buffered;
   }
 
-  protected checkLength(len: number): void {
-    if (len < 1) throw new ProtocolError('BAD_VALUE', `frame length ${len} is not positive`);
+  /** Checks a frame's length field and returns the bytes of body that follow it. */
+  protected bodyLength(len: number): number {
+    if (len < 0) throw new ProtocolError('NEGATIVE_LENGTH', `frame length ${len} is negative`);
     if (len > this.maxSize)
       throw new ProtocolError('LENGTH_LIMIT', `frame length ${len} exceeds the limit of ${this.maxSize}`);
+    return this.headerSize + len;
   }
 
   /** Transforms a whole frame body into the message (identity for plain). */
@@ -61,6 +86,7 @@ export class FrameDecoder {
   }
 
   private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0]!;
     if (first.length >= n) {
       const out = first.subarray(0, n);
@@ -95,10 +121,9 @@ export class FrameDecoder {
     try {
       for (;;) {
         if (this.need < 0) {
-          if (this.buffered < FRAME_HEADER_SIZE) break;
-          const len = this.take(FRAME_HEADER_SIZE).readInt32LE(0);
-          this.checkLength(len);
-          this.need = len;
+          if (this.buffered < FRAME_LENGTH_SIZE) break;
+          const len = this.take(FRAME_LENGTH_SIZE).readInt32LE(0);
+          this.need = this.bodyLength(len);
         }
         if (this.buffered < this.need) break;
         const body = this.take(this.need);
@@ -168,7 +193,7 @@ export class AesFrameEncoder {
     this.cipher = createCipheriv(algorithm, key, handshakeIv).setAutoPadding(false);
   }
 
-  /** Ciphertext length for a message of `n` bytes. */
+  /** Ciphertext length for a message (header and data) of `n` bytes. */
   static bodyLength(n: number): number {
     return (Math.floor((AES_IV_SIZE + n) / AES_BLOCK) + 1) * AES_BLOCK;
   }
@@ -196,13 +221,13 @@ export class AesFrameEncoder {
     const first = xor3(next, this.iv, this.chain);
     let pieces: Buffer[];
     if (message.length <= AES_SMALL_MESSAGE) {
-      const plain = Buffer.allocUnsafe(FRAME_HEADER_SIZE + bodyLen);
+      const plain = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + bodyLen);
       plain.writeInt32LE(bodyLen, 0);
-      first.copy(plain, FRAME_HEADER_SIZE);
-      plain.set(message, FRAME_HEADER_SIZE + AES_IV_SIZE);
-      plain.fill(padLen, FRAME_HEADER_SIZE + AES_IV_SIZE + message.length);
-      const body = this.cipher.update(plain.subarray(FRAME_HEADER_SIZE));
-      body.copy(plain, FRAME_HEADER_SIZE);
+      first.copy(plain, FRAME_LENGTH_SIZE);
+      plain.set(message, FRAME_LENGTH_SIZE + AES_IV_SIZE);
+      plain.fill(padLen, FRAME_LENGTH_SIZE + AES_IV_SIZE + message.length);
+      const body = this.cipher.update(plain.subarray(FRAME_LENGTH_SIZE));
+      body.copy(plain, FRAME_LENGTH_SIZE);
       pieces = [plain];
       this.chain = body.subarray(bodyLen - AES_BLOCK);
     } else {
@@ -232,24 +257,41 @@ export class AesFrameEncoder {
  * corrected by `chain ⊕ frameIv`, and the PKCS#7 padding is checked and cut
  * by hand, so a frame costs one decryption into one buffer and no copy.
  */
+export interface AesFrameDecoderOptions {
+  /** Largest data length (default 64 MiB). */
+  maxSize?: number;
+  /** Header bytes of the direction (5 client → agent, 4 agent → client). */
+  headerSize: number;
+  /** Where accepted frames are remembered; a frame already seen is REPLAYED (§3). */
+  replay?: ReplayCache;
+}
+
+/**
+ * Decrypts incoming frames for one direction, with one CBC decipher for the
+ * connection (see `AesFrameEncoder`): the first plaintext block of a frame is
+ * corrected by `chain ⊕ frameIv`, and the PKCS#7 padding is checked and cut
+ * by hand, so a frame costs one decryption into one buffer and no copy.
+ */
 export class AesFrameDecoder extends FrameDecoder {
   private iv: Buffer;
   private chain: Buffer;
   private readonly decipher: Decipher;
+  private readonly replay: ReplayCache | undefined;
 
-  constructor(key: Uint8Array, handshakeIv: Uint8Array, maxSize = DEFAULT_MAX_MESSAGE_SIZE) {
-    super(maxSize);
+  constructor(key: Uint8Array, handshakeIv: Uint8Array, options: AesFrameDecoderOptions) {
+    super(options.maxSize ?? DEFAULT_MAX_MESSAGE_SIZE, options.headerSize);
     const algorithm = aesAlgorithm(key);
     if (handshakeIv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
     this.iv = Buffer.from(handshakeIv);
     this.chain = this.iv;
     this.decipher = createDecipheriv(algorithm, key, handshakeIv).setAutoPadding(false);
+    this.replay = options.replay;
   }
 
-  protected override checkLength(len: number): void {
-    super.checkLength(len);
-    if (len % AES_BLOCK !== 0 || len < AES_IV_SIZE + AES_BLOCK)
+  protected override bodyLength(len: number): number {
+    if (len % AES_BLOCK !== 0 || len < AES_MIN_CIPHERTEXT || len > this.maxSize + AES_FRAME_OVERHEAD)
       throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    return len;
   }
 
   protected override open(body: Buffer): Buffer {
@@ -261,13 +303,18 @@ export class AesFrameDecoder extends FrameDecoder {
     }
     if (plain.length !== body.length) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
     const pad = plain[plain.length - 1]!;
-    if (pad < 1 || pad > AES_BLOCK) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
-    for (let i = plain.length - pad; i < plain.length - 1; i++)
-      if (plain[i] !== pad) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
-    // plain[0..16] is D(c1) ⊕ chain; the sender meant D(c1) ⊕ iv.
+    let bad = pad < 1 || pad > AES_BLOCK ? 1 : 0;
+    for (let i = plain.length - AES_BLOCK; i < plain.length - 1; i++)
+      if (i >= plain.length - pad && plain[i] !== pad) bad = 1;
+    const dataLength = plain.length - pad - AES_IV_SIZE - this.headerSize;
+    if (dataLength < 0 || dataLength > this.maxSize) bad = 1;
+    // The chain moves on whatever the outcome, but a failure ends the stream anyway.
     const next = xor3(plain.subarray(0, AES_BLOCK), this.chain, this.iv);
     this.chain = Buffer.from(body.subarray(body.length - AES_BLOCK));
     this.iv = next;
+    if (bad) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    if (this.replay && !this.replay.add(body))
+      throw new ProtocolError('REPLAYED', 'frame was already accepted (replay)');
     return plain.subarray(AES_IV_SIZE, plain.length - pad);
   }
 }

@@ -4,6 +4,7 @@ export * from './constants.js';
 export * from './errors.js';
 export * from './frames.js';
 export * from './handshake.js';
-export * from './ipc.js';
 export * from './messages.js';
+export * from './pipe.js';
+export * from './replay.js';
 export * from './schema.js';

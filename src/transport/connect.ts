@@ -11,12 +11,10 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { DEFAULT_CIPHERS, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import {
-  AES_IV_SIZE,
-  AGENT_REPLY_SIZE,
+  agentReplySize,
   aesAlgorithm,
   DEFAULT_MAX_MESSAGE_SIZE,
   decodeAgentReply,
-  decodeHandshakeIv,
   encodeClientHello,
   MAX_MAX_MESSAGE_SIZE,
   MIN_MAX_MESSAGE_SIZE,
@@ -54,7 +52,7 @@ export interface ConnectOptions {
   /** For the whole handshake, TCP connect included (default 10 s). */
   timeoutMs?: number | undefined;
   signal?: AbortSignal | undefined;
-  /** Largest message accepted from the agent (default 16 MiB). */
+  /** Largest data length accepted from the agent (default 64 MiB). */
   maxMessageSize?: number | undefined;
 }
 
@@ -62,7 +60,7 @@ export interface AgentConnection {
   connection: FramedConnection;
   sessionId: number;
   mode: EncryptionMode;
-  /** The agent's protocol version, `(major << 16) | minor`. */
+  /** The agent's version, packed `major<<24 | minor<<16 | build<<8 | revision` (see `formatVersion`). */
   version: number;
 }
 
@@ -131,18 +129,23 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
   try {
     await waitForConnect(socket, where, abort.signal);
     socket.write(encodeClientHello({ sessionId: options.sessionId ?? 0 }));
-    const replyBytes = await readExactly(socket, AGENT_REPLY_SIZE, {
-      signal: abort.signal,
-      what: "agent's handshake reply",
-    }).catch((err: unknown) => {
+    const refused = (err: unknown) => {
       if (err instanceof HandshakeError && err.code === 'CLOSED')
         throw new HandshakeError(
           'REFUSED',
           `the agent at ${where} closed the connection during the handshake (not an Outpost/Inedo agent of protocol v1, or this address is not in its AllowedAddresses)`,
         );
       throw err;
-    });
-    const reply = decodeAgentReply(replyBytes);
+    };
+    // The mode byte says how long the reply is (9 bytes, or 25 with the AES IV).
+    const modeByte = await readExactly(socket, 1, { signal: abort.signal, what: "agent's handshake reply" }).catch(
+      refused,
+    );
+    const rest = await readExactly(socket, agentReplySize(modeByte[0]!) - 1, {
+      signal: abort.signal,
+      what: "agent's handshake reply",
+    }).catch(refused);
+    const reply = decodeAgentReply(Buffer.concat([modeByte, rest]));
     const agentMode = MODE_NAMES[reply.mode];
     if (agentMode !== options.mode)
       throw new HandshakeError(
@@ -151,15 +154,13 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
       );
     let connection: FramedConnection;
     if (options.mode === 'aes') {
-      const iv = decodeHandshakeIv(
-        await readExactly(socket, AES_IV_SIZE, { signal: abort.signal, what: 'handshake IV' }),
-      );
-      connection = new FramedConnection(socket, aesCodec(options.key!, iv, maxMessageSize), { mode: 'aes' });
+      const codec = aesCodec('client', options.key!, reply.iv!, { maxMessageSize });
+      connection = new FramedConnection(socket, codec, { mode: 'aes' });
     } else if (options.mode === 'ssl') {
       tlsSocket = await startTls(socket, options, pinned, where, abort.signal);
-      connection = new FramedConnection(tlsSocket, plainCodec(maxMessageSize), { mode: 'ssl' });
+      connection = new FramedConnection(tlsSocket, plainCodec('client', maxMessageSize), { mode: 'ssl' });
     } else {
-      connection = new FramedConnection(socket, plainCodec(maxMessageSize), { mode: 'none' });
+      connection = new FramedConnection(socket, plainCodec('client', maxMessageSize), { mode: 'none' });
     }
     return { connection, sessionId: reply.sessionId, mode: agentMode, version: reply.version };
   } catch (err) {

@@ -25,11 +25,14 @@ import type { TLSSocket } from 'node:tls';
 import {
   AesFrameDecoder,
   AesFrameEncoder,
+  AGENT_HEADER_SIZE,
+  CLIENT_HEADER_SIZE,
   DEFAULT_MAX_MESSAGE_SIZE,
   encodePlainFrame,
   FrameDecoder,
   frameHeader,
   isProtocolError,
+  type ReplayCache,
 } from '../protocol/index.js';
 
 /** The wire mode names used in configuration and options. */
@@ -43,6 +46,20 @@ export interface FrameCodec {
   encode(message: Buffer): Buffer[];
 }
 
+/**
+ * Which end of the wire a connection is: the agent reads client messages
+ * (`agentType | command | data`, a 5-byte header) and writes agent messages
+ * (`command | data`, 4 bytes); the client the other way round.
+ */
+export type WireRole = 'agent' | 'client';
+
+/** Header sizes for a role: what it reads, what it writes. */
+export function headerSizes(role: WireRole): { read: number; write: number } {
+  return role === 'agent'
+    ? { read: CLIENT_HEADER_SIZE, write: AGENT_HEADER_SIZE }
+    : { read: AGENT_HEADER_SIZE, write: CLIENT_HEADER_SIZE };
+}
+
 /** Plain messages up to this size are copied after their header (one buffer); larger ones are not. */
 const COPY_THRESHOLD = 16 * 1024;
 /** Largest message `send()` accepts (the frame length is an int32; AES adds up to 32 bytes). */
@@ -50,29 +67,47 @@ const MAX_SEND_SIZE = 0x7fffffff - 64;
 /** How long `close()` waits for the peer before destroying the socket. */
 const DEFAULT_CLOSE_TIMEOUT_MS = 2000;
 
-export function plainCodec(maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE): FrameCodec {
+/** Plain frames (modes none and ssl) for one end of the wire. */
+export function plainCodec(role: WireRole, maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE): FrameCodec {
+  const sizes = headerSizes(role);
   return {
     kind: 'plain',
-    decoder: new FrameDecoder(maxMessageSize),
+    decoder: new FrameDecoder(maxMessageSize, sizes.read),
     encode(message) {
+      if (message.length < sizes.write) throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
       return message.length <= COPY_THRESHOLD
-        ? [encodePlainFrame(message)]
-        : [frameHeader(message.length), message];
+        ? [encodePlainFrame(message, sizes.write)]
+        : [frameHeader(message.length - sizes.write), message];
     },
   };
 }
 
-/** AES-CBC frames; both directions start from the handshake IV. */
+export interface AesCodecOptions {
+  maxMessageSize?: number | undefined;
+  /** The agent's process-wide replay cache (§3); clients need none. */
+  replay?: ReplayCache | undefined;
+}
+
+/** AES-CBC frames for one end of the wire; both directions start from the handshake IV. */
 export function aesCodec(
+  role: WireRole,
   key: Uint8Array,
   handshakeIv: Uint8Array,
-  maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE,
+  options: AesCodecOptions = {},
 ): FrameCodec {
+  const sizes = headerSizes(role);
   const encoder = new AesFrameEncoder(key, handshakeIv);
   return {
     kind: 'aes',
-    decoder: new AesFrameDecoder(key, handshakeIv, maxMessageSize),
-    encode: (message) => encoder.encodePieces(message),
+    decoder: new AesFrameDecoder(key, handshakeIv, {
+      maxSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+      headerSize: sizes.read,
+      ...(options.replay ? { replay: options.replay } : {}),
+    }),
+    encode(message) {
+      if (message.length < sizes.write) throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
+      return encoder.encodePieces(message);
+    },
   };
 }
 
@@ -162,7 +197,6 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
    * also after the connection was closed (the message is discarded).
    */
   send(message: Buffer): boolean {
-    if (message.length === 0) throw new RangeError('a message must be at least 1 byte');
     if (message.length > MAX_SEND_SIZE)
       throw new RangeError(`message of ${message.length} bytes is too large`);
     if (this.isClosed || this.ending || this.socket.destroyed) return false;

@@ -5,8 +5,9 @@
  *      at once, without waiting for all 24;
  *   2. validate with `decodeClientHello` — a wrong GUID or version fails and
  *      the caller closes the socket with nothing written;
- *   3. ask the caller which session ID to grant, write the 9-byte reply (in
- *      AES mode followed by a random 16-byte handshake IV);
+ *   3. ask the caller which session ID to grant, write the reply: mode, the
+ *      random 16-byte handshake IV in AES mode, session ID, agent version
+ *      (9 or 25 bytes);
  *   4. mode ssl: start TLS (server side) over the same socket; mode aes: both
  *      IV chains start at the handshake IV.
  *
@@ -24,7 +25,7 @@ import {
   encodeAgentReply,
   isHelloPrefix,
   Mode,
-  PROTOCOL_VERSION,
+  type ReplayCache,
 } from '../protocol/index.js';
 import { aesCodec, type EncryptionMode, FramedConnection, plainCodec } from './framed.js';
 import { HandshakeError, readExactly } from './read.js';
@@ -40,6 +41,10 @@ export interface ServerHandshakeOptions {
   /** Ask the client for a certificate (optional for it; never required). */
   requestCert?: boolean;
   maxMessageSize: number;
+  /** The agent's version, packed (PROTOCOL.md §2). */
+  agentVersion: number;
+  /** Mode aes: the process-wide replay cache. */
+  replay?: ReplayCache | undefined;
   /** Abort to give up (timeouts, shutdown); the socket is left for the caller to destroy. */
   signal?: AbortSignal | undefined;
   /** Gives up after this long (all steps, TLS included); combined with `signal`. */
@@ -91,13 +96,13 @@ async function handshake(socket: Socket, options: ServerHandshakeOptions): Promi
   });
   const hello = decodeClientHello(helloBytes);
   const sessionId = options.grantSession(hello);
-  const reply = encodeAgentReply({ mode: MODE_BYTES[options.mode], version: PROTOCOL_VERSION, sessionId });
+  const version = options.agentVersion;
   const label = { mode: options.mode };
 
   if (options.mode === 'none') {
-    socket.write(reply);
+    socket.write(encodeAgentReply({ mode: Mode.None, sessionId, version }));
     return {
-      connection: new FramedConnection(socket, plainCodec(options.maxMessageSize), label),
+      connection: new FramedConnection(socket, plainCodec('agent', options.maxMessageSize), label),
       hello,
       sessionId,
       peerCertificate: null,
@@ -105,8 +110,11 @@ async function handshake(socket: Socket, options: ServerHandshakeOptions): Promi
   }
   if (options.mode === 'aes') {
     const iv = randomBytes(AES_IV_SIZE);
-    socket.write(Buffer.concat([reply, iv]));
-    const codec = aesCodec(options.key!, iv, options.maxMessageSize);
+    socket.write(encodeAgentReply({ mode: Mode.Aes, iv, sessionId, version }));
+    const codec = aesCodec('agent', options.key!, iv, {
+      maxMessageSize: options.maxMessageSize,
+      replay: options.replay,
+    });
     return {
       connection: new FramedConnection(socket, codec, label),
       hello,
@@ -115,7 +123,7 @@ async function handshake(socket: Socket, options: ServerHandshakeOptions): Promi
     };
   }
 
-  socket.write(reply);
+  socket.write(encodeAgentReply({ mode: Mode.Tls, sessionId, version }));
   const tlsSocket = new TLSSocket(socket, {
     isServer: true,
     secureContext: options.secureContext!,
@@ -125,7 +133,7 @@ async function handshake(socket: Socket, options: ServerHandshakeOptions): Promi
   await waitForSecure(tlsSocket, options.signal);
   const peerCertificate = tlsSocket.getPeerX509Certificate() ?? null;
   return {
-    connection: new FramedConnection(tlsSocket, plainCodec(options.maxMessageSize), label),
+    connection: new FramedConnection(tlsSocket, plainCodec('agent', options.maxMessageSize), label),
     hello,
     sessionId,
     peerCertificate,

@@ -1,0 +1,127 @@
+/**
+ * The agent ↔ product host pipe codec (docs/ARCHITECTURE.md, "The host
+ * pipe"). It runs over a private socket pair (fd 3 of the host), never on
+ * the network, unencrypted:
+ *
+ *   int32 bodyLength | int32 route | message
+ *
+ * - route > 0: a wire message of the agent connection with that route id —
+ *   a client message (`agentType | command | data`) going to the host, or
+ *   the host's Response/Error to it (`command | data`). Wire messages pass
+ *   through byte for byte.
+ * - route 0 (EVENT_ROUTE): an Event (or the final Response/Error of a
+ *   reserved token) that the agent delivers by token to whichever connection
+ *   of the session is attached.
+ * - route −1 (CONTROL_ROUTE): a control message, `byte control | payload`.
+ *
+ * The host's settings travel once, as the payload of Init (UTF-8 JSON of
+ * `HostSettings`), so a host can be started before it has a session.
+ */
+import { BinaryReader, BinaryWriter } from './binary.js';
+import { FRAME_LENGTH_SIZE } from './constants.js';
+import { ProtocolError } from './errors.js';
+
+export const ROUTE_SIZE = 4;
+/** Route of events (delivered by token). */
+export const EVENT_ROUTE = 0;
+/** Route of control messages. */
+export const CONTROL_ROUTE = -1;
+
+export const HostControl = {
+  /** both ways: liveness probe; the host echoes it (and sends one when it is up). */
+  Ping: 1,
+  /** agent → host: terminate every process, close every handle, then exit. */
+  Shutdown: 2,
+  /** agent → host, first message: the host's settings (JSON). */
+  Init: 3,
+} as const;
+export type HostControl = (typeof HostControl)[keyof typeof HostControl];
+
+/** What a host knows about where it runs; sent once in Init. */
+export interface HostSettings {
+  /** Product type this host serves (1–3). */
+  readonly agentType: number;
+  /** The product's root path (created on demand); relative paths resolve against it. */
+  readonly rootPath: string;
+  /** Relative paths in requests resolve against this directory (normally rootPath). */
+  readonly baseDirectory: string;
+  /** When set, every path must resolve inside one of these directories, else `AccessDenied`. */
+  readonly allowedRoots: readonly string[] | null;
+  /** The connection's data limit; larger results are `TooLarge`. */
+  readonly maxMessageSize: number;
+  /** Open file handles allowed per session. */
+  readonly maxOpenFiles: number;
+  /** Concurrent processes allowed per session. */
+  readonly maxProcesses: number;
+  /** Where this host's instance keeps UpdateAgent files (extensions), if known. */
+  readonly extensionPath?: string | null;
+}
+
+/** Largest pipe frame before the host knows its settings. */
+export const HOST_BOOT_FRAME_LIMIT = 1024 * 1024 * 1024 + 4096;
+
+/** Pipe frame limit for a wire limit: the data, the wire header and token, the route, some slack. */
+export function pipeFrameLimit(maxMessageSize: number): number {
+  return maxMessageSize + ROUTE_SIZE + 1024;
+}
+
+/** Messages at least this large are written after their pipe header rather than copied behind it. */
+export const PIPE_COPY_THRESHOLD = 16 * 1024;
+
+/** The 8 bytes in front of a message in a pipe frame. */
+export function pipeFrameHeader(route: number, messageLength: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + ROUTE_SIZE);
+  out.writeInt32LE(ROUTE_SIZE + messageLength, 0);
+  out.writeInt32LE(route, FRAME_LENGTH_SIZE);
+  return out;
+}
+
+/** The buffers to write for one pipe frame (small messages copied into one buffer). */
+export function encodePipeFrame(route: number, message: Uint8Array): Buffer[] {
+  if (message.length >= PIPE_COPY_THRESHOLD) return [pipeFrameHeader(route, message.length), message as Buffer];
+  const out = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + ROUTE_SIZE + message.length);
+  out.writeInt32LE(ROUTE_SIZE + message.length, 0);
+  out.writeInt32LE(route, FRAME_LENGTH_SIZE);
+  out.set(message, FRAME_LENGTH_SIZE + ROUTE_SIZE);
+  return [out];
+}
+
+/** Splits a pipe frame body (as a FrameDecoder with header size 0 returns it) into route and message. */
+export function decodePipeFrame(body: Buffer): { route: number; message: Buffer } {
+  if (body.length < ROUTE_SIZE) throw new ProtocolError('TRUNCATED', 'pipe frame shorter than its route');
+  return { route: body.readInt32LE(0), message: body.subarray(ROUTE_SIZE) };
+}
+
+export type ControlMessage =
+  | { control: typeof HostControl.Ping; token: number }
+  | { control: typeof HostControl.Shutdown }
+  | { control: typeof HostControl.Init; settings: HostSettings };
+
+export function encodeControl(message: ControlMessage): Buffer {
+  const w = new BinaryWriter(64).u8(message.control);
+  if (message.control === HostControl.Ping) w.i32(message.token);
+  else if (message.control === HostControl.Init) w.string(JSON.stringify(message.settings));
+  return w.view();
+}
+
+export function decodeControl(message: Uint8Array): ControlMessage {
+  const r = new BinaryReader(message);
+  const control = r.u8();
+  switch (control) {
+    case HostControl.Ping:
+      return { control, token: r.i32() };
+    case HostControl.Shutdown:
+      return { control };
+    case HostControl.Init: {
+      let settings: HostSettings;
+      try {
+        settings = JSON.parse(r.string()) as HostSettings;
+      } catch (err) {
+        throw new ProtocolError('BAD_VALUE', `Init settings are not JSON: ${String(err)}`);
+      }
+      return { control, settings };
+    }
+    default:
+      throw new ProtocolError('UNKNOWN_COMMAND', `unknown host control ${control}`);
+  }
+}
