@@ -34,6 +34,7 @@ import {
   isProtocolError,
   type ReplayCache,
 } from '../protocol/index.js';
+import { CorkedWriter } from './writer.js';
 
 /** The wire mode names used in configuration and options. */
 export type EncryptionMode = 'none' | 'ssl' | 'aes';
@@ -134,7 +135,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   private readonly pending: Buffer[] = [];
   private userPaused = false;
   private started = false;
-  private corked = false;
+  private readonly writer: CorkedWriter;
   private ending = false;
   private isClosed = false;
   private closeError: Error | undefined;
@@ -144,6 +145,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     super();
     this.socket = socket;
     this.codec = codec;
+    this.writer = new CorkedWriter(socket);
     this.mode = options.mode ?? (codec.kind === 'aes' ? 'aes' : 'none');
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.remotePort = socket.remotePort ?? 0;
@@ -200,17 +202,7 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
     if (message.length > MAX_SEND_SIZE)
       throw new RangeError(`message of ${message.length} bytes is too large`);
     if (this.isClosed || this.ending || this.socket.destroyed) return false;
-    const pieces = this.codec.encode(message);
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    for (const piece of pieces) this.socket.write(piece);
-    return !this.socket.writableNeedDrain;
+    return this.writer.write(this.codec.encode(message));
   }
 
   /** Stops delivering messages and reading the socket until `resume()`. */

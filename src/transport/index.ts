@@ -1,6 +1,8 @@
 /** Sockets → frames: plain, TLS and AES connections, client and agent handshakes. */
 export * from './connect.js';
 export * from './framed.js';
+export * from './pipe.js';
 export * from './read.js';
 export * from './server.js';
 export * from './thumbprint.js';
+export * from './writer.js';

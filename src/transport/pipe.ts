@@ -1,0 +1,124 @@
+/**
+ * One end of the agent ↔ host pipe, used by both ends (src/agent/host-process.ts
+ * and src/host/main.ts): pipe frames in (`route | message`, decoded by the
+ * codec in src/protocol/pipe.ts), pipe frames out through the shared
+ * `CorkedWriter`. Control messages are decoded here and surface as
+ * 'control'; everything else as 'message' with its route.
+ *
+ * Backpressure: `send()` returns false when the pipe's buffer is full;
+ * `whenWritable()` resolves at the next 'drain'. `pause()`/`resume()` stop
+ * and restart reading (nested: every pause needs its resume).
+ */
+import { EventEmitter } from 'node:events';
+import type { Socket } from 'node:net';
+import {
+  CONTROL_ROUTE,
+  type ControlMessage,
+  decodeControl,
+  decodePipeFrame,
+  encodeControl,
+  encodePipeFrame,
+  FrameDecoder,
+  HOST_BOOT_FRAME_LIMIT,
+} from '../protocol/index.js';
+import { CorkedWriter } from './writer.js';
+
+export interface PipeConnectionEvents {
+  message: [route: number, message: Buffer];
+  control: [message: ControlMessage];
+  /** A frame that does not decode: the other end is broken; the pipe stops reading. */
+  corrupt: [error: Error];
+  drain: [];
+}
+
+export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
+  private readonly decoder: FrameDecoder;
+  private readonly writer: CorkedWriter;
+  private waiters: (() => void)[] = [];
+  private pauses = 0;
+  private failed = false;
+
+  constructor(
+    readonly socket: Socket,
+    frameLimit = HOST_BOOT_FRAME_LIMIT,
+  ) {
+    super();
+    this.decoder = new FrameDecoder(frameLimit, 0);
+    this.writer = new CorkedWriter(socket);
+    socket.on('drain', () => {
+      const w = this.waiters;
+      this.waiters = [];
+      for (const f of w) f();
+      this.emit('drain');
+    });
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  /** Sends one message on `route` (see EVENT_ROUTE); false when the pipe is full. */
+  send(route: number, message: Buffer): boolean {
+    if (this.socket.destroyed || !this.socket.writable) return false;
+    return this.writer.write(encodePipeFrame(route, message));
+  }
+
+  sendControl(message: ControlMessage): boolean {
+    return this.send(CONTROL_ROUTE, encodeControl(message));
+  }
+
+  get writableNeedDrain(): boolean {
+    return this.socket.writableNeedDrain;
+  }
+
+  /** Resolves when the pipe can take more (at once if it can now). */
+  whenWritable(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.socket.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Releases every `whenWritable()` waiter (the pipe is gone; nothing will drain). */
+  releaseWaiters(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  pause(): void {
+    if (this.pauses++ === 0) this.socket.pause();
+  }
+
+  resume(): void {
+    if (this.pauses === 0) return;
+    if (--this.pauses === 0 && !this.failed) this.socket.resume();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.failed) return;
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err as Error);
+      return;
+    }
+    for (const body of frames) {
+      let route: number;
+      let message: Buffer;
+      try {
+        ({ route, message } = decodePipeFrame(body));
+        if (route === CONTROL_ROUTE) {
+          this.emit('control', decodeControl(message));
+          continue;
+        }
+      } catch (err) {
+        this.fail(err as Error);
+        return;
+      }
+      this.emit('message', route, message);
+    }
+  }
+
+  private fail(err: Error): void {
+    this.failed = true;
+    this.socket.pause();
+    this.emit('corrupt', err);
+  }
+}
