@@ -19,7 +19,7 @@ export interface AgentVersion {
 /** `major<<24 | minor<<16 | build<<8 | revision`, each part 0–255 (§2). */
 export function packVersion(v: AgentVersion): number {
   const part = (n: number) => Math.max(0, Math.min(255, Math.trunc(n))) & 0xff;
-  return ((part(v.major) << 24) | (part(v.minor) << 16) | (part(v.build) << 8) | part(v.revision)) | 0;
+  return (part(v.major) << 24) | (part(v.minor) << 16) | (part(v.build) << 8) | part(v.revision) | 0;
 }
 export function unpackVersion(packed: number): AgentVersion {
   const u = packed >>> 0;

@@ -68,7 +68,10 @@ export function decodeClientHello(data: Uint8Array): ClientHello {
   const version = r.i32();
   const sessionId = r.i32();
   if (version !== PROTOCOL_VERSION)
-    throw new ProtocolError('BAD_VERSION', `unsupported protocol version ${version} (expected ${PROTOCOL_VERSION})`);
+    throw new ProtocolError(
+      'BAD_VERSION',
+      `unsupported protocol version ${version} (expected ${PROTOCOL_VERSION})`,
+    );
   return { version, sessionId };
 }
 
@@ -81,7 +84,8 @@ export function encodeAgentReply(reply: AgentReply): Buffer {
   const aes = reply.mode === Mode.Aes;
   if (aes !== (reply.iv !== undefined))
     throw new ProtocolError('BAD_VALUE', 'the handshake IV is sent in mode 2 and only then');
-  if (reply.iv && reply.iv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
+  if (reply.iv && reply.iv.length !== AES_IV_SIZE)
+    throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
   const w = new BinaryWriter(agentReplySize(reply.mode));
   w.u8(reply.mode);
   if (reply.iv) w.raw(reply.iv);
@@ -118,7 +122,10 @@ export function decodeOutboundHello(data: Uint8Array): string {
   if (!isHelloPrefix(r.raw(16))) throw new ProtocolError('BAD_MAGIC', 'not the Inedo Agent protocol ID');
   const version = r.i32();
   if (version !== PROTOCOL_VERSION)
-    throw new ProtocolError('BAD_VERSION', `unsupported protocol version ${version} (expected ${PROTOCOL_VERSION})`);
+    throw new ProtocolError(
+      'BAD_VERSION',
+      `unsupported protocol version ${version} (expected ${PROTOCOL_VERSION})`,
+    );
   const key = r.string();
   r.end();
   return key;

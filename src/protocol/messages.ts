@@ -60,7 +60,11 @@ const noReply = <const Q extends Schema>(code: number, request: Q) => ({
 });
 
 /** `UpdateFile` = string fileName, datetime lastWriteUtc, bytes contents. */
-export const UPDATE_FILE = struct(['fileName', 'string'], ['lastWriteUtc', 'datetime'], ['contents', 'bytes']);
+export const UPDATE_FILE = struct(
+  ['fileName', 'string'],
+  ['lastWriteUtc', 'datetime'],
+  ['contents', 'bytes'],
+);
 
 /** `AgentInfo` (§5.1). */
 export const AGENT_INFO = struct(
@@ -136,7 +140,11 @@ export const PRODUCT_COMMANDS = {
     ),
     EMPTY,
   ),
-  OpenFile: cmd(14, struct(['path', 'string'], ['fileMode', 'u8'], ['access', 'u8']), struct(['handle', 'i32'])),
+  OpenFile: cmd(
+    14,
+    struct(['path', 'string'], ['fileMode', 'u8'], ['access', 'u8']),
+    struct(['handle', 'i32']),
+  ),
   ReadFile: cmd(
     15,
     struct(['handle', 'i32'], ['position', 'i64'], ['maxCount', 'i32']),
@@ -297,7 +305,7 @@ export function encodeProductRequest<N extends ProductCommand>(
 /** The token at the start of product data, or null when the data is too short to hold one. */
 export function readToken(data: Uint8Array): number | null {
   if (data.length < TOKEN_SIZE) return null;
-  return (data[0]! | (data[1]! << 8) | (data[2]! << 16) | (data[3]! << 24)) | 0;
+  return data[0]! | (data[1]! << 8) | (data[2]! << 16) | (data[3]! << 24) | 0;
 }
 
 /** Decodes a meta request's data (bytes after its fields are ignored). */
@@ -387,7 +395,11 @@ export function encodeResponseRaw(token: number, body: Uint8Array): Buffer {
 }
 
 /** A Response carrying a command's typed result, encoded in one pass. */
-export function encodeResponse<N extends ProductCommand>(token: number, name: N, result: ResultOf<N>): Buffer {
+export function encodeResponse<N extends ProductCommand>(
+  token: number,
+  name: N,
+  result: ResultOf<N>,
+): Buffer {
   const w = new BinaryWriter(64);
   w.i32(ReplyCode.Response).i32(token);
   writeValue(w, PRODUCT_COMMANDS[name].result, result, name);
@@ -474,7 +486,8 @@ export function peekReply(msg: Uint8Array): { command: number; token: number; ev
   if (msg.length < AGENT_HEADER_SIZE) return { command: -1, token: 0, event: -1 };
   const b = Buffer.isBuffer(msg) ? msg : Buffer.from(msg.buffer, msg.byteOffset, msg.byteLength);
   const command = b.readInt32LE(0);
-  const product = command === ReplyCode.Response || command === ReplyCode.Error || command === ReplyCode.Event;
+  const product =
+    command === ReplyCode.Response || command === ReplyCode.Error || command === ReplyCode.Event;
   const token = product && b.length >= AGENT_HEADER_SIZE + TOKEN_SIZE ? b.readInt32LE(AGENT_HEADER_SIZE) : 0;
   const event =
     command === ReplyCode.Event && b.length > AGENT_HEADER_SIZE + TOKEN_SIZE

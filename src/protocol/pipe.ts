@@ -78,7 +78,8 @@ export function pipeFrameHeader(route: number, messageLength: number): Buffer {
 
 /** The buffers to write for one pipe frame (small messages copied into one buffer). */
 export function encodePipeFrame(route: number, message: Uint8Array): Buffer[] {
-  if (message.length >= PIPE_COPY_THRESHOLD) return [pipeFrameHeader(route, message.length), message as Buffer];
+  if (message.length >= PIPE_COPY_THRESHOLD)
+    return [pipeFrameHeader(route, message.length), message as Buffer];
   const out = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + ROUTE_SIZE + message.length);
   out.writeInt32LE(ROUTE_SIZE + message.length, 0);
   out.writeInt32LE(route, FRAME_LENGTH_SIZE);

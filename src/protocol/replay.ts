@@ -37,7 +37,8 @@ export class ReplayCache {
   hits = 0;
 
   constructor(capacity = REPLAY_CACHE_CAPACITY) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError('capacity must be a positive integer');
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError('capacity must be a positive integer');
     this.capacity = capacity;
     // At most half full: probes stay short.
     let slots = 1;
@@ -61,9 +62,15 @@ export class ReplayCache {
   add(ciphertext: Uint8Array): boolean {
     const n = ciphertext.length;
     const view = new DataView(ciphertext.buffer, ciphertext.byteOffset + n - 16, 16);
-    // Fold the 128-bit last block to 64 bits and mix in the length.
-    const h = (view.getUint32(0, true) ^ view.getUint32(8, true)) >>> 0;
-    let l = (view.getUint32(4, true) ^ view.getUint32(12, true) ^ Math.imul(n, 0x9e3779b1)) >>> 0;
+    // 128 bits of the last block folded to 64, with the length mixed in.
+    // Multiplying by an odd constant is a bijection of 32-bit words, so a
+    // block that differs in one word never folds to the same digest.
+    const h = (view.getUint32(0, true) ^ Math.imul(view.getUint32(12, true), 0xcc9e2d51)) >>> 0;
+    let l =
+      (view.getUint32(4, true) ^
+        Math.imul(view.getUint32(8, true), 0x1b873593) ^
+        Math.imul(n, 0x9e3779b1)) >>>
+      0;
     if (h === 0 && l === 0) l = 1; // 0/0 marks an empty slot
     if (this.find(h, l) >= 0) {
       this.hits++;

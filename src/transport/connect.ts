@@ -11,8 +11,8 @@
 import { isIP, type Socket, connect as tcpConnect } from 'node:net';
 import { DEFAULT_CIPHERS, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import {
-  agentReplySize,
   aesAlgorithm,
+  agentReplySize,
   DEFAULT_MAX_MESSAGE_SIZE,
   decodeAgentReply,
   encodeClientHello,
@@ -138,9 +138,10 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
       throw err;
     };
     // The mode byte says how long the reply is (9 bytes, or 25 with the AES IV).
-    const modeByte = await readExactly(socket, 1, { signal: abort.signal, what: "agent's handshake reply" }).catch(
-      refused,
-    );
+    const modeByte = await readExactly(socket, 1, {
+      signal: abort.signal,
+      what: "agent's handshake reply",
+    }).catch(refused);
     const rest = await readExactly(socket, agentReplySize(modeByte[0]!) - 1, {
       signal: abort.signal,
       what: "agent's handshake reply",

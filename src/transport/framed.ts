@@ -75,7 +75,8 @@ export function plainCodec(role: WireRole, maxMessageSize = DEFAULT_MAX_MESSAGE_
     kind: 'plain',
     decoder: new FrameDecoder(maxMessageSize, sizes.read),
     encode(message) {
-      if (message.length < sizes.write) throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
+      if (message.length < sizes.write)
+        throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
       return message.length <= COPY_THRESHOLD
         ? [encodePlainFrame(message, sizes.write)]
         : [frameHeader(message.length - sizes.write), message];
@@ -106,7 +107,8 @@ export function aesCodec(
       ...(options.replay ? { replay: options.replay } : {}),
     }),
     encode(message) {
-      if (message.length < sizes.write) throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
+      if (message.length < sizes.write)
+        throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
       return encoder.encodePieces(message);
     },
   };

@@ -5,39 +5,46 @@ import fc from 'fast-check';
 import {
   AesFrameDecoder,
   AesFrameEncoder,
+  AGENT_HEADER_SIZE,
   BinaryReader,
   BinaryWriter,
   bytesToGuid,
-  type CommandName,
+  CLIENT_HEADER_SIZE,
   dateToTicks,
   decodeAgentReply,
-  decodeArgs,
   decodeClientHello,
+  decodeClientMessage,
   decodeEventBody,
+  decodeMetaArgs,
+  decodeMetaResult,
+  decodeProductArgs,
   decodeReply,
-  decodeRequest,
-  decodeRequestHeader,
   decodeResult,
   EVENTS,
   type EventName,
   encodeError,
   encodeEvent,
+  encodeMetaReply,
+  encodeMetaRequest,
   encodePlainFrame,
-  encodeRequest,
-  encodeResult,
+  encodeProductRequest,
+  encodeResponse,
   FrameDecoder,
+  formatVersion,
   guidToBytes,
   META_COMMANDS,
+  type MetaCommand,
   PRODUCT_COMMANDS,
+  type ProductCommand,
   ProtocolError,
   packVersion,
+  readToken,
   readValue,
+  requestProblem,
   ticksToDate,
   unpackVersion,
 } from '../../src/protocol/index.js';
 import { arbitraryFor } from './arbitraries.js';
-
-const ALL_COMMANDS = { ...META_COMMANDS, ...PRODUCT_COMMANDS };
 
 describe('binary conventions', () => {
   test('7-bit lengths match .NET Write7BitEncodedInt', () => {
@@ -69,9 +76,15 @@ describe('binary conventions', () => {
     assert.throws(() => dateToTicks(new Date('not a date')), ProtocolError);
   });
 
-  test('version packing', () => {
-    assert.equal(packVersion(1, 0), 0x00010000);
-    assert.deepEqual(unpackVersion(packVersion(1, 7)), { major: 1, minor: 7 });
+  test('version packing: major<<24 | minor<<16 | build<<8 | revision', () => {
+    assert.equal(packVersion({ major: 1, minor: 2, build: 3, revision: 4 }), 0x01020304);
+    assert.deepEqual(unpackVersion(0xff0c0900 | 0), { major: 255, minor: 12, build: 9, revision: 0 });
+    assert.equal(formatVersion(packVersion({ major: 200, minor: 0, build: 0, revision: 1 })), '200.0.0.1');
+  });
+
+  test('a reader takes any non-zero bool byte as true', () => {
+    for (const b of [1, 2, 0x80, 0xff]) assert.equal(new BinaryReader(Buffer.from([b])).bool(), true);
+    assert.equal(new BinaryReader(Buffer.from([0])).bool(), false);
   });
 
   test('writers refuse out-of-range values with the typed error', () => {
@@ -79,7 +92,10 @@ describe('binary conventions', () => {
     assert.throws(() => new BinaryWriter().u8(256), ProtocolError);
     assert.throws(() => new BinaryWriter().i64(2 ** 60), ProtocolError);
     assert.throws(() => new BinaryWriter().datetime(-1n), ProtocolError);
-    assert.throws(() => encodeRequest(1, 1, 'FileExists', { path: 3 as unknown as string }), ProtocolError);
+    assert.throws(
+      () => encodeProductRequest(1, 'FileExists', 1, { path: 3 as unknown as string }),
+      ProtocolError,
+    );
   });
 
   test('a huge declared count never allocates: TRUNCATED before reading', () => {
@@ -92,9 +108,9 @@ describe('binary conventions', () => {
 });
 
 describe('property: every command and event round-trips', () => {
-  for (const [name, def] of Object.entries(ALL_COMMANDS)) {
-    test(`${name} request and result`, () => {
-      const cmd = name as CommandName;
+  for (const [name, def] of Object.entries(PRODUCT_COMMANDS)) {
+    test(`product ${name} request and result`, () => {
+      const cmd = name as ProductCommand;
       fc.assert(
         fc.property(
           fc.integer({ min: 1, max: 3 }),
@@ -102,15 +118,37 @@ describe('property: every command and event round-trips', () => {
           arbitraryFor(def.request),
           arbitraryFor(def.result),
           (agentType, token, args, result) => {
-            const msg = encodeRequest(agentType, token, cmd, args as any);
-            const d = decodeRequest(msg);
-            assert.equal(d.name, cmd);
-            assert.equal(d.token, token);
-            assert.deepEqual(d.args, args);
-            assert.deepEqual(decodeArgs(cmd, decodeRequestHeader(msg).body), args);
-            assert.deepEqual(decodeResult(cmd, encodeResult(cmd, result as any)), result);
+            const msg = encodeProductRequest(agentType, cmd, token, args as never);
+            const m = decodeClientMessage(msg);
+            assert.deepEqual([m.agentType, m.command, readToken(m.data)], [agentType, def.code, token]);
+            assert.equal(requestProblem(m), null);
+            assert.deepEqual(decodeProductArgs(cmd, m.data), args);
+            // Fields after those a command defines are ignored (§5).
+            assert.deepEqual(decodeProductArgs(cmd, Buffer.concat([m.data, Buffer.from([1, 2, 3])])), args);
+            const r = decodeReply(encodeResponse(token, cmd, result as never));
+            assert.ok(r.kind === 'response');
+            assert.equal(r.token, token);
+            assert.deepEqual(decodeResult(cmd, r.body), result);
           },
         ),
+        { numRuns: 60 },
+      );
+    });
+  }
+  for (const [name, def] of Object.entries(META_COMMANDS)) {
+    test(`meta ${name} request and reply`, () => {
+      const cmd = name as MetaCommand;
+      fc.assert(
+        fc.property(arbitraryFor(def.request), arbitraryFor(def.result), (args, result) => {
+          const m = decodeClientMessage(encodeMetaRequest(cmd, args as never));
+          assert.deepEqual([m.agentType, m.command], [0, def.code]);
+          assert.equal(requestProblem(m), null);
+          assert.deepEqual(decodeMetaArgs(cmd, m.data), args);
+          const r = decodeReply(encodeMetaReply(cmd, result as never));
+          assert.ok(r.kind === 'meta');
+          assert.equal(r.command, def.code);
+          assert.deepEqual(decodeMetaResult(cmd, r.body), result);
+        }),
         { numRuns: 60 },
       );
     });
@@ -119,37 +157,49 @@ describe('property: every command and event round-trips', () => {
     test(`event ${name}`, () => {
       fc.assert(
         fc.property(
-          fc.integer({ min: 0, max: 3 }),
-          fc.integer(),
+          fc.integer({ min: -0x80000000, max: 0x7fffffff }),
           arbitraryFor(def.body),
-          (agentType, token, body) => {
-            const r = decodeReply(encodeEvent(agentType, token, name as EventName, body as any));
-            assert.equal(r.kind, 'event');
-            if (r.kind === 'event') assert.deepEqual(decodeEventBody(name as EventName, r.body), body);
+          (token, body) => {
+            const r = decodeReply(encodeEvent(token, name as EventName, body as never));
+            assert.ok(r.kind === 'event');
+            assert.deepEqual([r.token, r.event], [token, def.code]);
+            assert.deepEqual(decodeEventBody(name as EventName, r.body), body);
           },
         ),
         { numRuns: 60 },
       );
     });
   }
-  test('errors round-trip', () => {
+  test('errors round-trip, with and without detail', () => {
     fc.assert(
       fc.property(
-        fc.integer({ min: 0, max: 255 }),
-        fc.integer(),
-        fc.integer(),
+        fc.integer({ min: -0x80000000, max: 0x7fffffff }),
         fc.string(),
-        (t, token, kind, msg) => {
-          assert.deepEqual(decodeReply(encodeError(t, token, kind, msg)), {
+        fc.string(),
+        fc.option(fc.string(), { nil: null }),
+        (token, kind, message, detail) => {
+          assert.deepEqual(decodeReply(encodeError(token, kind, message, detail)), {
             kind: 'error',
-            agentType: t,
             token,
             errorKind: kind,
-            message: msg,
+            message,
+            detail,
           });
         },
       ),
     );
+  });
+  test('requestProblem names what is wrong with a first frame', () => {
+    const bad = (agentType: number, command: number, data: number[]) =>
+      requestProblem({ agentType, command, data: Buffer.from(data) });
+    assert.equal(bad(4, 3, [0, 0, 0, 0]), 'agent-type');
+    assert.equal(bad(0, 77, []), 'command');
+    assert.equal(bad(1, 77, [1, 0, 0, 0]), 'command');
+    assert.equal(bad(1, 2, [1, 0]), 'token');
+    assert.equal(bad(1, 2, [1, 0, 0, 0, 5]), 'arguments');
+    assert.equal(bad(0, 3, [1, 2]), 'arguments');
+    assert.equal(bad(0, 3, [1, 2, 3, 4]), null);
+    assert.equal(bad(1, 2, [1, 0, 0, 0, 1, 0x61]), null);
   });
 });
 
@@ -167,20 +217,23 @@ function splits(data: Buffer, cuts: number[]): Buffer[] {
 }
 
 describe('frame decoders take arbitrary chunks', () => {
-  const messages = fc.array(fc.uint8Array({ minLength: 1, maxLength: 300 }), { minLength: 1, maxLength: 8 });
+  const messages = fc.array(fc.uint8Array({ minLength: CLIENT_HEADER_SIZE, maxLength: 300 }), {
+    minLength: 1,
+    maxLength: 8,
+  });
 
   test('plain: byte by byte and random splits give the same frames', () => {
     fc.assert(
       fc.property(messages, fc.array(fc.nat(), { maxLength: 20 }), (msgs, cuts) => {
-        const stream = Buffer.concat(msgs.map((m) => encodePlainFrame(m)));
+        const stream = Buffer.concat(msgs.map((m) => encodePlainFrame(m, CLIENT_HEADER_SIZE)));
         const expected = msgs.map((m) => Buffer.from(m).toString('hex'));
-        const one = new FrameDecoder(1024);
+        const one = new FrameDecoder(1024, CLIENT_HEADER_SIZE);
         const byByte = [...stream].flatMap((b) => one.push(Buffer.from([b])));
         assert.deepEqual(
           byByte.map((b) => b.toString('hex')),
           expected,
         );
-        const two = new FrameDecoder(1024);
+        const two = new FrameDecoder(1024, CLIENT_HEADER_SIZE);
         const bySplit = splits(stream, cuts).flatMap((c) => two.push(c));
         assert.deepEqual(
           bySplit.map((b) => b.toString('hex')),
@@ -203,7 +256,7 @@ describe('frame decoders take arbitrary chunks', () => {
           const iv = randomBytes(16);
           const enc = new AesFrameEncoder(key, iv);
           const stream = Buffer.concat(msgs.map((m) => enc.encode(m)));
-          const dec = new AesFrameDecoder(key, iv, 4096);
+          const dec = new AesFrameDecoder(key, iv, { maxSize: 4096, headerSize: CLIENT_HEADER_SIZE });
           const got = splits(stream, cuts).flatMap((c) => dec.push(c));
           assert.deepEqual(
             got.map((b) => b.toString('hex')),
@@ -227,13 +280,13 @@ describe('frame decoders take arbitrary chunks', () => {
     };
     fc.assert(
       fc.property(
-        fc.array(fc.integer({ min: 0, max: 40_000 }), { minLength: 1, maxLength: 8 }),
+        fc.array(fc.integer({ min: AGENT_HEADER_SIZE, max: 40_000 }), { minLength: 1, maxLength: 8 }),
         fc.constantFrom(16, 24, 32),
         (sizes, keyLen) => {
           const key = randomBytes(keyLen);
           const hiv = randomBytes(16);
           const enc = new AesFrameEncoder(key, hiv);
-          const dec = new AesFrameDecoder(key, hiv, 1 << 20);
+          const dec = new AesFrameDecoder(key, hiv, { maxSize: 1 << 20, headerSize: AGENT_HEADER_SIZE });
           let iv = hiv;
           for (const n of sizes) {
             const m = randomBytes(n);
@@ -261,7 +314,7 @@ describe('frame decoders take arbitrary chunks', () => {
     const h = Buffer.alloc(4);
     h.writeInt32LE(body.length);
     assert.throws(
-      () => new AesFrameDecoder(key, iv).push(Buffer.concat([h, body])),
+      () => new AesFrameDecoder(key, iv, { headerSize: 0 }).push(Buffer.concat([h, body])),
       (e: unknown) => e instanceof ProtocolError && e.code === 'DECRYPT_FAILED',
     );
   });
@@ -275,7 +328,7 @@ describe('frame decoders take arbitrary chunks', () => {
   });
 
   test('an oversize length is refused from the header alone', () => {
-    const d = new FrameDecoder(1000);
+    const d = new FrameDecoder(1000, CLIENT_HEADER_SIZE);
     const header = Buffer.alloc(4);
     header.writeInt32LE(1001);
     assert.throws(
@@ -290,12 +343,13 @@ describe('frame decoders take arbitrary chunks', () => {
     const key = randomBytes(32);
     const iv = randomBytes(16);
     const frame = new AesFrameEncoder(key, iv).encode(Buffer.from('hello world'));
+    const decoder = () => new AesFrameDecoder(key, iv, { headerSize: CLIENT_HEADER_SIZE });
     let failures = 0;
     for (let i = 4; i < frame.length; i++) {
       const t = Buffer.from(frame);
       t[i] = t[i]! ^ 0xff;
       try {
-        new AesFrameDecoder(key, iv).push(t);
+        decoder().push(t);
       } catch (e) {
         assert.ok(e instanceof ProtocolError);
         assert.equal(e.code, 'DECRYPT_FAILED');
@@ -311,16 +365,25 @@ describe('fuzz: random bytes never escape as anything but ProtocolError', () => 
   const decoders: [string, (b: Buffer) => unknown][] = [
     ['decodeClientHello', decodeClientHello],
     ['decodeAgentReply', decodeAgentReply],
-    ['decodeRequest', decodeRequest],
+    ['decodeClientMessage', decodeClientMessage],
+    ['requestProblem', (b) => requestProblem(decodeClientMessage(b))],
     ['decodeReply', decodeReply],
-    ['FrameDecoder', (b) => new FrameDecoder(1 << 16).push(b)],
+    ['FrameDecoder', (b) => new FrameDecoder(1 << 16, CLIENT_HEADER_SIZE).push(b)],
     [
       'AesFrameDecoder',
-      (b) => new AesFrameDecoder(Buffer.alloc(32, 1), Buffer.alloc(16, 2), 1 << 16).push(b),
+      (b) =>
+        new AesFrameDecoder(Buffer.alloc(32, 1), Buffer.alloc(16, 2), {
+          maxSize: 1 << 16,
+          headerSize: CLIENT_HEADER_SIZE,
+        }).push(b),
     ],
-    ...Object.keys(ALL_COMMANDS).flatMap((name): [string, (b: Buffer) => unknown][] => [
-      [`args ${name}`, (b) => decodeArgs(name as CommandName, b)],
-      [`result ${name}`, (b) => decodeResult(name as CommandName, b)],
+    ...Object.keys(PRODUCT_COMMANDS).flatMap((name): [string, (b: Buffer) => unknown][] => [
+      [`args ${name}`, (b) => decodeProductArgs(name as ProductCommand, b)],
+      [`result ${name}`, (b) => decodeResult(name as ProductCommand, b)],
+    ]),
+    ...Object.keys(META_COMMANDS).flatMap((name): [string, (b: Buffer) => unknown][] => [
+      [`meta args ${name}`, (b) => decodeMetaArgs(name as MetaCommand, b)],
+      [`meta result ${name}`, (b) => decodeMetaResult(name as MetaCommand, b)],
     ]),
     ...Object.keys(EVENTS).map((name): [string, (b: Buffer) => unknown] => [
       `event ${name}`,
@@ -329,15 +392,15 @@ describe('fuzz: random bytes never escape as anything but ProtocolError', () => 
   ];
   test('every decoder, random and mutated inputs', () => {
     const seeds = [
-      encodeRequest(1, 5, 'StartProcess', {
+      encodeProductRequest(1, 'StartProcess', 5, {
         fileName: 'sh',
-        arguments: ['-c', 'x'],
+        args: ['-c', 'x'],
         workingDirectory: null,
         environment: { A: 'B' },
         flags: 0,
       }),
-      encodeResult('ListDirectory', {
-        entries: [{ name: 'x', kind: 1, size: 1, lastWriteTime: 5n, mode: 1 }],
+      encodeResponse(3, 'ListDirectory', {
+        entries: [{ fullPath: '/x', isDirectory: false, size: 1, lastWriteUtc: 5n, mode: 0o100644 }],
       }),
     ];
     const input = fc.oneof(

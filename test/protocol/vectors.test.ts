@@ -1,23 +1,25 @@
 /**
- * Every vector in spec/vectors.json, both directions: encoding gives exactly
- * the hex, decoding the hex gives exactly the fields, and every reject.*
- * vector is refused with the typed ProtocolError and its code. A vector of a
- * kind no handler knows fails the suite.
+ * Outpost's own vectors (spec/vectors.json, made by scripts/gen-vectors.ts),
+ * both directions: encoding gives exactly the hex, decoding the hex gives
+ * exactly the values, and every reject.* is refused with its typed
+ * ProtocolError. A vector of a kind no check knows fails the suite. The
+ * contract's vectors are checked by contract-vectors.test.ts.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import {
   AesFrameDecoder,
   AesFrameEncoder,
   BinaryReader,
-  type CommandName,
   decodeAgentReply,
-  decodeArgs,
   decodeClientHello,
+  decodeClientMessage,
   decodeEventBody,
+  decodeMetaArgs,
+  decodeMetaResult,
+  decodeProductArgs,
   decodeReply,
-  decodeRequest,
   decodeResult,
   EVENTS,
   type EventName,
@@ -25,22 +27,28 @@ import {
   encodeClientHello,
   encodeError,
   encodeEvent,
+  encodeMetaError,
+  encodeMetaReply,
+  encodeMetaRequest,
   encodePlainFrame,
-  encodeRequest,
+  encodeProductRequest,
   encodeResponse,
-  encodeResult,
   encodeValue,
-  eventName,
   FrameDecoder,
+  META_COMMANDS,
+  type MetaCommand,
+  PRODUCT_COMMANDS,
+  type ProductCommand,
   ProtocolError,
+  ReplayCache,
+  readToken,
   readValue,
 } from '../../src/protocol/index.js';
 import { fromJson, SCHEMAS } from './vector-json.js';
 
-type Vector = Record<string, unknown> & { name: string; kind: string; hex?: string; error?: string };
+type Vector = Record<string, unknown> & { name: string; kind: string; hex: string; error?: string };
 const unhex = (h: string) => Buffer.from(h, 'hex');
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
-/** Plain-object view of decoded values (Buffers compared by content). */
 const norm = (v: unknown): unknown => {
   if (v instanceof Uint8Array) return { $hex: hex(v) };
   if (typeof v === 'bigint') return { $bigint: v.toString() };
@@ -49,146 +57,159 @@ const norm = (v: unknown): unknown => {
     return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
   return v;
 };
+const headerOf = (v: Vector) => ((v.role ?? 'client') === 'client' ? 5 : 4);
+const limitOf = (v: Vector) => (v.limit as number | undefined) ?? 1 << 24;
+const aesDecoder = (v: Vector, replay?: ReplayCache) =>
+  new AesFrameDecoder(unhex(v.key as string), unhex(v.iv as string), {
+    maxSize: limitOf(v),
+    headerSize: headerOf(v),
+    ...(replay ? { replay } : {}),
+  });
 
-function decodeValue(schemaName: string, data: Buffer): unknown {
-  const schema = SCHEMAS[schemaName];
-  assert.ok(schema, `unknown schema ${schemaName}`);
-  const r = new BinaryReader(data);
-  const v = readValue(r, schema);
-  r.end();
-  return v;
-}
-
-function decodeAesFrames(v: Vector, data: Buffer): Buffer[] {
-  const d = new AesFrameDecoder(unhex(v.key as string), unhex(v.iv as string), 1 << 20);
-  return d.push(data);
-}
-
-/** Decoder per kind, used by the reject vectors and the accept direction. */
+/** Decoders per kind, for the reject vectors. */
 const DECODERS: Record<string, (v: Vector, data: Buffer) => unknown> = {
-  value: (v, data) => decodeValue(v.schema as string, data),
+  value: (v, data) => readValue(new BinaryReader(data), SCHEMAS[v.schema as string]!),
   clientHello: (_v, data) => decodeClientHello(data),
   agentReply: (_v, data) => decodeAgentReply(data),
-  plainFrame: (_v, data) => new FrameDecoder(1 << 24).push(data),
-  aesFrames: decodeAesFrames,
-  request: (_v, data) => decodeRequest(data),
-  reply: (_v, data) => {
-    const r = decodeReply(data);
-    if (r.kind === 'event') decodeEventBody(eventName(r.event)!, r.body);
-    return r;
+  plainFrame: (v, data) => new FrameDecoder(limitOf(v), headerOf(v)).push(data),
+  aesFrames: (v, data) => {
+    if (!v.replayOnSecondConnection) return aesDecoder(v).push(data);
+    const cache = new ReplayCache(16);
+    aesDecoder(v, cache).push(data);
+    return aesDecoder(v, cache).push(data);
   },
+  reply: (_v, data) => decodeReply(data),
 };
 
-/** Both directions for each accepting kind. */
 const CHECKS: Record<string, (v: Vector) => void> = {
   value(v) {
     const schema = SCHEMAS[v.schema as string]!;
     assert.equal(hex(encodeValue(schema, fromJson(v.value))), v.hex);
-    assert.deepEqual(norm(decodeValue(v.schema as string, unhex(v.hex!))), norm(fromJson(v.value)));
+    const r = new BinaryReader(unhex(v.hex));
+    assert.deepEqual(norm(readValue(r, schema)), norm(fromJson(v.value)));
+    r.end();
   },
   clientHello(v) {
     const value = v.value as { version: number; sessionId: number };
     assert.equal(hex(encodeClientHello(value)), v.hex);
-    assert.deepEqual(decodeClientHello(unhex(v.hex!)), value);
+    assert.deepEqual(decodeClientHello(unhex(v.hex)), value);
   },
   agentReply(v) {
     const value = v.value as { mode: 0 | 1 | 2; version: number; sessionId: number };
     assert.equal(hex(encodeAgentReply(value)), v.hex);
-    assert.deepEqual(decodeAgentReply(unhex(v.hex!)), value);
+    assert.deepEqual(decodeAgentReply(unhex(v.hex)), value);
+  },
+  request(v) {
+    const name = v.command as ProductCommand;
+    const args = fromJson(v.args);
+    assert.equal(
+      hex(encodeProductRequest(v.agentType as number, name, v.token as number, args as never)),
+      v.hex,
+    );
+    const m = decodeClientMessage(unhex(v.hex));
+    assert.deepEqual(
+      [m.agentType, m.command, readToken(m.data)],
+      [v.agentType, PRODUCT_COMMANDS[name].code, v.token],
+    );
+    assert.deepEqual(norm(decodeProductArgs(name, m.data)), norm(args));
+  },
+  response(v) {
+    const name = v.command as ProductCommand;
+    const value = fromJson(v.value);
+    assert.equal(hex(encodeResponse(v.token as number, name, value as never)), v.hex);
+    const r = decodeReply(unhex(v.hex));
+    assert.ok(r.kind === 'response');
+    assert.equal(r.token, v.token);
+    assert.deepEqual(norm(decodeResult(name, r.body)), norm(value));
+  },
+  metaRequest(v) {
+    const name = v.command as MetaCommand;
+    const args = fromJson(v.args);
+    assert.equal(hex(encodeMetaRequest(name, args as never)), v.hex);
+    const m = decodeClientMessage(unhex(v.hex));
+    assert.deepEqual([m.agentType, m.command], [0, META_COMMANDS[name].code]);
+    assert.deepEqual(norm(decodeMetaArgs(name, m.data)), norm(args));
+  },
+  metaReply(v) {
+    const name = v.command as MetaCommand;
+    const value = fromJson(v.value);
+    assert.equal(hex(encodeMetaReply(name, value as never)), v.hex);
+    const r = decodeReply(unhex(v.hex));
+    assert.ok(r.kind === 'meta');
+    assert.equal(r.command, META_COMMANDS[name].code);
+    assert.deepEqual(norm(decodeMetaResult(name, r.body)), norm(value));
+  },
+  metaError(v) {
+    assert.equal(hex(encodeMetaError(v.requestCommand as number, v.message as string)), v.hex);
+    assert.deepEqual(decodeReply(unhex(v.hex)), {
+      kind: 'meta-error',
+      requestCommand: v.requestCommand,
+      message: v.message,
+    });
+  },
+  error(v) {
+    const detail = (v.detail as string | null) ?? null;
+    assert.equal(
+      hex(encodeError(v.token as number, v.errorKind as string, v.message as string, detail)),
+      v.hex,
+    );
+    assert.deepEqual(decodeReply(unhex(v.hex)), {
+      kind: 'error',
+      token: v.token,
+      errorKind: v.errorKind,
+      message: v.message,
+      detail,
+    });
+  },
+  event(v) {
+    const name = v.event as EventName;
+    const value = fromJson(v.value);
+    assert.equal(hex(encodeEvent(v.token as number, name, value as never)), v.hex);
+    const r = decodeReply(unhex(v.hex));
+    assert.ok(r.kind === 'event');
+    assert.deepEqual([r.token, r.event], [v.token, EVENTS[name].code]);
+    assert.deepEqual(norm(decodeEventBody(name, r.body)), norm(value));
   },
   plainFrame(v) {
-    assert.equal(hex(encodePlainFrame(unhex(v.message as string))), v.hex);
-    const frames = new FrameDecoder(1 << 24).push(unhex(v.hex!));
-    assert.deepEqual(frames.map(hex), [v.message]);
+    assert.equal(hex(encodePlainFrame(unhex(v.message as string), headerOf(v))), v.hex);
+    assert.deepEqual(new FrameDecoder(limitOf(v), headerOf(v)).push(unhex(v.hex)).map(hex), [v.message]);
   },
   aesFrames(v) {
     const frames = v.frames as { nextIv: string; message: string; hex: string }[];
     const enc = new AesFrameEncoder(unhex(v.key as string), unhex(v.iv as string));
     for (const f of frames) assert.equal(hex(enc.encode(unhex(f.message), unhex(f.nextIv))), f.hex);
-    const got = decodeAesFrames(v, Buffer.concat(frames.map((f) => unhex(f.hex))));
+    const stream = Buffer.concat(frames.map((f) => unhex(f.hex)));
     assert.deepEqual(
-      got.map(hex),
+      aesDecoder(v, new ReplayCache(16)).push(stream).map(hex),
       frames.map((f) => f.message),
     );
   },
-  request(v) {
-    const command = v.command as CommandName;
-    const args = fromJson(v.args);
-    assert.equal(hex(encodeRequest(v.agentType as number, v.token as number, command, args as any)), v.hex);
-    const d = decodeRequest(unhex(v.hex!));
-    assert.deepEqual(norm(d), norm({ agentType: v.agentType, token: v.token, name: command, args }));
-    assert.deepEqual(norm(decodeArgs(command, unhex(v.hex!).subarray(6))), norm(args));
-  },
-  result(v) {
-    const command = v.command as CommandName;
-    assert.equal(hex(encodeResult(command, fromJson(v.value) as any)), v.hex);
-    assert.deepEqual(norm(decodeResult(command, unhex(v.hex!))), norm(fromJson(v.value)));
-  },
-  reply(v) {
-    const value = fromJson(v.value) as Record<string, unknown>;
-    const encoded =
-      value.kind === 'response'
-        ? encodeResponse(value.agentType as number, value.token as number, value.body as Buffer)
-        : encodeError(
-            value.agentType as number,
-            value.token as number,
-            value.errorKind as number,
-            value.message as string,
-          );
-    assert.equal(hex(encoded), v.hex);
-    assert.deepEqual(norm(decodeReply(unhex(v.hex!))), norm(value));
-  },
-  event(v) {
-    const name = v.event as EventName;
-    const encoded = encodeEvent(v.agentType as number, v.token as number, name, fromJson(v.value) as any);
-    assert.equal(hex(encoded), v.hex);
-    const r = decodeReply(unhex(v.hex!));
-    assert.equal(r.kind, 'event');
-    if (r.kind !== 'event') return;
-    assert.equal(r.agentType, v.agentType);
-    assert.equal(r.token, v.token);
-    assert.equal(r.event, EVENTS[name].code);
-    assert.deepEqual(norm(decodeEventBody(name, r.body)), norm(fromJson(v.value)));
-  },
 };
 
-function runVectorFile(path: string) {
-  const file = JSON.parse(readFileSync(path, 'utf8')) as { count?: number; vectors: Vector[] };
-  const handled = new Set<string>();
-  describe(`vectors in ${path}`, () => {
-    test('the file declares its count and names are unique', () => {
-      assert.equal(file.vectors.length, file.count);
-      assert.equal(new Set(file.vectors.map((v) => v.name)).size, file.vectors.length);
-    });
-    for (const v of file.vectors) {
-      test(v.name, () => {
-        if (v.name.startsWith('reject.')) {
-          const decode = DECODERS[v.kind];
-          assert.ok(decode, `no decoder for reject vector kind ${v.kind}`);
-          assert.ok(v.error, 'reject vector without an error code');
-          assert.throws(
-            () => decode(v, unhex(v.hex!)),
-            (err: unknown) => err instanceof ProtocolError && err.code === v.error,
-            `${v.name} must raise ProtocolError ${v.error}`,
-          );
-        } else {
-          const check = CHECKS[v.kind];
-          assert.ok(check, `no check for vector kind ${v.kind}`);
-          check(v);
-        }
-        handled.add(v.name);
-      });
-    }
-    test('every vector in the file was handled', () => {
-      const missed = file.vectors.filter((v) => !handled.has(v.name)).map((v) => v.name);
-      assert.deepEqual(missed, []);
-    });
+const file = JSON.parse(readFileSync(new URL('../../spec/vectors.json', import.meta.url), 'utf8')) as {
+  count: number;
+  vectors: Vector[];
+};
+describe('spec/vectors.json (Outpost’s own vectors)', () => {
+  test('the file declares its count and names are unique', () => {
+    assert.equal(file.vectors.length, file.count);
+    assert.equal(new Set(file.vectors.map((v) => v.name)).size, file.vectors.length);
   });
-}
-
-runVectorFile(new URL('../../spec/vectors.json', import.meta.url).pathname);
-
-// The project's shared contract, when it is present beside the checkout, is
-// binding: its vectors must pass too (see docs/PROTOCOL.md, "Provenance").
-const shared = new URL('../../../shared/spec/vectors.json', import.meta.url).pathname;
-if (existsSync(shared)) runVectorFile(shared);
+  for (const v of file.vectors) {
+    test(v.name, () => {
+      if (v.name.startsWith('reject.')) {
+        const decode = DECODERS[v.kind];
+        assert.ok(decode, `no decoder for reject vector kind ${v.kind}`);
+        assert.throws(
+          () => decode(v, unhex(v.hex)),
+          (err: unknown) => err instanceof ProtocolError && err.code === v.error,
+          `${v.name} must raise ProtocolError ${v.error}`,
+        );
+      } else {
+        const check = CHECKS[v.kind];
+        assert.ok(check, `no check for vector kind ${v.kind}`);
+        check(v);
+      }
+    });
+  }
+});
