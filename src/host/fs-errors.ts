@@ -1,8 +1,13 @@
 /**
  * The one table that turns Node/libuv error codes into wire error kinds
- * (PROTOCOL.md §6), and the message format every file error uses:
- * `<Kind>: <path>: <what happened>`, e.g.
- * `NotFound: /srv/app/a.txt: no such file or directory`.
+ * (PROTOCOL.md §5.2), for file commands and process starts alike, and the
+ * message format every such error uses: `<Kind>: <path>: <what happened>`,
+ * e.g. `NotFound: /srv/app/a.txt: no such file or directory`.
+ *
+ * OS resource exhaustion (EMFILE, EAGAIN, ENOMEM) is `IOError`, not
+ * `LimitExceeded`: that kind is kept for the limits Outpost is configured
+ * with (open handles, processes per session), so a client can tell "you
+ * asked for too much" from "the machine is short of something".
  */
 import type { ErrorKindName } from '../protocol/index.js';
 import { HostError } from './types.js';
@@ -38,6 +43,9 @@ export const FS_ERROR_TABLE: Readonly<Record<string, readonly [ErrorKindName, st
   EINVAL: ['InvalidArgument', 'invalid argument'],
   EFBIG: ['TooLarge', 'file too large'],
   ERR_FS_FILE_TOO_LARGE: ['TooLarge', 'file too large'],
+  ENOMEM: ['IOError', 'out of memory'],
+  ENOEXEC: ['InvalidArgument', 'exec format error'],
+  E2BIG: ['TooLarge', 'argument list too long'],
   ENOSYS: ['Unsupported', 'function not implemented'],
   ENOTSUP: ['Unsupported', 'operation not supported'],
   EOPNOTSUPP: ['Unsupported', 'operation not supported'],

@@ -1,5 +1,7 @@
 /**
- * Path resolution and `allowedRoots` enforcement for the file service.
+ * The host's one path resolver: validation, resolution against the base
+ * directory, `allowedRoots` enforcement and the preserve-root guards, for
+ * file commands and process working directories alike (PROTOCOL.md §5.2).
  *
  * Paths follow the rules of the platform the agent runs on (node:path):
  * relative paths resolve against `ctx.baseDirectory`, `.` and `..` are
@@ -14,6 +16,14 @@
  * not caught (TOCTOU); allowed roots guard the file commands, they are not
  * a sandbox (StartProcess can do anything the agent's user can).
  *
+ * Guards (always, with or without allowed roots): deleting, clearing or
+ * moving a file-system root or an `allowedRoots` entry itself — or
+ * replacing one as a Move/CopyFile target — is `AccessDenied`, like
+ * `rm --preserve-root`. The check is made twice: on the lexical path first
+ * (so `/`, `root/..`, `root/` are refused before anything else is looked
+ * at), then on the real location with every symlink followed (so a link to
+ * a root is refused too).
+ *
  * Every request resolves afresh, nothing is cached: a cache of real
  * locations could be fooled by a directory swapped for a symlink after it
  * was cached. The calls are synchronous instead (`lstat` of the final
@@ -21,10 +31,10 @@
  * few microseconds, less than one promise round trip through libuv's thread
  * pool, and the host is one process per session, so nothing else waits.
  */
-import { type BigIntStats, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { type BigIntStats, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { errorCode, fsError, pathError } from './fs-errors.js';
-import type { HostContext } from './types.js';
+import type { HostContext, HostError } from './types.js';
 
 /** Whether `p` is `root` or lies below it (both absolute, same platform). */
 export function isInside(p: string, root: string): boolean {
@@ -105,16 +115,19 @@ export function realLocationSync(p: string, depth = 0): string {
   return path.join(realLocationSync(parent, depth), path.basename(p));
 }
 
-/** {@link realLocationSync} as a promise (kept for callers that want one). */
-export async function realLocation(p: string): Promise<string> {
-  return realLocationSync(p);
-}
+/**
+ * What a path argument is for, when the operation would destroy or replace
+ * what is there: such paths get the preserve-root guards.
+ */
+export type Destructive = 'delete' | 'clear' | 'move' | 'replace';
 
 export interface ResolveOptions {
   /** The operation follows a symlink in the final component (read, write, chmod…). */
   readonly followFinal: boolean;
   /** Which argument, for messages. */
   readonly what?: string;
+  /** The operation destroys or replaces the entry: apply the preserve-root guards. */
+  readonly guard?: Destructive;
 }
 
 /** A resolved path and what `lstat` said about it then (null: missing or unreadable). */
@@ -135,13 +148,9 @@ export class PathResolver {
     return this.roots !== null;
   }
 
-  /** Validates, makes absolute and enforces `allowedRoots`; returns the absolute path. */
+  /** Validates, makes absolute, applies the guards and `allowedRoots`; returns the absolute path. */
   resolve(input: unknown, opts: ResolveOptions): string {
-    const abs = absolutePath(this.ctx, input, opts.what);
-    if (this.roots === null) return abs;
-    this.checkLexical(abs);
-    this.checkReal(abs, opts.followFinal && lstatOrNull(abs)?.isSymbolicLink() === true);
-    return abs;
+    return this.lookupInner(input, opts, false).path;
   }
 
   /**
@@ -149,19 +158,64 @@ export class PathResolver {
    * for the caller: the handlers of small requests need no second call).
    */
   lookup(input: unknown, opts: ResolveOptions): Resolved {
+    return this.lookupInner(input, opts, true);
+  }
+
+  /**
+   * A process's working directory: the base directory when none is given,
+   * else the path resolved against it (symlinks followed) and checked
+   * against `allowedRoots`; it must be an existing directory.
+   */
+  workingDirectory(input: string | null): string {
+    const given = input === null || input === '' ? this.ctx.baseDirectory : input;
+    const cwd = this.resolve(given, { followFinal: true, what: 'working directory' });
+    let st: BigIntStats | undefined;
+    try {
+      st = statSyncBig(cwd);
+    } catch (err) {
+      throw fsError(err, cwd);
+    }
+    if (!st) throw pathError('NotFound', cwd, 'working directory does not exist');
+    if (!st.isDirectory()) throw pathError('NotDirectory', cwd, 'working directory is not a directory');
+    return cwd;
+  }
+
+  private lookupInner(input: unknown, opts: ResolveOptions, wantStat: boolean): Resolved {
     const abs = absolutePath(this.ctx, input, opts.what);
-    if (this.roots !== null) this.checkLexical(abs);
-    const st = lstatOrNull(abs);
-    if (this.roots !== null) this.checkReal(abs, opts.followFinal && st?.isSymbolicLink() === true);
+    // Lexical guard first: `/` is refused as a root before any other check.
+    if (opts.guard) this.guardLexical(abs, opts.guard);
+    if (this.roots !== null) this.checkLexical(abs, opts.what);
+    const st = wantStat || this.roots !== null || opts.guard ? lstatOrNull(abs) : null;
+    const link = st?.isSymbolicLink() === true;
+    if (opts.guard) this.guardReal(abs, opts.guard);
+    if (this.roots !== null) this.checkReal(abs, opts.followFinal && link, opts.what);
     return { path: abs, st };
   }
 
-  private checkLexical(abs: string): void {
-    if (!this.roots!.some((r) => insideNormalized(abs, r))) throw this.denied(abs);
+  /** A file-system root or an allowed root, spelled literally. */
+  private guardLexical(abs: string, op: Destructive): void {
+    if (isFilesystemRoot(abs)) throw this.protectedRoot(abs, op, 'a file-system root');
+    if (this.roots?.includes(abs)) throw this.protectedRoot(abs, op, 'an allowed root');
+  }
+
+  /** The same, for where `abs` really leads (every symlink followed, the final one too). */
+  private guardReal(abs: string, op: Destructive): void {
+    const real = realLocationSync(abs);
+    if (isFilesystemRoot(real)) throw this.protectedRoot(abs, op, `a file-system root (it leads to ${real})`);
+    if (this.roots?.some((r) => r === real || realLocationSync(r) === real))
+      throw this.protectedRoot(abs, op, `an allowed root (it leads to ${real})`);
+  }
+
+  private protectedRoot(abs: string, op: Destructive, what: string): HostError {
+    return pathError('AccessDenied', abs, `refusing to ${op} ${what}`);
+  }
+
+  private checkLexical(abs: string, what?: string): void {
+    if (!this.roots!.some((r) => insideNormalized(abs, r))) throw this.denied(abs, what);
   }
 
   /** `throughFinal`: the final component is a symlink the operation follows. */
-  private checkReal(abs: string, throughFinal: boolean): void {
+  private checkReal(abs: string, throughFinal: boolean, what?: string): void {
     const real = throughFinal
       ? realLocationSync(abs)
       : path.join(realLocationSync(path.dirname(abs)), path.basename(abs));
@@ -169,10 +223,18 @@ export class PathResolver {
       if (insideNormalized(real, r)) return;
       if (insideNormalized(real, realLocationSync(r))) return;
     }
-    throw this.denied(abs);
+    throw this.denied(abs, what);
   }
 
-  private denied(abs: string): Error {
-    return pathError('AccessDenied', abs, 'outside the allowed roots');
+  private denied(abs: string, what?: string): HostError {
+    return pathError(
+      'AccessDenied',
+      abs,
+      `${what && what !== 'path' ? `${what} is ` : ''}outside the allowed roots`,
+    );
   }
+}
+
+function statSyncBig(p: string): BigIntStats | undefined {
+  return statSync(p, { bigint: true, throwIfNoEntry: false });
 }

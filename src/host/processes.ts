@@ -2,9 +2,9 @@
  * Child processes for one session: StartProcess, WriteStdin,
  * TerminateProcess, ListProcesses and Cancel (PROTOCOL.md §5.2).
  *
- * - argv exec without a shell unless `UseShell`; the executable is resolved
- *   here (PATH of the *effective* environment) so errors are precise and
- *   synchronous with the request.
+ * - argv exec without a shell unless `UseShell` (spawning.ts); the working
+ *   directory resolves through the host's one path resolver (paths.ts),
+ *   so `allowedRoots` means the same for processes as for files.
  * - every child leads its own process group (POSIX `detached`), so a tree
  *   can be signalled as a whole; Windows uses `taskkill /T /F`.
  * - output is pulled, never pushed: a pipe is read only while the sink
@@ -12,89 +12,61 @@
  *   on its own write and host memory stays bounded.
  * - `Exited` is the last event on a token, exactly once, after both pipes
  *   have ended — or after a short grace once the direct child is gone, so a
- *   grandchild holding the pipes open cannot withhold it.
+ *   grandchild holding the pipes open cannot withhold it. A process killed
+ *   by a signal exits with −1 and the signal's name.
+ * - TerminateProcess: SIGTERM (to the group with `entireTree`), SIGKILL 5 s
+ *   later if it is still there.
  */
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
-import { access, realpath, stat } from 'node:fs/promises';
-import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import type { ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import {
-  type ErrorKindName,
   MAX_OUTPUT_CHUNK,
   ProcessFlags,
-  REPLY_HEADER_SIZE,
   type RequestOf,
   type ResultOf,
+  SIGNAL_EXIT_CODE,
+  TOKEN_SIZE,
 } from '../protocol/index.js';
+import { newProc, type Proc, writeAndMaybeEnd } from './child.js';
+import type { PathResolver } from './paths.js';
+import { buildEnvironment, IS_WINDOWS, launchFor, signal, spawnChild, validateStart } from './spawning.js';
 import { type EventSink, type HostContext, HostError } from './types.js';
 
 export interface ProcessManagerOptions {
-  /** Between SIGTERM and SIGKILL when terminating (ms). Default 2000. */
+  /** Between SIGTERM and SIGKILL when terminating (ms). Default 5000 (the contract's 5 s). */
   readonly killGraceMs?: number;
   /**
    * How long the pipes may stay open after the direct child exited (ms) —
-   * counting only time the sink was accepting events. Default 300.
+   * counting only time the sink was accepting events. Default 300 (the
+   * contract allows at most 2 s).
    */
   readonly pipeGraceMs?: number;
   /** Finished processes remembered for ListProcesses. Default 256. */
   readonly historyLimit?: number;
 }
 
-const IS_WINDOWS = process.platform === 'win32';
-const KNOWN_FLAGS = ProcessFlags.KeepStdinOpen | ProcessFlags.UseShell | ProcessFlags.EmptyEnvironment;
-/** execvp's default search path when the environment has no PATH (glibc). */
-const DEFAULT_POSIX_PATH = '/bin:/usr/bin';
 /**
- * Room left in a message for everything around an output chunk: reply
- * header, event code, byte-array length, and AES's IV block plus padding.
+ * Bytes of an output event's data that are not output: token, event kind,
+ * the byte-array length. The chunk is sized so the event fits the message
+ * limit (AES padding is outside it, PROTOCOL.md §4).
  */
-const EVENT_OVERHEAD = REPLY_HEADER_SIZE + 1 + 4 + 48;
+const EVENT_OVERHEAD = TOKEN_SIZE + 1 + 4;
 
-interface ExitInfo {
-  readonly code: number | null;
-  readonly signal: string | null;
-}
-
-interface Proc {
-  readonly token: number;
+/** A process that exists (its pid is real) and has sent nothing yet. */
+export interface Started {
   readonly pid: number;
-  readonly fileName: string;
-  readonly child: ChildProcess;
-  readonly stdout: Readable;
-  readonly stderr: Readable;
-  readonly stdin: Writable;
-  /** Started with KeepStdinOpen. */
-  readonly keepStdin: boolean;
-  /** Started with KeepStdinOpen and not yet closed by a WriteStdin. */
-  stdinOpen: boolean;
-  /** Serializes WriteStdin calls so bytes keep their order. */
-  stdinChain: Promise<void>;
-  stdinError: Error | null;
-  begun: boolean;
-  exit: ExitInfo | null;
-  pumpsLeft: number;
-  finalized: boolean;
-  readonly done: Promise<void>;
-  resolveDone: () => void;
-  /** Timers: pipe grace after exit, SIGKILL escalation. */
-  pipeTimer: NodeJS.Timeout | null;
-  killTimer: NodeJS.Timeout | null;
-  killTree: boolean;
-  /** For the pipe grace: when the grace started, and time spent waiting on the sink. */
-  graceStart: number;
-  blockedAtGraceStart: number;
-  blockedPumps: number;
-  blockedSince: number;
-  blockedTotal: number;
-  /** Keeps Node from draining unread pipes when the child exits before begin(). */
-  readonly hold: () => void;
+  /** Starts the events (call right after sending the Response). */
+  begin(): void;
+  /** The Response will never be sent: kill the tree and stay silent. */
+  discard(): void;
 }
 
 /** Tracks the processes of one session and turns their output into events. */
 export class ProcessManager {
   private readonly ctx: HostContext;
   private readonly sink: EventSink;
+  private readonly paths: PathResolver;
   private readonly killGraceMs: number;
   private readonly pipeGraceMs: number;
   private readonly historyLimit: number;
@@ -114,10 +86,11 @@ export class ProcessManager {
     this.releaseClosing = resolve;
   });
 
-  constructor(ctx: HostContext, sink: EventSink, options: ProcessManagerOptions = {}) {
+  constructor(ctx: HostContext, sink: EventSink, paths: PathResolver, options: ProcessManagerOptions = {}) {
     this.ctx = ctx;
     this.sink = sink;
-    this.killGraceMs = options.killGraceMs ?? 2000;
+    this.paths = paths;
+    this.killGraceMs = options.killGraceMs ?? 5000;
     this.pipeGraceMs = options.pipeGraceMs ?? 300;
     this.historyLimit = options.historyLimit ?? 256;
     this.chunkSize = Math.max(1, Math.min(MAX_OUTPUT_CHUNK, ctx.maxMessageSize - EVENT_OVERHEAD));
@@ -134,10 +107,10 @@ export class ProcessManager {
 
   /**
    * Spawns the process; resolves once it really exists (its pid is real).
-   * No event is sent until `begin()` is called — the dispatcher calls it
-   * right after sending the `{pid}` response.
+   * No event is sent until `begin()` is called — the handler table has it
+   * called right after the `{osProcessId}` Response is sent.
    */
-  start(token: number, args: RequestOf<'StartProcess'>): Promise<{ pid: number; begin(): void }> {
+  start(token: number, args: RequestOf<'StartProcess'>): Promise<Started> {
     const p = this.startProcess(token, args);
     this.inflight.add(p);
     const forget = () => this.inflight.delete(p);
@@ -145,11 +118,8 @@ export class ProcessManager {
     return p;
   }
 
-  private async startProcess(
-    token: number,
-    args: RequestOf<'StartProcess'>,
-  ): Promise<{ pid: number; begin(): void }> {
-    if (this.closing) throw new HostError('Cancelled', 'the session is ending; no new processes');
+  private async startProcess(token: number, args: RequestOf<'StartProcess'>): Promise<Started> {
+    if (this.closing) throw new HostError('Canceled', 'the session is ending; no new processes');
     const flags = validateStart(args);
     const existing = this.procs.get(token);
     if ((existing && !existing.finalized) || this.starting.has(token))
@@ -162,29 +132,16 @@ export class ProcessManager {
     this.pending++;
     this.starting.add(token);
     try {
-      const cwd = await this.resolveWorkingDirectory(args.workingDirectory);
+      const cwd = this.paths.workingDirectory(args.workingDirectory);
       const env = buildEnvironment(args.environment, (flags & ProcessFlags.EmptyEnvironment) !== 0);
-      const useShell = (flags & ProcessFlags.UseShell) !== 0;
       const keepStdin = (flags & ProcessFlags.KeepStdinOpen) !== 0;
-      let file: string;
-      let argv: string[];
-      let argv0: string | undefined;
-      let verbatim = false;
-      if (useShell) {
-        if (IS_WINDOWS) {
-          file = envGet(env, 'ComSpec') ?? process.env.ComSpec ?? 'cmd.exe';
-          argv = ['/d', '/s', '/c', `"${[args.fileName, ...args.arguments.map(cmdQuote)].join(' ')}"`];
-          verbatim = true;
-        } else {
-          file = '/bin/sh';
-          argv = ['-c', [args.fileName, ...args.arguments.map(shQuote)].join(' ')];
-        }
-      } else {
-        file = await resolveExecutable(args.fileName, cwd, env);
-        argv = args.arguments;
-        argv0 = args.fileName;
-      }
-      if (this.closing) throw new HostError('Cancelled', 'the session is ending; no new processes');
+      const { file, argv, argv0, verbatim } = await launchFor(
+        args,
+        cwd,
+        env,
+        (flags & ProcessFlags.UseShell) !== 0,
+      );
+      if (this.closing) throw new HostError('Canceled', 'the session is ending; no new processes');
       const child = await spawnChild(file, argv, {
         cwd,
         env,
@@ -199,75 +156,18 @@ export class ProcessManager {
         // terminateAll() began while this one was spawning: it ends with the rest.
         this.begin(proc);
         this.kill(proc, true);
-        throw new HostError('Cancelled', 'the session is ending; no new processes');
+        throw new HostError('Canceled', 'the session is ending; no new processes');
       }
-      return { pid: proc.pid, begin: () => this.begin(proc) };
+      return { pid: proc.pid, begin: () => this.begin(proc), discard: () => this.discard(proc) };
     } finally {
       this.pending--;
       this.starting.delete(token);
     }
   }
 
-  private async resolveWorkingDirectory(wd: string | null): Promise<string> {
-    const cwd = wd === null || wd === '' ? this.ctx.baseDirectory : path.resolve(this.ctx.baseDirectory, wd);
-    const roots = this.ctx.allowedRoots;
-    if (roots && !roots.some((r) => isInside(cwd, path.resolve(r))))
-      throw new HostError('AccessDenied', `working directory ${cwd} is outside the allowed roots`);
-    let st: Awaited<ReturnType<typeof stat>>;
-    try {
-      st = await stat(cwd);
-    } catch (e) {
-      throw fsError(e, `working directory ${cwd}`);
-    }
-    if (!st.isDirectory()) throw new HostError('NotDirectory', `working directory ${cwd} is not a directory`);
-    if (roots) {
-      // Symlinks must not lead out of the roots either.
-      const real = await realpath(cwd).catch(() => cwd);
-      const realRoots = await Promise.all(roots.map((r) => realpath(path.resolve(r)).catch(() => r)));
-      if (!realRoots.some((r) => isInside(real, r)))
-        throw new HostError('AccessDenied', `working directory ${cwd} is outside the allowed roots`);
-    }
-    return cwd;
-  }
-
   private track(token: number, fileName: string, child: ChildProcess, keepStdin: boolean): Proc {
-    const { stdin, stdout, stderr } = child;
-    /* c8 ignore next */
-    if (!stdin || !stdout || !stderr || child.pid === undefined)
-      throw new HostError('Internal', 'spawned process has no pipes');
-    let resolveDone!: () => void;
-    const done = new Promise<void>((resolve) => {
-      resolveDone = resolve;
-    });
-    const hold = () => {};
-    const proc: Proc = {
-      token,
-      pid: child.pid,
-      fileName,
-      child,
-      stdin,
-      stdout,
-      stderr,
-      keepStdin,
-      stdinOpen: keepStdin,
-      stdinChain: Promise.resolve(),
-      stdinError: null,
-      begun: false,
-      exit: null,
-      pumpsLeft: 2,
-      finalized: false,
-      done,
-      resolveDone,
-      pipeTimer: null,
-      killTimer: null,
-      killTree: false,
-      graceStart: 0,
-      blockedAtGraceStart: 0,
-      blockedPumps: 0,
-      blockedSince: 0,
-      blockedTotal: 0,
-      hold,
-    };
+    const proc = newProc(token, fileName, child, keepStdin);
+    const { stdin, stdout, stderr, hold } = proc;
     // A 'readable' listener keeps the pipes paused but alive: without one,
     // Node drains (discards) unread pipes when the child exits.
     stdout.on('readable', hold);
@@ -304,6 +204,13 @@ export class ProcessManager {
     if (proc.exit) this.startPipeGrace(proc);
   }
 
+  /** A start whose Response will never go out (canceled meanwhile): end it without a word. */
+  private discard(proc: Proc): void {
+    proc.silent = true;
+    this.begin(proc); // drains the pipes so the pumps can finish
+    this.kill(proc, true);
+  }
+
   /**
    * Forwards one pipe as events, reading only while the sink accepts them:
    * `read()` is called only after the previous chunk went out, so while the
@@ -330,7 +237,7 @@ export class ProcessManager {
       for (let off = 0; off < chunk.length; off += this.chunkSize) {
         if (this.gate && !this.closing) await this.waitWritable(proc);
         if (this.closing) return; // session end: nobody is listening any more
-        this.send(proc.token, name, { data: chunk.subarray(off, off + this.chunkSize) });
+        this.send(proc, name, { data: chunk.subarray(off, off + this.chunkSize) });
       }
     };
     const drain = (): void => {
@@ -361,13 +268,14 @@ export class ProcessManager {
   }
 
   private send<N extends 'Stdout' | 'Stderr' | 'Exited'>(
-    token: number,
+    proc: Proc,
     name: N,
-    data: N extends 'Exited' ? { exitCode: number | null; signal: string | null } : { data: Uint8Array },
+    data: N extends 'Exited' ? { exitCode: number; signal: string | null } : { data: Uint8Array },
   ): void {
+    if (proc.silent) return;
     let ok: boolean;
     try {
-      ok = this.sink.send(token, name, data as never);
+      ok = this.sink.send(proc.token, name, data as never);
     } catch {
       ok = true; // a broken sink must not take the host down; it reports its own failure
     }
@@ -425,7 +333,10 @@ export class ProcessManager {
     proc.stdin.destroy();
     proc.stdout.destroy();
     proc.stderr.destroy();
-    this.send(proc.token, 'Exited', { exitCode: proc.exit.code, signal: proc.exit.signal });
+    this.send(proc, 'Exited', {
+      exitCode: proc.exit.signal !== null ? SIGNAL_EXIT_CODE : (proc.exit.code ?? SIGNAL_EXIT_CODE),
+      signal: proc.exit.signal,
+    });
     proc.resolveDone();
     this.trimHistory();
   }
@@ -446,16 +357,16 @@ export class ProcessManager {
 
   /** Writes to the process's stdin; resolves once the bytes are in the pipe. */
   async writeStdin(args: RequestOf<'WriteStdin'>): Promise<void> {
-    const proc = this.lookup(args.process);
+    const proc = this.lookup(args.processToken);
     if (!(args.data instanceof Uint8Array)) throw new HostError('InvalidArgument', 'data must be bytes');
     if (!proc.stdinOpen) {
       throw new HostError(
         'InvalidArgument',
         !proc.keepStdin
-          ? `stdin of process ${args.process} was closed at start (start it with the KeepStdinOpen flag)`
+          ? `stdin of process ${args.processToken} was closed at start (start it with the KeepStdinOpen flag)`
           : proc.finalized
-            ? `process ${args.process} has exited; its stdin is closed`
-            : `stdin of process ${args.process} was already closed by an earlier WriteStdin`,
+            ? `process ${args.processToken} has exited; its stdin is closed`
+            : `stdin of process ${args.processToken} was already closed by an earlier WriteStdin`,
       );
     }
     if (args.close) proc.stdinOpen = false; // later writes fail at once, in order
@@ -471,7 +382,7 @@ export class ProcessManager {
    * Resolves once signalled; the `Exited` event reports the end.
    */
   async terminate(args: RequestOf<'TerminateProcess'>): Promise<void> {
-    const proc = this.lookup(args.process);
+    const proc = this.lookup(args.processToken);
     this.kill(proc, args.entireTree === true);
   }
 
@@ -553,234 +464,7 @@ export class ProcessManager {
 
   private lookup(token: number): Proc {
     const proc = typeof token === 'number' ? this.procs.get(token) : undefined;
-    if (!proc) throw new HostError('InvalidHandle', `no process was started with token ${token}`);
+    if (!proc) throw new HostError('InvalidArgument', `no process was started with token ${token}`);
     return proc;
   }
-}
-
-// ---------------------------------------------------------------- helpers
-
-function signal(pid: number, tree: boolean, sig: NodeJS.Signals): void {
-  try {
-    process.kill(tree ? -pid : pid, sig);
-  } catch {
-    // ESRCH: already gone.
-  }
-}
-
-function writeAndMaybeEnd(proc: Proc, data: Uint8Array, close: boolean): Promise<void> {
-  const stdin = proc.stdin;
-  const closedError = () =>
-    new HostError(
-      'IOError',
-      proc.stdinError
-        ? `stdin of process ${proc.token} failed: ${proc.stdinError.message}`
-        : `stdin of process ${proc.token} is closed (the process exited or closed it)`,
-    );
-  if (stdin.destroyed || stdin.writableEnded || proc.stdinError) return Promise.reject(closedError());
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (err: unknown) => {
-      if (settled) return;
-      settled = true;
-      stdin.off('close', onClose);
-      if (err) reject(closedError());
-      else resolve();
-    };
-    const onClose = () => settle(proc.stdinError ?? new Error('closed'));
-    stdin.once('close', onClose);
-    const afterWrite = (err?: Error | null) => {
-      if (err) return settle(err);
-      // Closing needs no flush: the bytes before it are already in the pipe.
-      if (close) stdin.end();
-      settle(null);
-    };
-    if (data.length > 0) stdin.write(data, afterWrite);
-    else afterWrite(null);
-  });
-}
-
-/** Spawns and waits for 'spawn' (the pid is real) or 'error'. */
-function spawnChild(file: string, argv: string[], options: SpawnOptions): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    let child: ChildProcess;
-    try {
-      child = spawn(file, argv, options);
-    } catch (e) {
-      reject(new HostError('InvalidArgument', `cannot start ${file}: ${(e as Error).message}`));
-      return;
-    }
-    const onError = (err: NodeJS.ErrnoException) => {
-      child.off('spawn', onSpawn);
-      child.stdin?.destroy();
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      reject(fsError(err, err.code === 'ENOENT' ? `cannot execute ${file}: it or its #! interpreter` : file));
-    };
-    const onSpawn = () => {
-      child.off('error', onError);
-      resolve(child);
-    };
-    child.once('error', onError);
-    child.once('spawn', onSpawn);
-  });
-}
-
-const ERRNO_KINDS: Record<string, ErrorKindName> = {
-  ENOENT: 'NotFound',
-  ENOTDIR: 'NotDirectory',
-  EACCES: 'AccessDenied',
-  EPERM: 'AccessDenied',
-  EISDIR: 'IsDirectory',
-  ENOEXEC: 'AccessDenied',
-  ELOOP: 'InvalidArgument',
-  ENAMETOOLONG: 'InvalidArgument',
-  E2BIG: 'TooLarge',
-  EAGAIN: 'LimitExceeded',
-  EMFILE: 'LimitExceeded',
-  ENFILE: 'LimitExceeded',
-  ENOMEM: 'LimitExceeded',
-};
-
-function fsError(e: unknown, what: string): HostError {
-  if (e instanceof HostError) return e;
-  const err = e as NodeJS.ErrnoException;
-  const kind = (err?.code && ERRNO_KINDS[err.code]) || 'IOError';
-  const reason =
-    kind === 'NotFound'
-      ? 'does not exist'
-      : kind === 'NotDirectory'
-        ? 'has a path component that is not a directory'
-        : kind === 'AccessDenied'
-          ? 'permission denied'
-          : (err?.code ?? err?.message ?? 'failed');
-  return new HostError(kind, `${what}: ${reason}`);
-}
-
-function hasNul(s: string): boolean {
-  return s.includes('\0');
-}
-
-/** Shape checks the codec cannot make; returns the flags. */
-function validateStart(args: RequestOf<'StartProcess'>): number {
-  if (typeof args !== 'object' || args === null) throw new HostError('InvalidArgument', 'missing arguments');
-  const { fileName, arguments: argv, workingDirectory, environment, flags } = args;
-  if (typeof fileName !== 'string' || fileName === '')
-    throw new HostError('InvalidArgument', 'fileName must be a non-empty string');
-  if (hasNul(fileName)) throw new HostError('InvalidArgument', 'fileName contains a NUL character');
-  if (!Array.isArray(argv) || argv.some((a) => typeof a !== 'string'))
-    throw new HostError('InvalidArgument', 'arguments must be strings');
-  if (argv.some(hasNul)) throw new HostError('InvalidArgument', 'an argument contains a NUL character');
-  if (workingDirectory !== null && typeof workingDirectory !== 'string')
-    throw new HostError('InvalidArgument', 'workingDirectory must be a string or null');
-  if (workingDirectory && hasNul(workingDirectory))
-    throw new HostError('InvalidArgument', 'workingDirectory contains a NUL character');
-  if (typeof environment !== 'object' || environment === null)
-    throw new HostError('InvalidArgument', 'environment must be a map');
-  for (const [k, v] of Object.entries(environment)) {
-    if (k === '' || hasNul(k) || (IS_WINDOWS ? k.indexOf('=', 1) > 0 : k.includes('=')))
-      throw new HostError('InvalidArgument', `invalid environment variable name ${JSON.stringify(k)}`);
-    if (typeof v !== 'string' || hasNul(v))
-      throw new HostError('InvalidArgument', `environment variable ${k} has an invalid value`);
-  }
-  if (!Number.isInteger(flags)) throw new HostError('InvalidArgument', 'flags must be an integer');
-  if ((flags & ~KNOWN_FLAGS) !== 0)
-    throw new HostError('Unsupported', `unknown StartProcess flags 0x${(flags & ~KNOWN_FLAGS).toString(16)}`);
-  return flags;
-}
-
-function buildEnvironment(overlay: Record<string, string>, empty: boolean): Record<string, string> {
-  const env: Record<string, string> = Object.create(null);
-  if (!empty) for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-  for (const [k, v] of Object.entries(overlay)) {
-    if (IS_WINDOWS) {
-      // Windows names are case-insensitive: the overlay replaces, never duplicates.
-      for (const existing of Object.keys(env))
-        if (existing.toUpperCase() === k.toUpperCase()) delete env[existing];
-    }
-    env[k] = v;
-  }
-  return env;
-}
-
-function envGet(env: Record<string, string>, name: string): string | undefined {
-  if (!IS_WINDOWS) return env[name];
-  const key = Object.keys(env).find((k) => k.toUpperCase() === name.toUpperCase());
-  return key === undefined ? undefined : env[key];
-}
-
-function isInside(child: string, root: string): boolean {
-  const rel = path.relative(root, child);
-  return rel === '' || (!rel.startsWith(`..${path.sep}`) && rel !== '..' && !path.isAbsolute(rel));
-}
-
-type Probe = 'ok' | 'missing' | 'directory' | 'noexec';
-
-async function probe(file: string): Promise<Probe> {
-  try {
-    const st = await stat(file);
-    if (st.isDirectory()) return 'directory';
-    if (!st.isFile()) return 'noexec';
-    await access(file, fsConstants.X_OK);
-    return 'ok';
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    return code === 'EACCES' || code === 'EPERM' ? 'noexec' : 'missing';
-  }
-}
-
-/**
- * The absolute path to execute: a name with a directory part resolves
- * against the working directory; a bare name is searched in the PATH of the
- * child's own environment (execvp semantics, done here so errors are exact).
- */
-async function resolveExecutable(
-  fileName: string,
-  cwd: string,
-  env: Record<string, string>,
-): Promise<string> {
-  const hasDir =
-    fileName.includes('/') || (IS_WINDOWS && (fileName.includes('\\') || /^[a-z]:/i.test(fileName)));
-  const exts = IS_WINDOWS && path.extname(fileName) === '' ? windowsExtensions(env) : [''];
-  let candidates: string[];
-  if (hasDir) {
-    candidates = exts.map((x) => path.resolve(cwd, fileName + x));
-  } else {
-    const search = envGet(env, 'PATH') ?? (IS_WINDOWS ? '' : DEFAULT_POSIX_PATH);
-    const dirs = search.split(path.delimiter);
-    if (IS_WINDOWS) dirs.unshift(cwd);
-    candidates = dirs.flatMap((d) => exts.map((x) => path.resolve(cwd, d, fileName + x)));
-  }
-  let denied: Probe | null = null;
-  let deniedPath = '';
-  for (const c of candidates) {
-    const r = await probe(c);
-    if (r === 'ok') return c;
-    if (r !== 'missing' && (denied === null || (hasDir && r === 'directory'))) {
-      denied = r;
-      deniedPath = c;
-    }
-  }
-  if (denied === 'directory' && hasDir) throw new HostError('IsDirectory', `${deniedPath} is a directory`);
-  if (denied) throw new HostError('AccessDenied', `${deniedPath} is not executable`);
-  throw new HostError(
-    'NotFound',
-    hasDir ? `executable ${candidates[0]} does not exist` : `executable ${fileName} was not found in PATH`,
-  );
-}
-
-function windowsExtensions(env: Record<string, string>): string[] {
-  const pathext = envGet(env, 'PATHEXT') ?? '.COM;.EXE;.BAT;.CMD';
-  return ['', ...pathext.split(';').filter((x) => x !== '')];
-}
-
-/** One POSIX shell word, taken literally. */
-function shQuote(s: string): string {
-  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
-}
-
-/** One cmd.exe/CRT argument, quoted when needed (best effort: `%` still expands). */
-function cmdQuote(s: string): string {
-  if (s !== '' && !/[\s"&|<>^()]/.test(s)) return s;
-  return `"${s.replace(/(\\*)"/g, '$1$1\\"').replace(/(\\+)$/, '$1$1')}"`;
 }

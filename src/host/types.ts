@@ -1,28 +1,15 @@
 /**
- * Contracts shared by the product host's handler modules (files, processes)
- * and the host's dispatcher. The host runs in a child process of the agent,
- * one per (session, product type); see docs/ARCHITECTURE.md.
+ * Contracts shared by the product host's modules (files, processes, the
+ * handler table). The host runs in a child process of the agent, one per
+ * (session, product type); see docs/ARCHITECTURE.md.
  */
-import type { ErrorKindName, EventName, EventOf } from '../protocol/index.js';
+import type { ErrorKindName, EventName, EventOf, HostSettings } from '../protocol/index.js';
 
-/** What a handler knows about where it runs. */
-export interface HostContext {
-  /** The product's root path (created on demand). */
-  readonly rootPath: string;
-  /** Relative paths in requests resolve against this directory. */
-  readonly baseDirectory: string;
-  /**
-   * When set, every path a request names must resolve inside one of these
-   * directories; anything else is `AccessDenied`. Null means unrestricted.
-   */
-  readonly allowedRoots: readonly string[] | null;
-  /** The connection's message limit; results larger than this are `TooLarge`. */
-  readonly maxMessageSize: number;
-  /** Open file handles allowed per session. */
-  readonly maxOpenFiles: number;
-  /** Concurrent processes allowed per session. */
-  readonly maxProcesses: number;
-}
+/**
+ * What a handler knows about where it runs: the settings the agent sent in
+ * Init, defined once in src/protocol/pipe.ts (an alias, not a copy).
+ */
+export type HostContext = HostSettings;
 
 /** A failure that travels to the client as an `Error` message of `kind`. */
 export class HostError extends Error {

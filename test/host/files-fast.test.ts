@@ -9,46 +9,24 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileService, type FileServiceHooks, SMALL_READ, SMALL_WRITE } from '../../src/host/files.js';
-import { type HostContext, HostError } from '../../src/host/types.js';
-import { type ErrorKindName, UNIX_EPOCH_TICKS } from '../../src/protocol/index.js';
+import type { HostDispatcher } from '../../src/host/dispatcher.js';
+import { type FileServiceHooks, SMALL_READ, SMALL_WRITE } from '../../src/host/files.js';
+import type { HostContext } from '../../src/host/types.js';
+import { UNIX_EPOCH_TICKS } from '../../src/protocol/index.js';
+import { cleanup, rejectsKind, tempHost } from './helpers.js';
 
-const made: string[] = [];
-after(async () => {
-  for (const d of made) await rm(d, { recursive: true, force: true });
-});
+after(cleanup);
 
 /** The temp dir's file system, and tmpfs when the machine has /dev/shm. */
 const BASES: { name: string; dir: string }[] = [{ name: 'the temp dir', dir: tmpdir() }];
 if (process.platform === 'linux' && existsSync('/dev/shm')) BASES.push({ name: 'tmpfs', dir: '/dev/shm' });
 
-async function setup(base = tmpdir(), hooks: FileServiceHooks = {}, over: Partial<HostContext> = {}) {
-  const dir = await mkdtemp(join(base, 'outpost-fast-'));
-  made.push(dir);
-  const ctx: HostContext = {
-    rootPath: dir,
-    baseDirectory: dir,
-    allowedRoots: [dir],
-    maxMessageSize: 4 * 1024 * 1024,
-    maxOpenFiles: 8,
-    maxProcesses: 4,
-    ...over,
-  };
-  return { dir, svc: new FileService(ctx, hooks) };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: ErrorKindName, re?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof HostError, `expected a HostError, got ${String(e)}`);
-    assert.equal(e.kind, kind, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+const setup = (base = tmpdir(), hooks: FileServiceHooks = {}, over: Partial<HostContext> = {}) =>
+  tempHost({ maxMessageSize: 4 * 1024 * 1024, ...over }, hooks, {}, base);
 
 async function tempsIn(dir: string): Promise<string[]> {
   const all = await readdir(dir, { recursive: true });
@@ -56,12 +34,12 @@ async function tempsIn(dir: string): Promise<string[]> {
 }
 
 const write = (
-  svc: FileService,
+  svc: HostDispatcher,
   p: string,
   data: Uint8Array,
   mode: number | null = null,
   ticks: bigint | null = null,
-) => svc.handle('WriteAllBytes', { path: p, data, mode, lastWriteTime: ticks });
+) => svc.call('WriteAllBytes', { path: p, contents: data, mode, lastWriteUtc: ticks });
 
 for (const base of BASES) {
   describe(`WriteAllBytes, small, on ${base.name}`, () => {
@@ -71,9 +49,9 @@ for (const base of BASES) {
       const ticks = 1_700_000_000n * 10_000_000n + 1_234_560n + UNIX_EPOCH_TICKS;
       await write(svc, p, Buffer.from('one'), 0o640, ticks);
       assert.equal(await readFile(p, 'utf8'), 'one');
-      const info = await svc.handle('GetFileInfo', { path: p });
-      assert.equal(info.mode, 0o640);
-      assert.equal(info.lastWriteTime, ticks);
+      const { entry } = await svc.call('GetFileInfo', { path: p });
+      assert.equal(entry?.mode, 0o100640);
+      assert.equal(entry?.lastWriteUtc, ticks);
 
       // A replacement keeps the mode when none is given, and is a new inode (rename).
       const before = await stat(p);
@@ -174,34 +152,34 @@ describe('ReadAllBytes, small', () => {
     for (const size of [0, 1, SMALL_READ, SMALL_READ + 1]) {
       const data = Buffer.alloc(size, 3);
       await writeFile(join(dir, `f${size}`), data);
-      const got = await svc.handle('ReadAllBytes', { path: join(dir, `f${size}`) });
-      assert.ok(Buffer.from(got.data).equals(data), `size ${size}`);
+      const got = await svc.call('ReadAllBytes', { path: join(dir, `f${size}`) });
+      assert.ok(Buffer.from(got.contents).equals(data), `size ${size}`);
     }
     await symlink(join(dir, 'f1'), join(dir, 'link'));
-    assert.equal((await svc.handle('ReadAllBytes', { path: join(dir, 'link') })).data.length, 1);
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'f1', 'x') }), 'NotFound', /f1/);
+    assert.equal((await svc.call('ReadAllBytes', { path: join(dir, 'link') })).contents.length, 1);
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'f1', 'x') }), 'NotFound', /f1/);
   });
 
   it('still refuses files larger than the message limit', async () => {
     const { dir, svc } = await setup(tmpdir(), {}, { maxMessageSize: 1024 });
     await writeFile(join(dir, 'big'), Buffer.alloc(2048));
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'big') }), 'TooLarge', /2048 bytes/);
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'big') }), 'TooLarge', /2048 bytes/);
   });
 });
 
 describe('queries on the synchronous path', () => {
-  it('GetFileInfo reports why a path is missing; FileExists and DirectoryExists never fail for it', async () => {
+  it('GetFileInfo, FileExists and DirectoryExists never fail for a missing path', async () => {
     const { dir, svc } = await setup();
     await writeFile(join(dir, 'f'), 'x');
-    await rejectsKind(svc.handle('GetFileInfo', { path: join(dir, 'f', 'x') }), 'NotDirectory');
-    await rejectsKind(svc.handle('GetFileInfo', { path: join(dir, 'nope') }), 'NotFound', /nope/);
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'f', 'x') }), { exists: false });
-    assert.deepEqual(await svc.handle('DirectoryExists', { path: join(dir, 'nope', 'x') }), {
+    assert.deepEqual(await svc.call('GetFileInfo', { path: join(dir, 'f', 'x') }), { entry: null });
+    assert.deepEqual(await svc.call('GetFileInfo', { path: join(dir, 'nope') }), { entry: null });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'f', 'x') }), { exists: false });
+    assert.deepEqual(await svc.call('DirectoryExists', { path: join(dir, 'nope', 'x') }), {
       exists: false,
     });
     await symlink(join(dir, 'missing'), join(dir, 'dangling'));
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'dangling') }), { exists: false });
-    await svc.handle('DeleteFile', { path: join(dir, 'dangling') });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'dangling') }), { exists: false });
+    await svc.call('DeleteFile', { path: join(dir, 'dangling') });
     assert.equal(existsSync(join(dir, 'dangling')), false);
   });
 });

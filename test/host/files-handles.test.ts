@@ -5,56 +5,34 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FileService } from '../../src/host/files.js';
+import type { HostDispatcher } from '../../src/host/dispatcher.js';
 import { type HostContext, HostError } from '../../src/host/types.js';
-import { type ErrorKindName, FileAccess, FileMode, HashAlgorithm } from '../../src/protocol/index.js';
+import { FileAccess, FileMode } from '../../src/protocol/index.js';
+import { cleanup, rejectsKind, tempHost } from './helpers.js';
 
-const made: string[] = [];
-after(async () => {
-  for (const d of made) await rm(d, { recursive: true, force: true });
-});
+after(cleanup);
 
 async function setup(over: Partial<HostContext> = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'outpost-handles-'));
-  made.push(dir);
-  const ctx: HostContext = {
-    rootPath: dir,
-    baseDirectory: dir,
-    allowedRoots: [dir],
-    maxMessageSize: 4 * 1024 * 1024,
-    maxOpenFiles: 4,
-    maxProcesses: 4,
-    ...over,
-  };
-  return { dir, ctx, svc: new FileService(ctx) };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: ErrorKindName, re?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof HostError, `expected a HostError, got ${String(e)}`);
-    assert.equal(e.kind, kind, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
+  const t = await tempHost({ maxMessageSize: 4 * 1024 * 1024, maxOpenFiles: 4, ...over });
+  return { ...t, files: t.svc.files };
 }
 
 const { CreateNew, Create, Open, OpenOrCreate, Truncate, Append } = FileMode;
 const { Read, Write, ReadWrite } = FileAccess;
 
-async function openH(svc: FileService, path: string, fileMode: number, fileAccess: number): Promise<number> {
-  const { handle } = await svc.handle('OpenFile', { path, fileMode, fileAccess });
+async function openH(svc: HostDispatcher, path: string, fileMode: number, access: number): Promise<number> {
+  const { handle } = await svc.call('OpenFile', { path, fileMode, access });
   assert.ok(Number.isInteger(handle) && handle > 0 && handle <= 0x7fffffff, `handle ${handle}`);
   return handle;
 }
-const write = (svc: FileService, handle: number, position: number, data: string | Uint8Array) =>
-  svc.handle('WriteFile', { handle, position, data: typeof data === 'string' ? Buffer.from(data) : data });
-const read = async (svc: FileService, handle: number, position: number, count: number) =>
-  Buffer.from((await svc.handle('ReadFile', { handle, position, count })).data).toString();
-const close = (svc: FileService, handle: number) => svc.handle('CloseFile', { handle });
+const write = (svc: HostDispatcher, handle: number, position: number, data: string | Uint8Array) =>
+  svc.call('WriteFile', { handle, position, data: typeof data === 'string' ? Buffer.from(data) : data });
+const read = async (svc: HostDispatcher, handle: number, position: number, count: number) =>
+  Buffer.from((await svc.call('ReadFile', { handle, position, maxCount: count })).data).toString();
+const close = (svc: HostDispatcher, handle: number) => svc.call('CloseFile', { handle });
 
 describe('OpenFile modes', () => {
   it('CreateNew creates, but fails AlreadyExists on an existing file', async () => {
@@ -65,7 +43,7 @@ describe('OpenFile modes', () => {
     await close(svc, h);
     assert.equal(await readFile(p, 'utf8'), 'abc');
     await rejectsKind(openH(svc, p, CreateNew, ReadWrite), 'AlreadyExists', /n\.txt/);
-    assert.equal(svc.openHandles, 0);
+    assert.equal(svc.files.openHandles, 0);
   });
 
   it('Create creates or truncates; Truncate requires the file and empties it', async () => {
@@ -122,13 +100,13 @@ describe('OpenFile modes', () => {
       await rejectsKind(openH(svc, p, m, Read), 'InvalidArgument');
     await rejectsKind(openH(svc, p, 0, Read), 'InvalidArgument', /fileMode/);
     await rejectsKind(openH(svc, p, 7, Read), 'InvalidArgument', /fileMode/);
-    await rejectsKind(openH(svc, p, Open, 0), 'InvalidArgument', /fileAccess/);
-    await rejectsKind(openH(svc, p, Open, 4), 'InvalidArgument', /fileAccess/);
+    await rejectsKind(openH(svc, p, Open, 0), 'InvalidArgument', /access/);
+    await rejectsKind(openH(svc, p, Open, 4), 'InvalidArgument', /access/);
     assert.equal(await readFile(p, 'utf8'), 'keep');
     await mkdir(join(dir, 'd'));
     await rejectsKind(openH(svc, join(dir, 'd'), Open, Read), 'IsDirectory');
     await rejectsKind(openH(svc, join(dir, 'd'), OpenOrCreate, ReadWrite), 'IsDirectory');
-    assert.equal(svc.openHandles, 0);
+    assert.equal(svc.files.openHandles, 0);
   });
 });
 
@@ -157,26 +135,43 @@ describe('ReadFile / WriteFile / CloseFile', () => {
     await close(svc, r);
   });
 
-  it('validates count and position', async () => {
+  it('clamps maxCount so the reply fits the message limit, and validates position', async () => {
     const { dir, svc, ctx } = await setup({ maxMessageSize: 64 * 1024 });
     const h = await openH(svc, join(dir, 'v'), CreateNew, ReadWrite);
-    await rejectsKind(read(svc, h, 0, ctx.maxMessageSize), 'TooLarge', /65536|message limit/);
-    assert.equal(await read(svc, h, 0, ctx.maxMessageSize - 64), '');
-    await rejectsKind(read(svc, h, 0, -1), 'InvalidArgument', /count/);
-    await rejectsKind(read(svc, h, -1, 1), 'InvalidArgument', /position/);
+    await write(svc, h, 0, Buffer.alloc(200 * 1024, 1));
+    const { data } = await svc.call('ReadFile', { handle: h, position: 0, maxCount: 0x7fffffff });
+    assert.equal(data.length, ctx.maxMessageSize - 8, 'token and byte count leave room for exactly this');
+    assert.equal((await svc.call('ReadFile', { handle: h, position: 10, maxCount: 5 })).data.length, 5);
+    await rejectsKind(read(svc, h, 0, -1), 'InvalidArgument', /maxCount/);
+    await rejectsKind(read(svc, h, -2, 1), 'InvalidArgument', /position/);
     await rejectsKind(write(svc, h, -5, 'x'), 'InvalidArgument', /position/);
     await close(svc, h);
   });
 
-  it('unknown and closed handles are InvalidHandle', async () => {
+  it('position −1 continues from where the last read or write on the handle ended', async () => {
     const { dir, svc } = await setup();
-    await rejectsKind(read(svc, 12345, 0, 1), 'InvalidHandle', /12345/);
-    await rejectsKind(write(svc, 0, 0, 'x'), 'InvalidHandle');
-    await rejectsKind(close(svc, -1), 'InvalidHandle');
+    const h = await openH(svc, join(dir, 'seq.txt'), CreateNew, ReadWrite);
+    await write(svc, h, -1, 'abc');
+    await write(svc, h, -1, 'def');
+    assert.equal(await read(svc, h, 0, 2), 'ab');
+    assert.equal(await read(svc, h, -1, 2), 'cd');
+    assert.equal(await read(svc, h, -1, 100), 'ef');
+    assert.equal(await read(svc, h, -1, 100), '', 'empty at end of file');
+    await write(svc, h, 1, 'X');
+    await write(svc, h, -1, 'Y');
+    await close(svc, h);
+    assert.equal(await readFile(join(dir, 'seq.txt'), 'utf8'), 'aXYdef');
+  });
+
+  it('unknown and closed handles are InvalidArgument', async () => {
+    const { dir, svc } = await setup();
+    await rejectsKind(read(svc, 12345, 0, 1), 'InvalidArgument', /12345/);
+    await rejectsKind(write(svc, 0, 0, 'x'), 'InvalidArgument');
+    await rejectsKind(close(svc, -1), 'InvalidArgument');
     const h = await openH(svc, join(dir, 'x'), CreateNew, Write);
     await close(svc, h);
-    await rejectsKind(close(svc, h), 'InvalidHandle');
-    await rejectsKind(write(svc, h, 0, 'x'), 'InvalidHandle');
+    await rejectsKind(close(svc, h), 'InvalidArgument');
+    await rejectsKind(write(svc, h, 0, 'x'), 'InvalidArgument');
   });
 });
 
@@ -186,20 +181,20 @@ describe('handle table', () => {
     const hs: number[] = [];
     for (let i = 0; i < 3; i++) hs.push(await openH(svc, join(dir, `f${i}`), Create, Write));
     assert.equal(new Set(hs).size, 3, 'distinct handles');
-    assert.equal(svc.openHandles, 3);
+    assert.equal(svc.files.openHandles, 3);
     await rejectsKind(openH(svc, join(dir, 'f3'), Create, Write), 'LimitExceeded', /limit is 3/);
     await close(svc, hs[0]!);
     const again = await openH(svc, join(dir, 'f3'), Create, Write);
-    assert.equal(svc.openHandles, 3);
+    assert.equal(svc.files.openHandles, 3);
     assert.ok(!hs.includes(again), 'handles are not reused at once');
-    await svc.closeAll();
+    await svc.files.closeAll();
   });
 
   it('counts opens in flight against the limit', async () => {
     const { dir, svc } = await setup({ maxOpenFiles: 3 });
     const results = await Promise.allSettled(
       Array.from({ length: 6 }, (_, i) =>
-        svc.handle('OpenFile', { path: join(dir, `c${i}`), fileMode: Create, fileAccess: Write }),
+        svc.call('OpenFile', { path: join(dir, `c${i}`), fileMode: Create, access: Write }),
       ),
     );
     const ok = results.filter((r) => r.status === 'fulfilled');
@@ -208,8 +203,8 @@ describe('handle table', () => {
     );
     assert.equal(ok.length, 3);
     assert.equal(limited.length, 3);
-    assert.equal(svc.openHandles, 3);
-    await svc.closeAll();
+    assert.equal(svc.files.openHandles, 3);
+    await svc.files.closeAll();
   });
 
   it('closeAll closes everything and invalidates the handles', async () => {
@@ -217,13 +212,13 @@ describe('handle table', () => {
     const a = await openH(svc, join(dir, 'a'), Create, ReadWrite);
     const b = await openH(svc, join(dir, 'b'), Create, ReadWrite);
     await write(svc, a, 0, 'data');
-    assert.equal(svc.openHandles, 2);
-    await svc.closeAll();
-    assert.equal(svc.openHandles, 0);
-    await rejectsKind(read(svc, a, 0, 1), 'InvalidHandle');
-    await rejectsKind(close(svc, b), 'InvalidHandle');
+    assert.equal(svc.files.openHandles, 2);
+    await svc.files.closeAll();
+    assert.equal(svc.files.openHandles, 0);
+    await rejectsKind(read(svc, a, 0, 1), 'InvalidArgument');
+    await rejectsKind(close(svc, b), 'InvalidArgument');
     assert.equal(await readFile(join(dir, 'a'), 'utf8'), 'data');
-    await svc.closeAll();
+    await svc.files.closeAll();
   });
 });
 
@@ -256,15 +251,15 @@ describe('large round trip through handles', () => {
     assert.equal((await stat(p)).size, total);
     const expected = local.digest('hex');
 
-    const { hash } = await svc.handle('GetFileHash', { path: p, algorithm: HashAlgorithm.SHA256 });
-    assert.equal(Buffer.from(hash).toString('hex'), expected);
+    const { hash } = await svc.call('GetFileHash', { path: p, algorithm: 'sha256' });
+    assert.equal(hash, expected);
     sample();
 
     const back = createHash('sha256');
     const r = await openH(svc, p, Open, Read);
     let pos = 0;
     for (;;) {
-      const { data } = await svc.handle('ReadFile', { handle: r, position: pos, count: chunk });
+      const { data } = await svc.call('ReadFile', { handle: r, position: pos, maxCount: chunk });
       if (data.length === 0) break;
       back.update(data);
       pos += data.length;

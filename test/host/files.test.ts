@@ -8,60 +8,29 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
+  chmod,
   chown,
   lstat,
   mkdir,
-  mkdtemp,
   readdir,
   readFile,
   readlink,
-  rm,
   stat,
   symlink,
   utimes,
   writeFile,
 } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { FILE_COMMANDS, FileService, type FileServiceHooks } from '../../src/host/files.js';
-import { type HostContext, HostError } from '../../src/host/types.js';
-import {
-  EntryKind,
-  type ErrorKindName,
-  HashAlgorithm,
-  PRODUCT_COMMANDS,
-  UNIX_EPOCH_TICKS,
-} from '../../src/protocol/index.js';
+import type { HostDispatcher } from '../../src/host/dispatcher.js';
+import type { FileServiceHooks } from '../../src/host/files.js';
+import type { HostContext } from '../../src/host/types.js';
+import { HASH_ALGORITHMS, UNIX_EPOCH_TICKS } from '../../src/protocol/index.js';
+import { cleanup, rejectsKind, tempHost } from './helpers.js';
 
-const made: string[] = [];
-after(async () => {
-  for (const d of made) await rm(d, { recursive: true, force: true });
-});
+after(cleanup);
 
-async function setup(over: Partial<HostContext> = {}, hooks: FileServiceHooks = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'outpost-files-'));
-  made.push(dir);
-  const ctx: HostContext = {
-    rootPath: dir,
-    baseDirectory: dir,
-    allowedRoots: [dir],
-    maxMessageSize: 1024 * 1024,
-    maxOpenFiles: 8,
-    maxProcesses: 4,
-    ...over,
-  };
-  return { dir, ctx, svc: new FileService(ctx, hooks) };
-}
-
-async function rejectsKind(p: Promise<unknown>, kind: ErrorKindName, re?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof HostError, `expected a HostError, got ${String(e)}`);
-    assert.equal(e.kind, kind, e.message);
-    if (re) assert.match(e.message, re);
-    return true;
-  });
-}
+const setup = (over: Partial<HostContext> = {}, hooks: FileServiceHooks = {}) => tempHost(over, hooks);
 
 async function tempsIn(dir: string): Promise<string[]> {
   const all = await readdir(dir, { recursive: true });
@@ -72,21 +41,28 @@ function ticksOfNs(ns: bigint): bigint {
   return ns / 100n + UNIX_EPOCH_TICKS;
 }
 
-describe('FILE_COMMANDS', () => {
-  it('lists exactly the product commands with codes 1–20, in code order', () => {
-    const expected = Object.entries(PRODUCT_COMMANDS)
-      .filter(([, d]) => d.code >= 1 && d.code <= 20)
-      .sort((a, b) => a[1].code - b[1].code)
-      .map(([n]) => n);
-    assert.deepEqual([...FILE_COMMANDS], expected);
-    assert.equal(FILE_COMMANDS.length, 20);
+describe('the handler table', () => {
+  it('rejects malformed arguments as InvalidArgument', async () => {
+    const { svc } = await setup();
+    await rejectsKind(svc.call('FileExists', null as any), 'InvalidArgument');
+    await rejectsKind(svc.call('FileExists', { path: 42 } as any), 'InvalidArgument');
   });
 
-  it('rejects unknown commands and non-object arguments', async () => {
+  it('GetBaseWorkingDirectory is the base directory', async () => {
+    const { dir, svc } = await setup();
+    assert.deepEqual(await svc.call('GetBaseWorkingDirectory', {}), { path: dir });
+  });
+
+  it('GetEnvironmentVariable reads the host environment; null when unset', async () => {
     const { svc } = await setup();
-    await rejectsKind(svc.handle('StartProcess' as any, {} as any), 'UnknownCommand');
-    await rejectsKind(svc.handle('FileExists', null as any), 'InvalidArgument');
-    await rejectsKind(svc.handle('FileExists', { path: 42 } as any), 'InvalidArgument');
+    const name = `OUTPOST_TEST_${process.pid}`;
+    process.env[name] = 'v=1 ünï';
+    try {
+      assert.deepEqual(await svc.call('GetEnvironmentVariable', { name }), { value: 'v=1 ünï' });
+    } finally {
+      delete process.env[name];
+    }
+    assert.deepEqual(await svc.call('GetEnvironmentVariable', { name }), { value: null });
   });
 });
 
@@ -96,56 +72,63 @@ describe('FileExists / DirectoryExists', () => {
     await writeFile(join(dir, 'f.txt'), 'x');
     await mkdir(join(dir, 'd'));
     await symlink(join(dir, 'f.txt'), join(dir, 'link'));
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'f.txt') }), { exists: true });
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'd') }), { exists: false });
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'nope') }), { exists: false });
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'f.txt', 'under') }), {
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'f.txt') }), { exists: true });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'd') }), { exists: false });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'nope') }), { exists: false });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'f.txt', 'under') }), {
       exists: false,
     });
-    assert.deepEqual(await svc.handle('FileExists', { path: join(dir, 'link') }), { exists: true });
-    assert.deepEqual(await svc.handle('DirectoryExists', { path: join(dir, 'd') }), { exists: true });
-    assert.deepEqual(await svc.handle('DirectoryExists', { path: join(dir, 'f.txt') }), { exists: false });
-    assert.deepEqual(await svc.handle('DirectoryExists', { path: join(dir, 'nope') }), { exists: false });
+    assert.deepEqual(await svc.call('FileExists', { path: join(dir, 'link') }), { exists: true });
+    assert.deepEqual(await svc.call('DirectoryExists', { path: join(dir, 'd') }), { exists: true });
+    assert.deepEqual(await svc.call('DirectoryExists', { path: join(dir, 'f.txt') }), { exists: false });
+    assert.deepEqual(await svc.call('DirectoryExists', { path: join(dir, 'nope') }), { exists: false });
   });
 
   it('rejects empty paths and paths containing NUL', async () => {
     const { dir, svc } = await setup();
-    await rejectsKind(svc.handle('FileExists', { path: '' }), 'InvalidArgument', /empty/);
-    await rejectsKind(svc.handle('DirectoryExists', { path: `${dir}/a\0b` }), 'InvalidArgument', /NUL/);
+    await rejectsKind(svc.call('FileExists', { path: '' }), 'InvalidArgument', /empty/);
+    await rejectsKind(svc.call('DirectoryExists', { path: `${dir}/a\0b` }), 'InvalidArgument', /NUL/);
   });
 });
 
 describe('GetFileInfo', () => {
-  it('reports kind, size, sub-millisecond lastWriteTime and mode', async () => {
+  it('reports fullPath, size, sub-millisecond lastWriteUtc and the whole st_mode', async () => {
     const { dir, svc } = await setup();
     const f = join(dir, 'f.bin');
-    await writeFile(f, Buffer.alloc(1234, 7), { mode: 0o640 });
+    await writeFile(f, Buffer.alloc(1234, 7));
+    await chmod(f, 0o644);
     await utimes(f, 1_700_000_000, 1_700_000_000.1234567);
     const st = await stat(f, { bigint: true });
-    const info = await svc.handle('GetFileInfo', { path: f });
-    assert.equal(info.kind, EntryKind.File);
-    assert.equal(info.size, 1234);
-    assert.equal(info.mode, Number(st.mode & 0o7777n));
-    assert.equal(info.mode & 0o777, 0o640);
-    assert.equal(info.lastWriteTime, ticksOfNs(st.mtimeNs));
-    assert.notEqual(info.lastWriteTime % 10_000n, 0n, 'keeps sub-millisecond ticks');
+    const { entry } = await svc.call('GetFileInfo', { path: 'f.bin' });
+    assert.ok(entry);
+    assert.equal(entry.fullPath, f, 'absolute, resolved against the base directory');
+    assert.equal(entry.isDirectory, false);
+    assert.equal(entry.size, 1234);
+    assert.equal(entry.mode, 0o100644, 'type bits included');
+    assert.equal(entry.lastWriteUtc, ticksOfNs(st.mtimeNs));
+    assert.notEqual(entry.lastWriteUtc % 10_000n, 0n, 'keeps sub-millisecond ticks');
   });
 
-  it('uses lstat: directories and symlinks are reported as such', async () => {
+  it('describes directories, and symlinks as themselves (lstat)', async () => {
     const { dir, svc } = await setup();
     await mkdir(join(dir, 'd'));
+    await chmod(join(dir, 'd'), 0o750);
     await symlink(join(dir, 'd'), join(dir, 'ln'));
-    assert.equal((await svc.handle('GetFileInfo', { path: join(dir, 'd') })).kind, EntryKind.Directory);
-    assert.equal((await svc.handle('GetFileInfo', { path: join(dir, 'ln') })).kind, EntryKind.Symlink);
+    const d = (await svc.call('GetFileInfo', { path: join(dir, 'd') })).entry;
+    assert.equal(d?.isDirectory, true);
+    assert.equal(d?.mode, 0o040750);
+    assert.equal(d?.fullPath, join(dir, 'd'));
+    const ln = (await svc.call('GetFileInfo', { path: `${dir}/d/../ln` })).entry;
+    assert.equal(ln?.isDirectory, false);
+    assert.equal((ln?.mode ?? 0) & 0o170000, 0o120000, 'S_IFLNK');
+    assert.equal(ln?.fullPath, join(dir, 'ln'), 'dots collapsed');
   });
 
-  it('is NotFound for a missing path, naming it', async () => {
+  it('is null, not an error, for a missing path (and below a file)', async () => {
     const { dir, svc } = await setup();
-    const p = join(dir, 'a.txt');
-    await rejectsKind(svc.handle('GetFileInfo', { path: p }), 'NotFound');
-    await assert.rejects(svc.handle('GetFileInfo', { path: p }), {
-      message: `NotFound: ${p}: no such file or directory`,
-    });
+    assert.deepEqual(await svc.call('GetFileInfo', { path: join(dir, 'a.txt') }), { entry: null });
+    await writeFile(join(dir, 'f'), '');
+    assert.deepEqual(await svc.call('GetFileInfo', { path: join(dir, 'f', 'x') }), { entry: null });
   });
 });
 
@@ -166,33 +149,39 @@ describe('ListDirectory', () => {
     await symlink(join(dir, 'outside'), join(dir, 'linked'));
     return s;
   }
+  /** Entry paths relative to `base`, with '/' separators. */
+  const rel = (base: string, entries: { fullPath: string }[]) =>
+    entries.map((e) => e.fullPath.slice(base.length + 1));
   const list = (
-    svc: FileService,
+    svc: HostDispatcher,
     path: string,
     recursive: boolean,
     include: string[] = [],
     exclude: string[] = [],
-  ) => svc.handle('ListDirectory', { path, recursive, include, exclude });
+  ) => svc.call('ListDirectory', { path, recursive, include, exclude });
 
-  it('lists one level, sorted, with directories and symlinks as entries', async () => {
+  it('lists one level below the path (not the path itself), sorted, with full paths', async () => {
     const { dir, svc } = await tree();
     const { entries } = await list(svc, dir, false);
     assert.deepEqual(
-      entries.map((e) => e.name),
-      ['.hidden', 'a.txt', 'linked', 'node_modules', 'outside', 'src'],
+      entries.map((e) => e.fullPath),
+      ['.hidden', 'a.txt', 'linked', 'node_modules', 'outside', 'src'].map((n) => join(dir, n)),
     );
-    const byName = new Map(entries.map((e) => [e.name, e]));
-    assert.equal(byName.get('src')?.kind, EntryKind.Directory);
-    assert.equal(byName.get('linked')?.kind, EntryKind.Symlink);
-    assert.equal(byName.get('a.txt')?.kind, EntryKind.File);
+    const byName = new Map(entries.map((e) => [e.fullPath.slice(dir.length + 1), e]));
+    assert.equal(byName.get('src')?.isDirectory, true);
+    assert.equal((byName.get('src')?.mode ?? 0) & 0o170000, 0o040000);
+    assert.equal(byName.get('linked')?.isDirectory, false, 'a symlink is listed as itself');
+    assert.equal((byName.get('linked')?.mode ?? 0) & 0o170000, 0o120000);
+    assert.equal(byName.get('a.txt')?.isDirectory, false);
+    assert.equal((byName.get('a.txt')?.mode ?? 0) & 0o170000, 0o100000);
     assert.equal(byName.get('a.txt')?.size, 1);
     const st = await stat(join(dir, 'a.txt'), { bigint: true });
-    assert.equal(byName.get('a.txt')?.lastWriteTime, ticksOfNs(st.mtimeNs));
+    assert.equal(byName.get('a.txt')?.lastWriteUtc, ticksOfNs(st.mtimeNs));
   });
 
   it('recurses with / separators and does not follow symlinked directories', async () => {
     const { dir, svc } = await tree();
-    const names = (await list(svc, dir, true)).entries.map((e) => e.name);
+    const names = rel(dir, (await list(svc, dir, true)).entries);
     assert.deepEqual(names, [
       '.hidden',
       'a.txt',
@@ -213,23 +202,30 @@ describe('ListDirectory', () => {
 
   it('filters with include globs (dot: true) and exclude wins and prunes', async () => {
     const { dir, svc } = await tree();
-    const ts = (await list(svc, dir, true, ['**/*.ts'])).entries.map((e) => e.name);
+    const ts = rel(dir, (await list(svc, dir, true, ['**/*.ts'])).entries);
     assert.deepEqual(ts, ['src/lib/util.ts', 'src/main.ts']);
-    const dot = (await list(svc, dir, false, ['.*'])).entries.map((e) => e.name);
+    const dot = rel(dir, (await list(svc, dir, false, ['.*'])).entries);
     assert.deepEqual(dot, ['.hidden']);
-    const ex = (
-      await list(svc, dir, true, ['**/*.ts', '**/*.txt'], ['src/lib/util.ts', 'outside'])
-    ).entries.map((e) => e.name);
+    const ex = rel(
+      dir,
+      (await list(svc, dir, true, ['**/*.ts', '**/*.txt'], ['src/lib/util.ts', 'outside'])).entries,
+    );
     assert.deepEqual(ex, ['a.txt', 'src/lib/notes.txt', 'src/main.ts']);
-    const pruned = (await list(svc, dir, true, [], ['node_modules'])).entries.map((e) => e.name);
+    const pruned = rel(dir, (await list(svc, dir, true, [], ['node_modules'])).entries);
     assert.ok(!pruned.some((n) => n.startsWith('node_modules')), pruned.join());
     assert.ok(pruned.includes('src/lib/util.ts'));
   });
 
-  it('lists relative to a relative path', async () => {
-    const { svc } = await tree();
-    const names = (await list(svc, 'src', true)).entries.map((e) => e.name);
-    assert.deepEqual(names, ['lib', 'lib/notes.txt', 'lib/util.ts', 'main.ts']);
+  it('lists a relative path: globs match relative to it, full paths join it', async () => {
+    const { dir, svc } = await tree();
+    const { entries } = await list(svc, 'src', true);
+    assert.deepEqual(rel(join(dir, 'src'), entries), ['lib', 'lib/notes.txt', 'lib/util.ts', 'main.ts']);
+    assert.equal(entries[0]?.fullPath, join(dir, 'src', 'lib'));
+    const libOnly = await list(svc, 'src', true, ['lib/*.ts']);
+    assert.deepEqual(
+      libOnly.entries.map((e) => e.fullPath),
+      [join(dir, 'src', 'lib', 'util.ts')],
+    );
   });
 
   it('is NotFound / NotDirectory / InvalidArgument for bad targets and globs', async () => {
@@ -251,12 +247,12 @@ describe('ListDirectory', () => {
 describe('CreateDirectory', () => {
   it('creates parents, accepts an existing directory, refuses files in the way', async () => {
     const { dir, svc } = await setup();
-    await svc.handle('CreateDirectory', { path: join(dir, 'a', 'b', 'c') });
+    await svc.call('CreateDirectory', { path: join(dir, 'a', 'b', 'c') });
     assert.ok((await stat(join(dir, 'a', 'b', 'c'))).isDirectory());
-    await svc.handle('CreateDirectory', { path: join(dir, 'a', 'b') });
+    await svc.call('CreateDirectory', { path: join(dir, 'a', 'b') });
     await writeFile(join(dir, 'f'), '');
-    await rejectsKind(svc.handle('CreateDirectory', { path: join(dir, 'f') }), 'AlreadyExists');
-    await rejectsKind(svc.handle('CreateDirectory', { path: join(dir, 'f', 'sub') }), 'NotDirectory');
+    await rejectsKind(svc.call('CreateDirectory', { path: join(dir, 'f') }), 'AlreadyExists');
+    await rejectsKind(svc.call('CreateDirectory', { path: join(dir, 'f', 'sub') }), 'NotDirectory');
   });
 });
 
@@ -265,10 +261,10 @@ describe('DeleteFile / DeleteFiles', () => {
     const { dir, svc } = await setup();
     await writeFile(join(dir, 'f'), 'x');
     await mkdir(join(dir, 'd'));
-    await svc.handle('DeleteFile', { path: join(dir, 'f') });
+    await svc.call('DeleteFile', { path: join(dir, 'f') });
     await assert.rejects(stat(join(dir, 'f')), { code: 'ENOENT' });
-    await svc.handle('DeleteFile', { path: join(dir, 'f') });
-    await rejectsKind(svc.handle('DeleteFile', { path: join(dir, 'd') }), 'IsDirectory');
+    await svc.call('DeleteFile', { path: join(dir, 'f') });
+    await rejectsKind(svc.call('DeleteFile', { path: join(dir, 'd') }), 'IsDirectory');
   });
 
   it('deletes a symlink to a directory, not the directory', async () => {
@@ -276,7 +272,7 @@ describe('DeleteFile / DeleteFiles', () => {
     await mkdir(join(dir, 'd'));
     await writeFile(join(dir, 'd', 'keep'), 'k');
     await symlink(join(dir, 'd'), join(dir, 'ln'));
-    await svc.handle('DeleteFile', { path: join(dir, 'ln') });
+    await svc.call('DeleteFile', { path: join(dir, 'ln') });
     await assert.rejects(lstat(join(dir, 'ln')), { code: 'ENOENT' });
     assert.equal(await readFile(join(dir, 'd', 'keep'), 'utf8'), 'k');
   });
@@ -285,13 +281,13 @@ describe('DeleteFile / DeleteFiles', () => {
     const { dir, svc } = await setup();
     await writeFile(join(dir, 'a'), '');
     await writeFile(join(dir, 'b'), '');
-    await svc.handle('DeleteFiles', { paths: [join(dir, 'a'), join(dir, 'gone'), 'b'] });
+    await svc.call('DeleteFiles', { paths: [join(dir, 'a'), join(dir, 'gone'), 'b'] });
     assert.deepEqual(await readdir(dir), []);
     await writeFile(join(dir, 'c'), '');
-    await rejectsKind(svc.handle('DeleteFiles', { paths: [join(dir, 'c'), ''] }), 'InvalidArgument');
+    await rejectsKind(svc.call('DeleteFiles', { paths: [join(dir, 'c'), ''] }), 'InvalidArgument');
     assert.deepEqual(await readdir(dir), ['c'], 'nothing deleted when one path is invalid');
     await mkdir(join(dir, 'd'));
-    await rejectsKind(svc.handle('DeleteFiles', { paths: [join(dir, 'd')] }), 'IsDirectory');
+    await rejectsKind(svc.call('DeleteFiles', { paths: [join(dir, 'd')] }), 'IsDirectory');
   });
 });
 
@@ -299,20 +295,17 @@ describe('DeleteDirectory', () => {
   it('handles absent, empty, non-empty, recursive and file targets', async () => {
     const { dir, svc } = await setup();
     const d = join(dir, 'd');
-    await svc.handle('DeleteDirectory', { path: d, recursive: false });
+    await svc.call('DeleteDirectory', { path: d, recursive: false });
     await mkdir(join(d, 'sub'), { recursive: true });
     await writeFile(join(d, 'sub', 'f'), 'x');
-    await rejectsKind(svc.handle('DeleteDirectory', { path: d, recursive: false }), 'NotEmpty', /not empty/);
-    await svc.handle('DeleteDirectory', { path: d, recursive: true });
+    await rejectsKind(svc.call('DeleteDirectory', { path: d, recursive: false }), 'NotEmpty', /not empty/);
+    await svc.call('DeleteDirectory', { path: d, recursive: true });
     await assert.rejects(stat(d), { code: 'ENOENT' });
     await mkdir(d);
-    await svc.handle('DeleteDirectory', { path: d, recursive: false });
+    await svc.call('DeleteDirectory', { path: d, recursive: false });
     await assert.rejects(stat(d), { code: 'ENOENT' });
     await writeFile(join(dir, 'f'), '');
-    await rejectsKind(
-      svc.handle('DeleteDirectory', { path: join(dir, 'f'), recursive: true }),
-      'NotDirectory',
-    );
+    await rejectsKind(svc.call('DeleteDirectory', { path: join(dir, 'f'), recursive: true }), 'NotDirectory');
   });
 
   it('does not delete through a symlink, nor what a link inside points to', async () => {
@@ -323,10 +316,10 @@ describe('DeleteDirectory', () => {
     await symlink(join(dir, 'keep'), join(dir, 'd', 'ln'));
     await symlink(join(dir, 'keep'), join(dir, 'top-ln'));
     await rejectsKind(
-      svc.handle('DeleteDirectory', { path: join(dir, 'top-ln'), recursive: true }),
+      svc.call('DeleteDirectory', { path: join(dir, 'top-ln'), recursive: true }),
       'NotDirectory',
     );
-    await svc.handle('DeleteDirectory', { path: join(dir, 'd'), recursive: true });
+    await svc.call('DeleteDirectory', { path: join(dir, 'd'), recursive: true });
     assert.equal(await readFile(join(dir, 'keep', 'k'), 'utf8'), 'k');
   });
 });
@@ -342,17 +335,17 @@ describe('ClearDirectory', () => {
     await writeFile(join(d, '.dot'), '');
     await writeFile(join(d, 'sub', 'deep', 'f'), '');
     await Promise.all(Array.from({ length: 1100 }, (_, i) => writeFile(join(d, `f${i}`), '')));
-    await svc.handle('ClearDirectory', { path: d });
+    await svc.call('ClearDirectory', { path: d });
     assert.deepEqual(await readdir(d), []);
     assert.equal(await readFile(join(dir, 'keep', 'k'), 'utf8'), 'k');
   });
 
   it('creates a missing directory and refuses a file', async () => {
     const { dir, svc } = await setup();
-    await svc.handle('ClearDirectory', { path: join(dir, 'new', 'dir') });
+    await svc.call('ClearDirectory', { path: join(dir, 'new', 'dir') });
     assert.ok((await stat(join(dir, 'new', 'dir'))).isDirectory());
     await writeFile(join(dir, 'f'), '');
-    await rejectsKind(svc.handle('ClearDirectory', { path: join(dir, 'f') }), 'NotDirectory');
+    await rejectsKind(svc.call('ClearDirectory', { path: join(dir, 'f') }), 'NotDirectory');
   });
 });
 
@@ -360,16 +353,16 @@ describe('Move', () => {
   it('moves files and directories, creating destination parents', async () => {
     const { dir, svc } = await setup();
     await writeFile(join(dir, 'a'), 'A');
-    await svc.handle('Move', {
+    await svc.call('Move', {
       source: join(dir, 'a'),
-      destination: join(dir, 'x', 'y', 'b'),
+      target: join(dir, 'x', 'y', 'b'),
       overwrite: false,
     });
     assert.equal(await readFile(join(dir, 'x', 'y', 'b'), 'utf8'), 'A');
     await assert.rejects(stat(join(dir, 'a')), { code: 'ENOENT' });
-    await svc.handle('Move', { source: join(dir, 'x'), destination: join(dir, 'z'), overwrite: false });
+    await svc.call('Move', { source: join(dir, 'x'), target: join(dir, 'z'), overwrite: false });
     assert.equal(await readFile(join(dir, 'z', 'y', 'b'), 'utf8'), 'A');
-    await svc.handle('Move', { source: join(dir, 'z'), destination: join(dir, 'z'), overwrite: false });
+    await svc.call('Move', { source: join(dir, 'z'), target: join(dir, 'z'), overwrite: false });
     assert.ok((await stat(join(dir, 'z'))).isDirectory(), 'moving onto itself is a no-op');
   });
 
@@ -379,7 +372,7 @@ describe('Move', () => {
     await writeFile(join(dir, 'b'), 'B');
     await mkdir(join(dir, 'd'));
     const move = (s: string, d: string, overwrite: boolean) =>
-      svc.handle('Move', { source: join(dir, s), destination: join(dir, d), overwrite });
+      svc.call('Move', { source: join(dir, s), target: join(dir, d), overwrite });
     await rejectsKind(move('a', 'b', false), 'AlreadyExists', new RegExp(join(dir, 'b')));
     assert.equal(await readFile(join(dir, 'a'), 'utf8'), 'A');
     await rejectsKind(move('a', 'd', true), 'IsDirectory');
@@ -407,7 +400,7 @@ describe('Move', () => {
     await writeFile(f, 'echo hi', { mode: 0o751 });
     await utimes(f, 1_600_000_000, 1_600_000_000.5);
     await writeFile(join(dir, 'old'), 'old');
-    await svc.handle('Move', { source: f, destination: join(dir, 'old'), overwrite: true });
+    await svc.call('Move', { source: f, target: join(dir, 'old'), overwrite: true });
     assert.equal(exdev, 1);
     assert.equal(await readFile(join(dir, 'old'), 'utf8'), 'echo hi');
     const st = await stat(join(dir, 'old'));
@@ -419,7 +412,7 @@ describe('Move', () => {
     await mkdir(join(t, 'sub'), { recursive: true });
     await writeFile(join(t, 'sub', 'x.txt'), 'x');
     await symlink('sub/x.txt', join(t, 'ln'));
-    await svc.handle('Move', { source: t, destination: join(dir, 'other', 'tree2'), overwrite: false });
+    await svc.call('Move', { source: t, target: join(dir, 'other', 'tree2'), overwrite: false });
     assert.equal(exdev, 2);
     assert.equal(await readFile(join(dir, 'other', 'tree2', 'sub', 'x.txt'), 'utf8'), 'x');
     assert.equal(await readlink(join(dir, 'other', 'tree2', 'ln')), 'sub/x.txt');
@@ -435,7 +428,7 @@ describe('CopyFile', () => {
     await writeFile(src, 'payload', { mode: 0o604 });
     await utimes(src, 1_650_000_000, 1_650_000_000.25);
     const dst = join(dir, 'p', 'q', 'd.bin');
-    await svc.handle('CopyFile', { source: src, destination: dst, overwrite: false });
+    await svc.call('CopyFile', { source: src, target: dst, overwrite: false });
     assert.equal(await readFile(dst, 'utf8'), 'payload');
     const st = await stat(dst);
     assert.equal(st.mode & 0o777, 0o604);
@@ -449,7 +442,7 @@ describe('CopyFile', () => {
     await writeFile(join(dir, 'b'), 'B');
     await mkdir(join(dir, 'd'));
     const copy = (s: string, d: string, overwrite: boolean) =>
-      svc.handle('CopyFile', { source: join(dir, s), destination: join(dir, d), overwrite });
+      svc.call('CopyFile', { source: join(dir, s), target: join(dir, d), overwrite });
     await rejectsKind(copy('a', 'b', false), 'AlreadyExists');
     assert.equal(await readFile(join(dir, 'b'), 'utf8'), 'B');
     await copy('a', 'b', true);
@@ -465,24 +458,24 @@ describe('ReadAllBytes', () => {
     const { dir, svc } = await setup({ maxMessageSize: 64 * 1024 });
     await writeFile(join(dir, 'small'), 'hello');
     assert.equal(
-      Buffer.from((await svc.handle('ReadAllBytes', { path: join(dir, 'small') })).data).toString(),
+      Buffer.from((await svc.call('ReadAllBytes', { path: join(dir, 'small') })).contents).toString(),
       'hello',
     );
     await writeFile(join(dir, 'empty'), '');
-    assert.equal((await svc.handle('ReadAllBytes', { path: join(dir, 'empty') })).data.length, 0);
+    assert.equal((await svc.call('ReadAllBytes', { path: join(dir, 'empty') })).contents.length, 0);
     await writeFile(join(dir, 'big'), Buffer.alloc(64 * 1024));
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'big') }), 'TooLarge', /65536 bytes/);
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'nope') }), 'NotFound');
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'big') }), 'TooLarge', /65536 bytes/);
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'nope') }), 'NotFound');
     await mkdir(join(dir, 'd'));
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'd') }), 'IsDirectory');
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'd') }), 'IsDirectory');
   });
 
   it('refuses a FIFO instead of blocking on it', async () => {
     const { dir, svc } = await setup();
     execFileSync('mkfifo', [join(dir, 'fifo')]);
-    await rejectsKind(svc.handle('ReadAllBytes', { path: join(dir, 'fifo') }), 'InvalidArgument', /regular/);
+    await rejectsKind(svc.call('ReadAllBytes', { path: join(dir, 'fifo') }), 'InvalidArgument', /regular/);
     await rejectsKind(
-      svc.handle('OpenFile', { path: join(dir, 'fifo'), fileMode: 3, fileAccess: 1 }),
+      svc.call('OpenFile', { path: join(dir, 'fifo'), fileMode: 3, access: 1 }),
       'InvalidArgument',
     );
   });
@@ -496,11 +489,11 @@ describe('WriteAllBytes', () => {
     const p = join(dir, 'n', 'e', 'w.txt');
     const old = process.umask(0o077);
     try {
-      await svc.handle('WriteAllBytes', {
+      await svc.call('WriteAllBytes', {
         path: p,
-        data: Buffer.from('new'),
+        contents: Buffer.from('new'),
         mode: null,
-        lastWriteTime: null,
+        lastWriteUtc: null,
       });
     } finally {
       process.umask(old);
@@ -514,16 +507,16 @@ describe('WriteAllBytes', () => {
     const { dir, svc } = await setup();
     const p = join(dir, 'f');
     const ticks = ticksFor(1_700_000_000, 1_234_560n);
-    await svc.handle('WriteAllBytes', {
+    await svc.call('WriteAllBytes', {
       path: p,
-      data: new Uint8Array([1, 2, 3]),
+      contents: new Uint8Array([1, 2, 3]),
       mode: 0o600,
-      lastWriteTime: ticks,
+      lastWriteUtc: ticks,
     });
-    const info = await svc.handle('GetFileInfo', { path: p });
-    assert.equal(info.mode, 0o600);
-    assert.equal(info.size, 3);
-    assert.equal(info.lastWriteTime, ticks, 'microsecond-aligned ticks round-trip exactly');
+    const { entry } = await svc.call('GetFileInfo', { path: p });
+    assert.equal(entry?.mode, 0o100600);
+    assert.equal(entry?.size, 3);
+    assert.equal(entry?.lastWriteUtc, ticks, 'microsecond-aligned ticks round-trip exactly');
   });
 
   it('keeps the mode of the file it replaces and writes through symlinks', async () => {
@@ -531,16 +524,16 @@ describe('WriteAllBytes', () => {
     const p = join(dir, 'cfg');
     await writeFile(p, 'old', { mode: 0o640 });
     await symlink(p, join(dir, 'cfg-link'));
-    await svc.handle('WriteAllBytes', {
+    await svc.call('WriteAllBytes', {
       path: join(dir, 'cfg-link'),
-      data: Buffer.from('v2'),
+      contents: Buffer.from('v2'),
       mode: null,
-      lastWriteTime: null,
+      lastWriteUtc: null,
     });
     assert.equal(await readFile(p, 'utf8'), 'v2');
     assert.equal((await stat(p)).mode & 0o777, 0o640);
     assert.ok((await lstat(join(dir, 'cfg-link'))).isSymbolicLink(), 'the link stays a link');
-    await svc.handle('WriteAllBytes', { path: p, data: new Uint8Array(0), mode: null, lastWriteTime: null });
+    await svc.call('WriteAllBytes', { path: p, contents: new Uint8Array(0), mode: null, lastWriteUtc: null });
     assert.equal((await stat(p)).size, 0);
   });
 
@@ -551,7 +544,12 @@ describe('WriteAllBytes', () => {
     const asRoot = process.getuid?.() === 0;
     if (asRoot) await chown(p, 1234, 2345);
     const before = await stat(p);
-    await svc.handle('WriteAllBytes', { path: p, data: Buffer.from('new'), mode: null, lastWriteTime: null });
+    await svc.call('WriteAllBytes', {
+      path: p,
+      contents: Buffer.from('new'),
+      mode: null,
+      lastWriteUtc: null,
+    });
     const st = await stat(p);
     assert.equal(await readFile(p, 'utf8'), 'new');
     assert.equal(st.uid, before.uid);
@@ -564,18 +562,18 @@ describe('WriteAllBytes', () => {
     await mkdir(join(dir, 'd'));
     await writeFile(join(dir, 'file'), 'keep');
     const w = (p: string) =>
-      svc.handle('WriteAllBytes', { path: p, data: Buffer.from('x'), mode: null, lastWriteTime: null });
+      svc.call('WriteAllBytes', { path: p, contents: Buffer.from('x'), mode: null, lastWriteUtc: null });
     await rejectsKind(w(join(dir, 'd')), 'IsDirectory');
     await rejectsKind(w(join(dir, 'file', 'child')), 'NotDirectory');
     await rejectsKind(w(join(dir, 'file', 'a', 'b')), 'NotDirectory');
     assert.equal(await readFile(join(dir, 'file'), 'utf8'), 'keep');
     assert.deepEqual(await tempsIn(dir), []);
     await rejectsKind(
-      svc.handle('WriteAllBytes', {
+      svc.call('WriteAllBytes', {
         path: join(dir, 'm'),
-        data: Buffer.from('x'),
-        mode: 0o10000,
-        lastWriteTime: null,
+        contents: Buffer.from('x'),
+        mode: 0o200000,
+        lastWriteUtc: null,
       }),
       'InvalidArgument',
     );
@@ -595,11 +593,11 @@ describe('WriteAllBytes', () => {
     const p = join(dir, 'target.txt');
     await writeFile(p, 'original', { mode: 0o600 });
     await rejectsKind(
-      svc.handle('WriteAllBytes', {
+      svc.call('WriteAllBytes', {
         path: p,
-        data: Buffer.alloc(100_000, 1),
+        contents: Buffer.alloc(100_000, 1),
         mode: 0o644,
-        lastWriteTime: null,
+        lastWriteUtc: null,
       }),
       'IOError',
       new RegExp(`IOError: ${p}: input/output error`),
@@ -612,31 +610,33 @@ describe('WriteAllBytes', () => {
 });
 
 describe('GetFileHash', () => {
-  it('hashes with SHA256, SHA1 and MD5', async () => {
+  it('hashes by algorithm name (sha256, sha1, md5) as lower-case hex', async () => {
     const { dir, svc } = await setup();
     const data = Buffer.alloc(3 * 1024 * 1024 + 17, 'abc');
     await writeFile(join(dir, 'f'), data);
-    for (const [alg, name] of [
-      [HashAlgorithm.SHA256, 'sha256'],
-      [HashAlgorithm.SHA1, 'sha1'],
-      [HashAlgorithm.MD5, 'md5'],
-    ] as const) {
-      const { hash } = await svc.handle('GetFileHash', { path: join(dir, 'f'), algorithm: alg });
-      assert.equal(Buffer.from(hash).toString('hex'), createHash(name).update(data).digest('hex'), name);
+    for (const name of HASH_ALGORITHMS) {
+      const { hash } = await svc.call('GetFileHash', { path: join(dir, 'f'), algorithm: name });
+      assert.equal(hash, createHash(name).update(data).digest('hex'), name);
+      assert.match(hash, /^[0-9a-f]+$/);
     }
+    const sha = await svc.call('GetFileHash', { path: join(dir, 'f'), algorithm: 'sha256' });
+    assert.equal(sha.hash.length, 64);
   });
 
   it('rejects unknown algorithms, directories and missing files', async () => {
     const { dir, svc } = await setup();
     await writeFile(join(dir, 'f'), 'x');
     await rejectsKind(
-      svc.handle('GetFileHash', { path: join(dir, 'f'), algorithm: 0 }),
+      svc.call('GetFileHash', { path: join(dir, 'f'), algorithm: 'sha512' }),
       'InvalidArgument',
       /algorithm/,
     );
-    await rejectsKind(svc.handle('GetFileHash', { path: join(dir, 'f'), algorithm: 4 }), 'InvalidArgument');
-    await rejectsKind(svc.handle('GetFileHash', { path: dir, algorithm: 1 }), 'IsDirectory');
-    await rejectsKind(svc.handle('GetFileHash', { path: join(dir, 'no'), algorithm: 1 }), 'NotFound');
+    await rejectsKind(
+      svc.call('GetFileHash', { path: join(dir, 'f'), algorithm: 'SHA256' }),
+      'InvalidArgument',
+    );
+    await rejectsKind(svc.call('GetFileHash', { path: dir, algorithm: 'sha1' }), 'IsDirectory');
+    await rejectsKind(svc.call('GetFileHash', { path: join(dir, 'no'), algorithm: 'md5' }), 'NotFound');
   });
 });
 
@@ -652,28 +652,30 @@ describe('SetLastWriteTime / SetMode', () => {
       [638_000_000_000_123_454n, 638_000_000_000_123_450n],
       [UNIX_EPOCH_TICKS + 9_999_999n, UNIX_EPOCH_TICKS + 10_000_000n],
     ] as const) {
-      await svc.handle('SetLastWriteTime', { path: p, lastWriteTime: ticks });
+      await svc.call('SetLastWriteTime', { path: p, lastWriteUtc: ticks });
       const st = await stat(p, { bigint: true });
       assert.equal(ticksOfNs(st.mtimeNs), expected);
     }
     const ticks = 638_000_000_000_123_456n;
     await rejectsKind(
-      svc.handle('SetLastWriteTime', { path: join(dir, 'no'), lastWriteTime: ticks }),
+      svc.call('SetLastWriteTime', { path: join(dir, 'no'), lastWriteUtc: ticks }),
       'NotFound',
     );
-    await rejectsKind(svc.handle('SetLastWriteTime', { path: p, lastWriteTime: -1n }), 'InvalidArgument');
+    await rejectsKind(svc.call('SetLastWriteTime', { path: p, lastWriteUtc: -1n }), 'InvalidArgument');
   });
 
   it('sets permission bits', async () => {
     const { dir, svc } = await setup();
     const p = join(dir, 'f');
     await writeFile(p, '');
-    await svc.handle('SetMode', { path: p, mode: 0o4750 });
+    await svc.call('SetMode', { path: p, mode: 0o4750 });
     assert.equal((await stat(p)).mode & 0o7777, 0o4750);
-    await svc.handle('SetMode', { path: p, mode: 0o600 });
-    assert.equal((await svc.handle('GetFileInfo', { path: p })).mode, 0o600);
-    await rejectsKind(svc.handle('SetMode', { path: p, mode: 0o10000 }), 'InvalidArgument');
-    await rejectsKind(svc.handle('SetMode', { path: p, mode: -1 }), 'InvalidArgument');
-    await rejectsKind(svc.handle('SetMode', { path: join(dir, 'no'), mode: 0o600 }), 'NotFound');
+    await svc.call('SetMode', { path: p, mode: 0o600 });
+    assert.equal((await svc.call('GetFileInfo', { path: p })).entry?.mode, 0o100600);
+    await svc.call('SetMode', { path: p, mode: 0o100640 });
+    assert.equal((await stat(p)).mode & 0o7777, 0o640, 'a full st_mode is taken, its type bits ignored');
+    await rejectsKind(svc.call('SetMode', { path: p, mode: 0o200000 }), 'InvalidArgument');
+    await rejectsKind(svc.call('SetMode', { path: p, mode: -1 }), 'InvalidArgument');
+    await rejectsKind(svc.call('SetMode', { path: join(dir, 'no'), mode: 0o600 }), 'NotFound');
   });
 });

@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { PathResolver } from '../../src/host/paths.js';
 import { ProcessManager, type ProcessManagerOptions } from '../../src/host/processes.js';
 import { type EventSink, type HostContext, HostError } from '../../src/host/types.js';
 import {
@@ -17,9 +18,10 @@ import {
   type EventOf,
   MAX_OUTPUT_CHUNK,
   ProcessFlags,
-  REPLY_HEADER_SIZE,
   type RequestOf,
+  TOKEN_SIZE,
 } from '../../src/protocol/index.js';
+import { settingsFor } from './helpers.js';
 
 const EMIT = fileURLToPath(new URL('../fixtures/processes/emit.mjs', import.meta.url));
 const NODE = process.execPath;
@@ -97,7 +99,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function req(p: Partial<RequestOf<'StartProcess'>> & { fileName: string }): RequestOf<'StartProcess'> {
-  return { arguments: [], workingDirectory: null, environment: {}, flags: 0, ...p };
+  return { args: [], workingDirectory: null, environment: {}, flags: 0, ...p };
 }
 
 /** Every pid started by any test; all their groups must be gone at the end. */
@@ -122,16 +124,8 @@ async function setup(
   sink = new RecordingSink(),
 ): Promise<Env> {
   const dir = await realpath(await mkdtemp(path.join(os.tmpdir(), 'outpost-proc-')));
-  const ctx: HostContext = {
-    rootPath: dir,
-    baseDirectory: dir,
-    allowedRoots: null,
-    maxMessageSize: 16 * 1024 * 1024,
-    maxOpenFiles: 64,
-    maxProcesses: 32,
-    ...ctxOver,
-  };
-  const pm = new ProcessManager(ctx, sink, opts);
+  const ctx: HostContext = { ...pmCtx(dir), ...ctxOver };
+  const pm = managerFor(ctx, sink, opts);
   t.after(async () => {
     await withTimeout(pm.terminateAll(), 10_000, 'terminateAll in cleanup');
     await rm(dir, { recursive: true, force: true });
@@ -148,6 +142,20 @@ async function setup(
     return { exit, out: sink.text(token, 'Stdout'), err: sink.text(token, 'Stderr'), pid };
   };
   return { dir, ctx, sink, pm, run, start };
+}
+
+function pmCtx(dir: string): HostContext {
+  return settingsFor(dir, {
+    allowedRoots: null,
+    maxMessageSize: 16 * 1024 * 1024,
+    maxOpenFiles: 64,
+    maxProcesses: 32,
+  });
+}
+
+/** A manager resolving working directories through the host's one path resolver, as the host does. */
+function managerFor(ctx: HostContext, sink: EventSink, opts?: ProcessManagerOptions): ProcessManager {
+  return new ProcessManager(ctx, sink, new PathResolver(ctx), opts);
 }
 
 async function rejectsWith(p: Promise<unknown>, kind: string, message?: RegExp): Promise<void> {
@@ -206,25 +214,25 @@ describe('ProcessManager: exit status', () => {
     const ok = await run(1, { fileName: 'true' });
     assert.deepEqual(ok.exit, { exitCode: 0, signal: null });
     assert.ok(ok.pid > 0);
-    const three = await run(2, { fileName: 'sh', arguments: ['-c', 'exit 3'] });
+    const three = await run(2, { fileName: 'sh', args: ['-c', 'exit 3'] });
     assert.deepEqual(three.exit, { exitCode: 3, signal: null });
     assert.deepEqual(sink.violations, []);
   });
 
-  test('killed by a signal: exitCode null and the signal name', async (t) => {
+  test('killed by a signal: exitCode −1 and the signal name', async (t) => {
     const { run } = await setup(t);
-    const r = await run(1, { fileName: 'sh', arguments: ['-c', 'kill -KILL $$'] });
-    assert.deepEqual(r.exit, { exitCode: null, signal: 'SIGKILL' });
+    const r = await run(1, { fileName: 'sh', args: ['-c', 'kill -KILL $$'] });
+    assert.deepEqual(r.exit, { exitCode: -1, signal: 'SIGKILL' });
   });
 
   test('terminate without entireTree sends SIGTERM to the child only', async (t) => {
     const { start, pm, sink } = await setup(t);
-    const pid = await start(1, { fileName: 'sh', arguments: ['-c', 'sleep 100 & wait'] });
+    const pid = await start(1, { fileName: 'sh', args: ['-c', 'sleep 100 & wait'] });
     await waitFor(async () => (await groupMembers(pid)).length === 2, 5000, 'sh and sleep');
     const t0 = Date.now();
-    await pm.terminate({ process: 1, entireTree: false });
+    await pm.terminate({ processToken: 1, entireTree: false });
     const exit = await sink.exited(1);
-    assert.deepEqual(exit, { exitCode: null, signal: 'SIGTERM' });
+    assert.deepEqual(exit, { exitCode: -1, signal: 'SIGTERM' });
     // The orphaned sleep still holds the pipes: Exited came after the pipe grace, not never.
     assert.ok(Date.now() - t0 < 3000, `Exited took ${Date.now() - t0} ms`);
     const left = await groupMembers(pid);
@@ -234,7 +242,7 @@ describe('ProcessManager: exit status', () => {
 
   test('no event before begin(); output produced meanwhile is kept', async (t) => {
     const { pm, sink } = await setup(t);
-    const h = await pm.start(7, req({ fileName: 'sh', arguments: ['-c', 'echo early; echo late >&2'] }));
+    const h = await pm.start(7, req({ fileName: 'sh', args: ['-c', 'echo early; echo late >&2'] }));
     startedPids.add(h.pid);
     await sleep(300); // the child has long exited
     assert.equal(sink.count(7), 0, 'events before begin()');
@@ -254,7 +262,7 @@ describe('ProcessManager: output', () => {
   test('stdout and stderr are separate and each in order; Exited is last', async (t) => {
     const { run, sink } = await setup(t);
     const script = 'i=0; while [ $i -lt 2000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done';
-    const r = await run(1, { fileName: 'sh', arguments: ['-c', script] });
+    const r = await run(1, { fileName: 'sh', args: ['-c', script] });
     assert.deepEqual(r.exit, { exitCode: 0, signal: null });
     const expect = (p: string) => Array.from({ length: 2000 }, (_, i) => `${p}${i}\n`).join('');
     assert.equal(r.out, expect('out'));
@@ -267,7 +275,7 @@ describe('ProcessManager: output', () => {
   test('20 MB of output arrives complete and in order, in chunks of at most MAX_OUTPUT_CHUNK', async (t) => {
     const { run, sink } = await setup(t);
     const size = 20 * 1024 * 1024;
-    const r = await run(1, { fileName: NODE, arguments: [EMIT, String(size)] });
+    const r = await run(1, { fileName: NODE, args: [EMIT, String(size)] });
     assert.deepEqual(r.exit, { exitCode: 0, signal: null });
     const out = sink.bytes(1, 'Stdout');
     assert.equal(out.length, size);
@@ -278,22 +286,22 @@ describe('ProcessManager: output', () => {
 
   test('chunks also fit a small maxMessageSize', async (t) => {
     const { run, sink } = await setup(t, { maxMessageSize: 64 * 1024 });
-    const r = await run(1, { fileName: NODE, arguments: [EMIT, String(1024 * 1024)] });
+    const r = await run(1, { fileName: NODE, args: [EMIT, String(1024 * 1024)] });
     assert.equal(r.out.length > 0, true);
     const sizes = sink.chunks(1, 'Stdout').map((c) => c.length);
     assert.equal(
       sizes.reduce((a, b) => a + b, 0),
       1024 * 1024,
     );
-    // Reply header, event code, byte-array length and AES's IV + padding must still fit.
+    // Token, event kind and byte-array length must still fit the message limit.
     const largest = Math.max(...sizes);
-    assert.ok(largest + REPLY_HEADER_SIZE + 1 + 4 + 32 <= 64 * 1024, `largest chunk ${largest}`);
+    assert.ok(largest + TOKEN_SIZE + 1 + 4 <= 64 * 1024, `largest chunk ${largest}`);
   });
 
   test('a grandchild holding the pipes does not delay Exited beyond the grace', async (t) => {
     const { start, sink } = await setup(t);
     const t0 = Date.now();
-    const pid = await start(1, { fileName: 'sh', arguments: ['-c', 'sleep 30 & echo started'] });
+    const pid = await start(1, { fileName: 'sh', args: ['-c', 'sleep 30 & echo started'] });
     const exit = await sink.exited(1, 5000);
     const took = Date.now() - t0;
     assert.deepEqual(exit, { exitCode: 0, signal: null });
@@ -308,25 +316,31 @@ describe('ProcessManager: stdin', () => {
   test('cat echoes what is written; close ends it; later writes are refused', async (t) => {
     const { start, pm, sink } = await setup(t);
     await start(1, { fileName: 'cat', flags: ProcessFlags.KeepStdinOpen });
-    await pm.writeStdin({ process: 1, data: Buffer.from('hello '), close: false });
-    await pm.writeStdin({ process: 1, data: Buffer.from('world'), close: true });
+    await pm.writeStdin({ processToken: 1, data: Buffer.from('hello '), close: false });
+    await pm.writeStdin({ processToken: 1, data: Buffer.from('world'), close: true });
     const exit = await sink.exited(1);
     assert.deepEqual(exit, { exitCode: 0, signal: null });
     assert.equal(sink.text(1, 'Stdout'), 'hello world');
-    await rejectsWith(pm.writeStdin({ process: 1, data: Buffer.from('x'), close: false }), 'InvalidArgument');
-    await rejectsWith(pm.writeStdin({ process: 99, data: Buffer.from('x'), close: false }), 'InvalidHandle');
+    await rejectsWith(
+      pm.writeStdin({ processToken: 1, data: Buffer.from('x'), close: false }),
+      'InvalidArgument',
+    );
+    await rejectsWith(
+      pm.writeStdin({ processToken: 99, data: Buffer.from('x'), close: false }),
+      'InvalidArgument',
+    );
   });
 
   test('writes after close are refused while the process still runs', async (t) => {
     const { start, pm, sink } = await setup(t);
     await start(1, {
       fileName: 'sh',
-      arguments: ['-c', 'cat; sleep 0.3'],
+      args: ['-c', 'cat; sleep 0.3'],
       flags: ProcessFlags.KeepStdinOpen,
     });
-    await pm.writeStdin({ process: 1, data: new Uint8Array(0), close: true });
+    await pm.writeStdin({ processToken: 1, data: new Uint8Array(0), close: true });
     await rejectsWith(
-      pm.writeStdin({ process: 1, data: Buffer.from('x'), close: false }),
+      pm.writeStdin({ processToken: 1, data: Buffer.from('x'), close: false }),
       'InvalidArgument',
       /stdin/,
     );
@@ -335,9 +349,9 @@ describe('ProcessManager: stdin', () => {
 
   test('without KeepStdinOpen stdin is closed at once and WriteStdin is refused', async (t) => {
     const { start, pm, sink } = await setup(t);
-    await start(1, { fileName: 'sh', arguments: ['-c', 'cat; echo eof; sleep 0.3'] });
+    await start(1, { fileName: 'sh', args: ['-c', 'cat; echo eof; sleep 0.3'] });
     await rejectsWith(
-      pm.writeStdin({ process: 1, data: Buffer.from('x'), close: false }),
+      pm.writeStdin({ processToken: 1, data: Buffer.from('x'), close: false }),
       'InvalidArgument',
       /KeepStdinOpen/,
     );
@@ -350,8 +364,8 @@ describe('ProcessManager: stdin', () => {
     await start(1, { fileName: 'cat', flags: ProcessFlags.KeepStdinOpen });
     const data = randomBytes(8 * 1024 * 1024);
     for (let off = 0; off < data.length; off += 1024 * 1024)
-      await pm.writeStdin({ process: 1, data: data.subarray(off, off + 1024 * 1024), close: false });
-    await pm.writeStdin({ process: 1, data: new Uint8Array(0), close: true });
+      await pm.writeStdin({ processToken: 1, data: data.subarray(off, off + 1024 * 1024), close: false });
+    await pm.writeStdin({ processToken: 1, data: new Uint8Array(0), close: true });
     assert.deepEqual(await sink.exited(1), { exitCode: 0, signal: null });
     assert.ok(sink.bytes(1, 'Stdout').equals(data));
   });
@@ -361,37 +375,43 @@ describe('ProcessManager: stdin', () => {
     // The shell closes its stdin, then lingers so the process is still running.
     await start(1, {
       fileName: 'sh',
-      arguments: ['-c', 'exec 0<&-; sleep 1'],
+      args: ['-c', 'exec 0<&-; sleep 1'],
       flags: ProcessFlags.KeepStdinOpen,
     });
     await sleep(200);
     await rejectsWith(
-      pm.writeStdin({ process: 1, data: randomBytes(1024 * 1024), close: false }),
+      pm.writeStdin({ processToken: 1, data: randomBytes(1024 * 1024), close: false }),
       'IOError',
       /stdin/,
     );
-    await pm.terminate({ process: 1, entireTree: true });
+    await pm.terminate({ processToken: 1, entireTree: true });
     await sink.exited(1);
   });
 });
 
 describe('ProcessManager: shell, environment, working directory', () => {
-  test('UseShell runs fileName as shell source and appends each argument as one literal word', async (t) => {
+  test('UseShell runs fileName through /bin/sh -c with the args as its positional parameters', async (t) => {
     const { run } = await setup(t);
     const r = await run(1, {
-      fileName: 'printf "%s|"',
-      arguments: ['a b', "it's", '$HOME', ';echo pwned', '', '*'],
+      fileName: 'printf "%s|" "$@"',
+      args: ['a b', "it's", '$HOME', ';echo pwned', '', '*'],
       flags: ProcessFlags.UseShell,
     });
     assert.deepEqual(r.exit, { exitCode: 0, signal: null });
     assert.equal(r.out, "a b|it's|$HOME|;echo pwned||*|");
     const piped = await run(2, { fileName: 'echo abc | tr a-z A-Z', flags: ProcessFlags.UseShell });
     assert.equal(piped.out, 'ABC\n');
+    const params = await run(3, {
+      fileName: 'echo "$#:$1:$2"',
+      args: ['one', 'two words'],
+      flags: ProcessFlags.UseShell,
+    });
+    assert.equal(params.out, '2:one:two words\n', '$1 is the first arg; nothing is appended to the line');
   });
 
   test('without UseShell arguments reach argv verbatim (no shell)', async (t) => {
     const { run } = await setup(t);
-    const r = await run(1, { fileName: 'printf', arguments: ['%s|', '$HOME', ';echo x', '*'] });
+    const r = await run(1, { fileName: 'printf', args: ['%s|', '$HOME', ';echo x', '*'] });
     assert.equal(r.out, '$HOME|;echo x|*|');
   });
 
@@ -427,7 +447,7 @@ describe('ProcessManager: shell, environment, working directory', () => {
     await writeFile(path.join(dir, 'bin', 'outpost-tool'), '#!/bin/sh\necho "tool $1"\n', { mode: 0o755 });
     const r = await run(1, {
       fileName: 'outpost-tool',
-      arguments: ['x'],
+      args: ['x'],
       environment: { PATH: `${path.join(dir, 'bin')}:/usr/bin:/bin` },
     });
     assert.equal(r.out, 'tool x\n');
@@ -477,7 +497,7 @@ describe('ProcessManager: errors before a process exists', () => {
     await rejectsWith(pm.start(2, req({ fileName: 'true', workingDirectory: 'file' })), 'NotDirectory');
     const inner = path.join(dir, 'inner');
     await mkdir(inner);
-    const fenced = new ProcessManager(
+    const fenced = managerFor(
       { ...pmCtx(dir), baseDirectory: inner, allowedRoots: [inner] },
       new RecordingSink(),
     );
@@ -497,7 +517,7 @@ describe('ProcessManager: errors before a process exists', () => {
   test('malformed arguments become HostErrors', async (t) => {
     const { pm } = await setup(t);
     await rejectsWith(pm.start(1, req({ fileName: '' })), 'InvalidArgument');
-    await rejectsWith(pm.start(2, req({ fileName: 'echo', arguments: ['a\0b'] })), 'InvalidArgument');
+    await rejectsWith(pm.start(2, req({ fileName: 'echo', args: ['a\0b'] })), 'InvalidArgument');
     await rejectsWith(pm.start(3, req({ fileName: 'true', environment: { 'A=B': 'x' } })), 'InvalidArgument');
     await rejectsWith(pm.start(4, req({ fileName: 'true', flags: 64 })), 'Unsupported', /0x40/);
     await rejectsWith(
@@ -509,12 +529,12 @@ describe('ProcessManager: errors before a process exists', () => {
 
   test('maxProcesses: the next start is LimitExceeded, naming the limit; a slot frees on exit', async (t) => {
     const { start, pm, sink } = await setup(t, { maxProcesses: 2 });
-    await start(1, { fileName: 'sleep', arguments: ['100'] });
-    await start(2, { fileName: 'sleep', arguments: ['100'] });
+    await start(1, { fileName: 'sleep', args: ['100'] });
+    await start(2, { fileName: 'sleep', args: ['100'] });
     await rejectsWith(pm.start(3, req({ fileName: 'true' })), 'LimitExceeded', /\b2\b/);
     // A token that is still running cannot be reused either.
     assert.equal(pm.running, 2);
-    await pm.terminate({ process: 1, entireTree: true });
+    await pm.terminate({ processToken: 1, entireTree: true });
     await sink.exited(1);
     const r = await start(3, { fileName: 'true' });
     assert.ok(r > 0);
@@ -523,58 +543,59 @@ describe('ProcessManager: errors before a process exists', () => {
 
   test('a token already running cannot start a second process', async (t) => {
     const { start, pm } = await setup(t);
-    await start(1, { fileName: 'sleep', arguments: ['100'] });
+    await start(1, { fileName: 'sleep', args: ['100'] });
     await rejectsWith(pm.start(1, req({ fileName: 'true' })), 'InvalidArgument', /token 1/);
   });
 });
 
-function pmCtx(dir: string): HostContext {
-  return {
-    rootPath: dir,
-    baseDirectory: dir,
-    allowedRoots: null,
-    maxMessageSize: 16 * 1024 * 1024,
-    maxOpenFiles: 64,
-    maxProcesses: 32,
-  };
-}
-
 describe('ProcessManager: termination', () => {
   test('entireTree kills the whole group, leaving no descendants', async (t) => {
     const { start, pm, sink } = await setup(t);
-    const pid = await start(1, { fileName: 'sh', arguments: ['-c', 'sleep 100 & sleep 100 & wait'] });
+    const pid = await start(1, { fileName: 'sh', args: ['-c', 'sleep 100 & sleep 100 & wait'] });
     await waitFor(async () => (await groupMembers(pid)).length === 3, 5000, 'sh and two sleeps');
-    await pm.terminate({ process: 1, entireTree: true });
+    await pm.terminate({ processToken: 1, entireTree: true });
     const exit = await sink.exited(1);
-    assert.deepEqual(exit, { exitCode: null, signal: 'SIGTERM' });
+    assert.deepEqual(exit, { exitCode: -1, signal: 'SIGTERM' });
     await waitFor(async () => (await groupMembers(pid)).length === 0, 2000, 'the group to be empty');
     // Terminating an exited process is a no-op; an unknown token is not.
-    await pm.terminate({ process: 1, entireTree: true });
-    await rejectsWith(pm.terminate({ process: 42, entireTree: true }), 'InvalidHandle');
+    await pm.terminate({ processToken: 1, entireTree: true });
+    await rejectsWith(pm.terminate({ processToken: 42, entireTree: true }), 'InvalidArgument');
   });
 
-  test('a tree ignoring SIGTERM gets SIGKILL after the grace', async (t) => {
+  test('a tree ignoring SIGTERM gets SIGKILL after the (short) grace', async (t) => {
     const { start, pm, sink } = await setup(t, {}, { killGraceMs: 300, pipeGraceMs: 300 });
     const pid = await start(1, {
       fileName: 'sh',
-      arguments: ['-c', 'trap "" TERM; sleep 100 & sleep 100; wait'],
+      args: ['-c', 'trap "" TERM; sleep 100 & sleep 100; wait'],
     });
     await waitFor(async () => (await groupMembers(pid)).length === 3, 5000, 'sh and two sleeps');
-    const t0 = Date.now();
-    await pm.terminate({ process: 1, entireTree: true });
+    await pm.terminate({ processToken: 1, entireTree: true });
     const exit = await sink.exited(1);
-    assert.equal(exit.signal, 'SIGKILL');
-    assert.equal(exit.exitCode, null);
-    assert.ok(Date.now() - t0 >= 250, 'SIGKILL came only after the grace');
+    assert.deepEqual(exit, { exitCode: -1, signal: 'SIGKILL' });
     await waitFor(async () => (await groupMembers(pid)).length === 0, 2000, 'the group to be empty');
+  });
+
+  test('by default a child that traps TERM is killed (SIGKILL) about 5 s after TerminateProcess', async (t) => {
+    const { start, pm, sink } = await setup(t, {}, { pipeGraceMs: 300 }); // the contract's 5 s grace
+    const pid = await start(1, {
+      fileName: 'sh',
+      args: ['-c', 'trap "echo got-term" TERM; while :; do sleep 0.1; done'],
+    });
+    await waitFor(async () => (await groupMembers(pid)).length >= 1, 5000, 'the shell');
+    await sleep(200); // let the shell install its trap
+    await pm.terminate({ processToken: 1, entireTree: false });
+    const exit = await sink.exited(1, 15_000);
+    assert.deepEqual(exit, { exitCode: -1, signal: 'SIGKILL' });
+    assert.match(sink.text(1, 'Stdout'), /got-term/, 'SIGTERM came first and was trapped');
+    killGroup(pid);
   });
 
   test('cancel terminates a running process tree; Exited still follows', async (t) => {
     const { start, pm, sink } = await setup(t);
-    const pid = await start(5, { fileName: 'sh', arguments: ['-c', 'sleep 100 & wait'] });
+    const pid = await start(5, { fileName: 'sh', args: ['-c', 'sleep 100 & wait'] });
     await waitFor(async () => (await groupMembers(pid)).length === 2, 5000, 'sh and sleep');
     assert.equal(pm.cancel(5), true);
-    assert.deepEqual(await sink.exited(5), { exitCode: null, signal: 'SIGTERM' });
+    assert.deepEqual(await sink.exited(5), { exitCode: -1, signal: 'SIGTERM' });
     await waitFor(async () => (await groupMembers(pid)).length === 0, 2000, 'the group to be empty');
     assert.equal(pm.cancel(5), false, 'no longer running');
     assert.equal(pm.cancel(12345), false, 'not a process token');
@@ -583,13 +604,13 @@ describe('ProcessManager: termination', () => {
   test('terminateAll ends every tree (even ones ignoring SIGTERM) and resolves after their exits', async (t) => {
     const { start, pm, sink } = await setup(t, {}, { killGraceMs: 300, pipeGraceMs: 300 });
     const pids = [
-      await start(1, { fileName: 'sleep', arguments: ['100'] }),
-      await start(2, { fileName: 'sh', arguments: ['-c', 'sleep 100 & sleep 100 & wait'] }),
-      await start(3, { fileName: 'sh', arguments: ['-c', 'trap "" TERM; sleep 100'] }),
+      await start(1, { fileName: 'sleep', args: ['100'] }),
+      await start(2, { fileName: 'sh', args: ['-c', 'sleep 100 & sleep 100 & wait'] }),
+      await start(3, { fileName: 'sh', args: ['-c', 'trap "" TERM; sleep 100'] }),
       await start(4, { fileName: 'cat', flags: ProcessFlags.KeepStdinOpen }),
     ];
     // One process whose response was never sent (begin() not called) must not hang it.
-    const unbegun = await pm.start(5, req({ fileName: 'sleep', arguments: ['100'] }));
+    const unbegun = await pm.start(5, req({ fileName: 'sleep', args: ['100'] }));
     startedPids.add(unbegun.pid);
     pids.push(unbegun.pid);
     await waitFor(async () => (await groupMembers(pids[1]!)).length === 3, 5000, 'the tree');
@@ -599,13 +620,13 @@ describe('ProcessManager: termination', () => {
     for (const token of [1, 2, 3, 4, 5])
       assert.ok(sink.events.some((e) => e.token === token && e.name === 'Exited'));
     for (const pid of pids) assert.deepEqual(await groupMembers(pid), [], `group ${pid}`);
-    await rejectsWith(pm.start(9, req({ fileName: 'true' })), 'Cancelled');
+    await rejectsWith(pm.start(9, req({ fileName: 'true' })), 'Canceled');
     assert.deepEqual(sink.violations, []);
   });
 
   test('ListProcesses reports token, pid, fileName and running', async (t) => {
     const { start, pm, sink } = await setup(t);
-    const pid = await start(1, { fileName: 'sleep', arguments: ['100'] });
+    const pid = await start(1, { fileName: 'sleep', args: ['100'] });
     const quick = await start(2, { fileName: 'true' });
     await sink.exited(2);
     assert.deepEqual(
@@ -624,7 +645,7 @@ describe('ProcessManager: concurrency and backpressure', () => {
     const { start, sink } = await setup(t);
     const t0 = Date.now();
     const tokens = Array.from({ length: 20 }, (_, i) => i + 1);
-    await Promise.all(tokens.map((tk) => start(tk, { fileName: 'sleep', arguments: ['1'] })));
+    await Promise.all(tokens.map((tk) => start(tk, { fileName: 'sleep', args: ['1'] })));
     const exits = await Promise.all(tokens.map((tk) => sink.exited(tk)));
     const took = Date.now() - t0;
     assert.ok(exits.every((e) => e.exitCode === 0));
@@ -646,7 +667,7 @@ describe('ProcessManager: concurrency and backpressure', () => {
       peak = Math.max(peak, process.memoryUsage().rss);
     }, 25);
     t.after(() => clearInterval(sampler));
-    const h = await pm.start(1, req({ fileName: NODE, arguments: [EMIT, String(size)] }));
+    const h = await pm.start(1, req({ fileName: NODE, args: [EMIT, String(size)] }));
     startedPids.add(h.pid);
     h.begin();
     const exit = await withTimeout(sink.exit, 15_000, 'the 200 MB transfer');
