@@ -1,145 +1,121 @@
 /**
- * Admission of connections into the handshake (Listener/MaxConcurrentHandshakes).
+ * The handshake caps (PROTOCOL.md §6): Listener/MaxConcurrentHandshakes over
+ * all addresses and Listener/MaxHandshakesPerAddress per remote address,
+ * counted for *unfinished* connections — from the accept until the
+ * connection's first valid frame (in mode aes that is when the key is
+ * proven; in mode ssl the TLS handshake is part of it).
  *
- * At most `max` handshakes run at once. A connection that arrives when all
- * slots are taken:
+ * A newcomer is always admitted; room is made by closing someone else:
  *
- *   1. evicts the oldest running handshake that has been running for at least
- *      `graceMs` (a stalled one: a good client finishes well within that), and
- *      starts at once; otherwise
- *   2. waits, unread, in a FIFO of at most `max` entries — it starts when a
- *      slot frees or when the oldest running handshake passes `graceMs` and
- *      is evicted in its favour; otherwise
- *   3. is refused (the caller closes it).
+ *   1. over its address's cap → that address's oldest unfinished handshake;
+ *   2. over the global cap → the oldest unfinished handshake of the address
+ *      that has the most (ties: the one whose oldest is oldest).
  *
- * So stalled handshakes (a slowloris, a port scanner) can hold a slot for
- * `graceMs` at most once others are waiting, and a good client is delayed by
- * at most about `graceMs`, however many stalled connections there are, as
- * long as fewer than `max` new connections arrive per `graceMs`. A burst of
- * good clients queues briefly instead of evicting one another. Every
- * connection, waiting or running, is still bounded by HandshakeTimeout
- * (enforced by the caller, from the moment of accept).
+ * So a flood of stalled handshakes, from one address or from many, only
+ * ever closes its own connections first, and a good client from another
+ * address gets in on its first try. Every unfinished handshake is also
+ * bounded by HandshakeTimeout (the listener's clock, from the accept).
+ * Outbound links (§8) never come through here: they are exempt.
  */
 
+/** One unfinished connection, as the caps see it. */
 export interface AdmissionTicket {
-  readonly state: 'waiting' | 'active' | 'done';
+  readonly address: string;
+  /** True once finished, closed or evicted. */
+  readonly done: boolean;
 }
 
 interface Ticket extends AdmissionTicket {
-  state: 'waiting' | 'active' | 'done';
-  startedAt: number;
-  readonly start: () => void;
+  done: boolean;
   readonly evict: () => void;
 }
 
-export interface HandshakeAdmissionOptions {
-  max: number;
-  graceMs: number;
+export interface HandshakeCapsOptions {
+  /** MaxConcurrentHandshakes. */
+  maxTotal: number;
+  /** MaxHandshakesPerAddress. */
+  maxPerAddress: number;
 }
 
-export class HandshakeAdmission {
-  private readonly active = new Set<Ticket>(); // insertion order = start order
-  private readonly waiting = new Set<Ticket>(); // FIFO
-  private timer: NodeJS.Timeout | null = null;
-  private readonly max: number;
-  private readonly graceMs: number;
-  /** Counters, for logs and tests. */
+export class HandshakeCaps {
+  /** Unfinished tickets by address, each set in arrival order. */
+  private readonly byAddress = new Map<string, Set<Ticket>>();
+  private total = 0;
+  private readonly maxTotal: number;
+  private readonly maxPerAddress: number;
+  /** Handshakes closed to make room (for logs and tests). */
   evicted = 0;
-  refused = 0;
 
-  constructor(options: HandshakeAdmissionOptions) {
-    this.max = options.max;
-    this.graceMs = options.graceMs;
+  constructor(options: HandshakeCapsOptions) {
+    this.maxTotal = Math.max(1, options.maxTotal);
+    this.maxPerAddress = Math.max(1, options.maxPerAddress);
   }
 
-  get activeCount(): number {
-    return this.active.size;
+  /** Unfinished handshakes now. */
+  get count(): number {
+    return this.total;
   }
 
-  get waitingCount(): number {
-    return this.waiting.size;
+  /** Unfinished handshakes from `address` now. */
+  countOf(address: string): number {
+    return this.byAddress.get(address)?.size ?? 0;
   }
 
   /**
-   * Asks to start a handshake. `start` runs now or later; `evict` runs if the
-   * running handshake is evicted (the caller then closes the connection).
-   * Returns null if refused (the caller closes the connection).
+   * Counts a new connection from `address`, closing others (their `evict`)
+   * to keep within both caps. `evict` is called at most once, synchronously,
+   * when this ticket is chosen to make room.
    */
-  admit(start: () => void, evict: () => void): AdmissionTicket | null {
-    const ticket: Ticket = { state: 'waiting', startedAt: 0, start, evict };
-    if (this.active.size < this.max || this.evictStalled()) {
-      this.activate(ticket);
-      return ticket;
+  admit(address: string, evict: () => void): AdmissionTicket {
+    let own = this.byAddress.get(address);
+    if (own && own.size >= this.maxPerAddress) this.evictOldest(own);
+    if (this.total >= this.maxTotal) {
+      const busiest = this.busiestAddress();
+      if (busiest) this.evictOldest(busiest);
     }
-    if (this.waiting.size >= this.max) {
-      this.refused++;
-      return null;
+    const ticket: Ticket = { address, done: false, evict };
+    own = this.byAddress.get(address);
+    if (!own) {
+      own = new Set();
+      this.byAddress.set(address, own);
     }
-    this.waiting.add(ticket);
-    this.schedule();
+    own.add(ticket);
+    this.total++;
     return ticket;
   }
 
-  /** The handshake finished (either way) or the connection went away. */
-  done(ticket: AdmissionTicket): void {
+  /** The connection finished its handshake (first valid frame) or went away. */
+  release(ticket: AdmissionTicket): void {
     const t = ticket as Ticket;
-    if (t.state === 'done') return;
-    const wasActive = t.state === 'active';
-    t.state = 'done';
-    this.active.delete(t);
-    this.waiting.delete(t);
-    if (wasActive) this.pump();
+    if (t.done) return;
+    t.done = true;
+    const set = this.byAddress.get(t.address);
+    if (!set?.delete(t)) return;
+    this.total--;
+    if (set.size === 0) this.byAddress.delete(t.address);
   }
 
-  /** Forgets everything (shutdown). */
+  /** Forgets everything (shutdown); nobody is evicted. */
   clear(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    for (const t of this.active) t.state = 'done';
-    for (const t of this.waiting) t.state = 'done';
-    this.active.clear();
-    this.waiting.clear();
+    for (const set of this.byAddress.values()) for (const t of set) t.done = true;
+    this.byAddress.clear();
+    this.total = 0;
   }
 
-  private activate(t: Ticket): void {
-    t.state = 'active';
-    t.startedAt = performance.now();
-    this.active.add(t);
-    t.start();
-  }
-
-  /** Evicts the oldest running handshake if it has run for at least graceMs. */
-  private evictStalled(): boolean {
-    const oldest = this.active.values().next().value as Ticket | undefined;
-    if (!oldest || performance.now() - oldest.startedAt < this.graceMs) return false;
-    oldest.state = 'done';
-    this.active.delete(oldest);
+  private evictOldest(set: Set<Ticket>): void {
+    const oldest = set.values().next().value as Ticket | undefined;
+    if (!oldest) return;
+    this.release(oldest);
     this.evicted++;
     oldest.evict();
-    return true;
   }
 
-  private pump(): void {
-    while (this.waiting.size > 0 && (this.active.size < this.max || this.evictStalled())) {
-      const next = this.waiting.values().next().value as Ticket;
-      this.waiting.delete(next);
-      this.activate(next);
-    }
-    this.schedule();
-  }
-
-  private schedule(): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    if (this.waiting.size === 0) return;
-    const oldest = this.active.values().next().value as Ticket | undefined;
-    const wait = oldest ? Math.max(0, oldest.startedAt + this.graceMs - performance.now()) : 0;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.pump();
-    }, Math.ceil(wait) + 1);
-    this.timer.unref();
+  /** The tickets of the address with the most unfinished handshakes. */
+  private busiestAddress(): Set<Ticket> | undefined {
+    let best: Set<Ticket> | undefined;
+    for (const set of this.byAddress.values()) if (!best || set.size > best.size) best = set;
+    // Map order is first-arrival order, so ties go to the address seen first
+    // (whose oldest handshake is then the oldest among them, or close to it).
+    return best;
   }
 }

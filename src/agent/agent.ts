@@ -5,44 +5,80 @@
  *   …
  *   await agent.close();                                // stops accepting, closes connections
  *
- * Per connection, requests are dispatched in arrival order: agent type 0 to
- * the meta handler, 1–3 to the product router, anything else is answered
- * `Error UnknownAgentType`. A message too short to carry a request header
- * (there is no token to answer) and any frame-level error close that
- * connection only.
+ * A connection is *unfinished* from the accept until its first valid frame
+ * (PROTOCOL.md §2, §3, §6, §7): one that decrypts, is a well-formed request
+ * (`requestProblem` is null) and, for a product message, carries a token
+ * that is not reserved in its session. Until then:
+ *   - mode aes: every failure closes the connection silently — destroyed,
+ *     nothing written, the same whatever the cause (no padding oracle);
+ *   - modes none/ssl: a frame that is not valid gets its ordinary answer
+ *     (MetaError, Error Unsupported, Error InvalidArgument) from the agent
+ *     itself, without a session, and the connection stays unfinished;
+ *   - a connection whose principal does not match the session it asked for
+ *     is closed at its first frame, without an answer.
+ * At the first valid frame the session is created or joined (counted
+ * against its limit, able to displace another), the frame is dispatched,
+ * and then the router may send the session's buffered events.
+ *
+ * Dispatch, in arrival order: agent type 0 → meta (answered in order, one at
+ * a time per connection); 1–3 → the product router; anything else →
+ * MetaError carrying the frame's command, connection kept. Product data
+ * shorter than a token, and meta arguments that do not decode, are protocol
+ * errors: that connection closes.
  *
  * Backpressure: the agent stops reading a connection while its write buffer
- * is over the high-water mark, while MAX_META_IN_FLIGHT meta requests are
- * being worked on, or while the router has throttled it; it resumes when all
- * three clear. Nothing is queued without bound.
+ * is over the high-water mark, while MAX_META_QUEUED meta requests wait, or
+ * while the router has throttled it; it resumes when all three clear.
  */
 import {
   AGENT_TYPE_NAMES,
   AgentType,
-  decodeRequestHeader,
+  type ClientMessage,
+  decodeClientMessage,
+  decodeMetaArgs,
   ErrorKind,
   encodeError,
+  encodeMetaError,
   isProductType,
   isProtocolError,
+  type MetaCommand,
+  metaCommandName,
+  ProtocolError,
+  parseVersion,
+  productCommandName,
+  ReplayCache,
+  type RequestProblem,
+  readToken,
+  requestProblem,
 } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import { type AgentConfig, ConfigError } from './config.js';
-import { Listener } from './listener.js';
+import { Listener, type UnfinishedConnection } from './listener.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { MetaHandler } from './meta.js';
 import { describeAgentTypes, type ProductRouter, UnsupportedProductRouter } from './product.js';
-import { type Session, SessionRegistry } from './sessions.js';
+import { type Session, SessionLimitError, SessionMismatchError, SessionRegistry } from './sessions.js';
+import { AGENT_VERSION } from './version.js';
 
-/** Meta requests worked on at once per connection before reading pauses. */
-export const MAX_META_IN_FLIGHT = 32;
+/** Meta requests waiting per connection before reading pauses. */
+export const MAX_META_QUEUED = 32;
 /** How long `close()` lets connections finish gracefully before destroying them. */
 const SHUTDOWN_GRACE_MS = 2000;
+
+let processReplayCache: ReplayCache | null = null;
+/** The one replay cache of this process (§3: across all connections); made on first use. */
+export function replayCache(): ReplayCache {
+  processReplayCache ??= new ReplayCache();
+  return processReplayCache;
+}
 
 export interface StartAgentOptions {
   /** Handles product messages (agent types 1–3); default: answers Error Unsupported. */
   router?: ProductRouter;
   /** Log lines per kind per second for floods (handshake failures, protocol errors). */
   logRatePerSecond?: number;
+  /** Sessions at once (default 10 000). */
+  maxSessions?: number;
 }
 
 export interface AgentHandle {
@@ -50,8 +86,12 @@ export interface AgentHandle {
   address: string;
   port: number;
   sessions: SessionRegistry;
-  /** Open, established connections. */
+  /** Connections past their first valid frame. */
   readonly connectionCount: number;
+  /** Connections accepted and not yet past their first valid frame. */
+  readonly unfinishedCount: number;
+  /** AES frames refused as replays since the process started. */
+  readonly replayHits: number;
   /** Stops accepting, closes every connection (gracefully, then by force), closes the router. */
   close(): Promise<void>;
 }
@@ -68,9 +108,12 @@ export async function startAgent(
   const sessions = new SessionRegistry({
     idleTimeoutMs: config.sessionIdleTimeoutMs,
     detachedTimeoutMs: config.detachedSessionTimeoutMs,
+    ...(options.maxSessions !== undefined ? { maxSessions: options.maxSessions } : {}),
   });
   const meta = new MetaHandler({ config, sessions, logger });
   const connections = new Set<AgentConnection>();
+  const aes = config.listener.encryption.mode === 'aes';
+  const replay = aes ? replayCache() : null;
 
   sessions.on('close', (session, reason) => {
     limiter.info('session-closed', { session: session.id, reason }, 'session closed');
@@ -81,20 +124,18 @@ export async function startAgent(
     }
   });
 
+  const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay };
   const listener = new Listener({
     config: config.listener,
     logger,
     limiter,
     sessions,
-    onEstablished: (connection, session) => {
-      const c = new AgentConnection(connection, session, { sessions, meta, router, limiter, logger });
+    agentVersion: parseVersion(AGENT_VERSION),
+    replay,
+    onHandshake: (unfinished) => {
+      const c = new AgentConnection(unfinished, deps);
       connections.add(c);
-      connection.once('close', () => connections.delete(c));
-      try {
-        router.connectionOpened?.(connection, session);
-      } catch (err) {
-        logger.error({ err }, 'product router failed on connectionOpened');
-      }
+      unfinished.connection.once('close', () => connections.delete(c));
     },
   });
   const bound = await listener.listen();
@@ -105,7 +146,15 @@ export async function startAgent(
     port: bound.port,
     sessions,
     get connectionCount() {
-      return connections.size;
+      let n = 0;
+      for (const c of connections) if (c.finished) n++;
+      return n;
+    },
+    get unfinishedCount() {
+      return listener.handshakeCount;
+    },
+    get replayHits() {
+      return replay?.hits ?? 0;
     },
     close() {
       closing ??= (async () => {
@@ -131,84 +180,31 @@ interface ConnectionDeps {
   router: ProductRouter;
   limiter: RateLimitedLog;
   logger: Logger;
+  aes: boolean;
+  replay: ReplayCache | null;
 }
 
-/** One established connection: dispatch and flow control. */
+/** Why a first frame is not valid: the codec's reasons, and a token already reserved. */
+type FirstFrameProblem = RequestProblem | 'token-reserved';
+
+/** One connection after its handshake: the first-frame rule, dispatch and flow control. */
 class AgentConnection {
-  private inFlight = 0;
-  private throttles = 0;
+  readonly connection: FramedConnection;
   readonly closed: Promise<void>;
+  private session: Session | null = null;
+  private sawFrame = false;
+  /** Meta requests queued or running; their replies leave in this order. */
+  private metaQueued = 0;
+  private metaTail: Promise<void> = Promise.resolve();
+  private throttles = 0;
   private readonly reply = (message: Buffer): boolean => {
     // Replies count as activity too: a session is idle only when nothing moves either way.
-    this.deps.sessions.touch(this.session);
+    if (this.session) this.deps.sessions.touch(this.session);
     const ok = this.connection.send(message);
     if (!ok) this.updateFlow();
     return ok;
   };
-
-  constructor(
-    readonly connection: FramedConnection,
-    private readonly session: Session,
-    private readonly deps: ConnectionDeps,
-  ) {
-    this.closed = new Promise((resolve) => connection.once('close', () => resolve()));
-    connection.on('message', (m) => this.onMessage(m));
-    connection.on('drain', () => this.updateFlow());
-    connection.on('close', (err) => this.onClose(err));
-  }
-
-  private onMessage(message: Buffer): void {
-    const { sessions, meta, router, logger } = this.deps;
-    sessions.touch(this.session);
-    let header: ReturnType<typeof decodeRequestHeader>;
-    try {
-      header = decodeRequestHeader(message);
-    } catch (err) {
-      // No token to answer: the peer does not speak the protocol.
-      this.connection.destroy(err as Error);
-      return;
-    }
-    if (header.agentType === AgentType.Meta) {
-      this.inFlight++;
-      void meta.handle(header, this.session, this.reply).finally(() => {
-        this.inFlight--;
-        this.updateFlow();
-      });
-    } else if (isProductType(header.agentType)) {
-      try {
-        router.handle({
-          connection: this.connection,
-          session: this.session,
-          header,
-          message,
-          reply: this.reply,
-          throttle: () => this.throttle(),
-        });
-      } catch (err) {
-        logger.error({ err }, 'product router failed');
-        this.reply(
-          encodeError(
-            header.agentType,
-            header.token,
-            ErrorKind.Internal,
-            `${AGENT_TYPE_NAMES[header.agentType as AgentType]} request failed inside the agent`,
-          ),
-        );
-      }
-    } else {
-      this.reply(
-        encodeError(
-          header.agentType,
-          header.token,
-          ErrorKind.UnknownAgentType,
-          `unknown agent type ${header.agentType}: expected one of ${describeAgentTypes(true)}`,
-        ),
-      );
-    }
-    this.updateFlow();
-  }
-
-  private throttle(): () => void {
+  private readonly throttle = (): (() => void) => {
     this.throttles++;
     this.updateFlow();
     let released = false;
@@ -218,37 +214,295 @@ class AgentConnection {
       this.throttles--;
       this.updateFlow();
     };
+  };
+
+  constructor(
+    private readonly unfinished: UnfinishedConnection,
+    private readonly deps: ConnectionDeps,
+  ) {
+    const connection = unfinished.connection;
+    this.connection = connection;
+    this.closed = new Promise((resolve) => connection.once('close', () => resolve()));
+    connection.on('message', (m) => this.onMessage(m));
+    connection.on('drain', () => this.updateFlow());
+    connection.on('close', (err) => this.onClose(err));
+  }
+
+  /** True once the first valid frame has joined the connection to its session. */
+  get finished(): boolean {
+    return this.session !== null;
+  }
+
+  /** For the session registry (CloseSession, timeouts): graceful close. */
+  close(): void {
+    this.connection.close();
+  }
+
+  private onMessage(message: Buffer): void {
+    let msg: ClientMessage;
+    try {
+      msg = decodeClientMessage(message);
+    } catch (err) {
+      this.protocolError(err, 'message shorter than its header');
+      return;
+    }
+    if (this.session) {
+      this.deps.sessions.touch(this.session);
+      this.dispatch(this.session, msg, message);
+    } else {
+      this.firstFrame(msg, message);
+    }
+    this.updateFlow();
+  }
+
+  /** A frame of an unfinished connection (see the file header). */
+  private firstFrame(msg: ClientMessage, message: Buffer): void {
+    const { sessions, router, limiter, aes } = this.deps;
+    const u = this.unfinished;
+    if (!this.sawFrame) {
+      this.sawFrame = true;
+      if (sessions.belongsToOther(u.sessionId, u.principal)) {
+        limiter.warn(
+          'session-refused',
+          { remote: u.remote, session: u.sessionId },
+          'connection closed: the session it asked for belongs to another client',
+        );
+        this.connection.destroy();
+        return;
+      }
+    }
+    let problem: FirstFrameProblem | null = requestProblem(msg);
+    if (problem === null && isProductType(msg.agentType)) {
+      const token = readToken(msg.data)!;
+      if (router.isTokenReserved?.(u.sessionId, token)) problem = 'token-reserved';
+    }
+    if (problem !== null) {
+      if (aes) {
+        // Garbage that happened to pad correctly looks like this: answer nothing.
+        limiter.warn(
+          'first-frame-invalid',
+          { remote: u.remote, problem },
+          "connection closed: its first frame is not a valid request (mode aes: does the client use the agent's key?)",
+        );
+        this.connection.destroy();
+        return;
+      }
+      this.answerProblem(msg, problem);
+      return;
+    }
+
+    let attached: { session: Session; resumed: boolean };
+    try {
+      attached = sessions.attach(u.sessionId, u.principal, this, u.remote);
+    } catch (err) {
+      if (!(err instanceof SessionMismatchError || err instanceof SessionLimitError)) throw err;
+      limiter.warn(
+        'session-refused',
+        { remote: u.remote, session: u.sessionId, reason: err.message },
+        'connection closed: no session for it',
+      );
+      this.connection.destroy();
+      return;
+    }
+    u.finish();
+    const session = attached.session;
+    this.session = session;
+    limiter.info(
+      'connected',
+      { remote: u.remote, session: session.id, resumed: attached.resumed },
+      attached.resumed ? 'connection resumed a session' : 'connection opened a session',
+    );
+    this.dispatch(session, msg, message);
+    if (session.closed || this.connection.closed) return;
+    try {
+      router.connectionOpened?.(this.connection, session);
+    } catch (err) {
+      this.deps.logger.error({ err }, 'product router failed on connectionOpened');
+    }
+  }
+
+  /** The ordinary answer to a message that is not a valid request (modes none/ssl before the first valid frame). */
+  private answerProblem(msg: ClientMessage, problem: FirstFrameProblem): void {
+    switch (problem) {
+      case 'agent-type':
+        this.unknownAgentType(msg);
+        return;
+      case 'token':
+        this.protocolError(null, 'product data shorter than a token');
+        return;
+      case 'command':
+        if (msg.agentType === AgentType.Meta) this.unknownMeta(msg);
+        else this.unknownProduct(msg, readToken(msg.data)!);
+        return;
+      case 'arguments':
+        if (msg.agentType === AgentType.Meta) this.protocolError(null, 'meta arguments do not decode');
+        else
+          this.reply(encodeError(readToken(msg.data)!, ErrorKind.InvalidArgument, 'arguments do not decode'));
+        return;
+      case 'token-reserved':
+        this.reply(
+          encodeError(
+            readToken(msg.data)!,
+            ErrorKind.InvalidArgument,
+            'this token is reserved in the session (a process or job that has not ended)',
+          ),
+        );
+        return;
+    }
+  }
+
+  private dispatch(session: Session, msg: ClientMessage, message: Buffer): void {
+    if (msg.agentType === AgentType.Meta) {
+      this.meta(session, msg);
+      return;
+    }
+    if (!isProductType(msg.agentType)) {
+      this.unknownAgentType(msg);
+      return;
+    }
+    const token = readToken(msg.data);
+    if (token === null) {
+      this.protocolError(null, 'product data shorter than a token');
+      return;
+    }
+    const name = productCommandName(msg.command);
+    if (!name) {
+      this.unknownProduct(msg, token);
+      return;
+    }
+    try {
+      this.deps.router.handle({
+        connection: this.connection,
+        session,
+        agentType: msg.agentType,
+        name,
+        token,
+        data: msg.data,
+        message,
+        reply: this.reply,
+        throttle: this.throttle,
+      });
+    } catch (err) {
+      this.deps.logger.error({ err }, 'product router failed');
+      if (name !== 'Cancel')
+        this.reply(
+          encodeError(
+            token,
+            ErrorKind.Internal,
+            `${AGENT_TYPE_NAMES[msg.agentType]} request failed inside the agent`,
+          ),
+        );
+    }
+  }
+
+  private meta(session: Session, msg: ClientMessage): void {
+    const name = metaCommandName(msg.command);
+    if (!name) {
+      this.unknownMeta(msg);
+      return;
+    }
+    this.runMeta(session, name, msg.data);
+  }
+
+  private runMeta<N extends MetaCommand>(session: Session, name: N, data: Buffer): void {
+    let args: ReturnType<typeof decodeMetaArgs<N>>;
+    try {
+      args = decodeMetaArgs(name, data);
+    } catch (err) {
+      this.protocolError(err, `${name} arguments do not decode`);
+      return;
+    }
+    const ctx = { session, remote: this.unfinished.remote, reply: this.reply };
+    this.inOrder(() => this.deps.meta.handle(name, args, ctx));
+  }
+
+  private unknownAgentType(msg: ClientMessage): void {
+    const text = `unknown agent type ${msg.agentType}: expected one of ${describeAgentTypes(true)}`;
+    this.inOrder(() => void this.reply(encodeMetaError(msg.command, text)));
+  }
+
+  private unknownMeta(msg: ClientMessage): void {
+    this.inOrder(() => void this.reply(encodeMetaError(msg.command, `unknown meta command ${msg.command}`)));
+  }
+
+  private unknownProduct(msg: ClientMessage, token: number): void {
+    const product = AGENT_TYPE_NAMES[msg.agentType as AgentType] ?? `agent type ${msg.agentType}`;
+    this.reply(encodeError(token, ErrorKind.Unsupported, `unknown ${product} command ${msg.command}`));
+  }
+
+  /**
+   * Runs a meta-channel task after every earlier one, so meta replies leave
+   * in the order the requests came. With nothing queued a synchronous task
+   * runs at once (Ping costs no promise).
+   */
+  private inOrder(task: () => void | Promise<void>): void {
+    if (this.metaQueued === 0) {
+      let result: void | Promise<void>;
+      try {
+        result = task();
+      } catch (err) {
+        this.deps.logger.error({ err }, 'meta task failed');
+        return;
+      }
+      if (!(result instanceof Promise)) return;
+      this.metaQueued++;
+      this.metaTail = result
+        .catch((err: unknown) => this.deps.logger.error({ err }, 'meta task failed'))
+        .finally(() => this.metaDone());
+      return;
+    }
+    this.metaQueued++;
+    this.metaTail = this.metaTail
+      .then(() => (this.connection.closed ? undefined : task()))
+      .catch((err: unknown) => this.deps.logger.error({ err }, 'meta task failed'))
+      .finally(() => this.metaDone());
+  }
+
+  private metaDone(): void {
+    this.metaQueued--;
+    this.updateFlow();
+  }
+
+  private protocolError(cause: unknown, what: string): void {
+    const err = isProtocolError(cause) ? cause : new ProtocolError('BAD_VALUE', what);
+    this.connection.destroy(err);
   }
 
   private updateFlow(): void {
     const c = this.connection;
     if (c.closed) return;
-    const hold = c.writableNeedDrain || this.inFlight >= MAX_META_IN_FLIGHT || this.throttles > 0;
+    const hold = c.writableNeedDrain || this.metaQueued >= MAX_META_QUEUED || this.throttles > 0;
     if (hold) c.pause();
     else c.resume();
   }
 
   private onClose(err: Error | undefined): void {
-    const { sessions, router, limiter, logger } = this.deps;
+    const { sessions, router, limiter, logger, replay } = this.deps;
     const c = this.connection;
+    const session = this.session;
+    const fields: Record<string, unknown> = { remote: this.unfinished.remote, session: session?.id ?? null };
     if (err && isProtocolError(err)) {
+      if (err.code === 'REPLAYED') fields.replayHits = replay?.hits ?? 0;
+      // In mode aes every failure is told the same way to the peer; the log may say more.
       const hint =
         err.code === 'DECRYPT_FAILED' ? ' (does the client use the same AES key as the agent?)' : '';
       limiter.warn(
         'protocol-error',
-        { remote: c.remoteAddress, session: this.session.id, code: err.code, reason: err.message },
+        { ...fields, code: err.code, reason: err.message },
         `protocol error, connection closed${hint}`,
       );
     } else {
       limiter.info(
         'disconnected',
-        { remote: c.remoteAddress, session: this.session.id, ...(err ? { reason: err.message } : {}) },
+        { ...fields, ...(err ? { reason: err.message } : {}) },
         'connection closed',
       );
     }
-    sessions.detach(this.session, c);
+    this.unfinished.finish();
+    if (!session) return;
+    sessions.detach(session, this);
     try {
-      router.connectionClosed(c, this.session);
+      router.connectionClosed(c, session);
     } catch (e) {
       logger.error({ err: e }, 'product router failed on connectionClosed');
     }

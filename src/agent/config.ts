@@ -10,10 +10,12 @@
  *     <Listener Enabled="true">
  *       <Encryption Mode="none|ssl|aes"><Key>hex</Key><CertificateFile/><KeyFile/></Encryption>
  *       <Address>0.0.0.0</Address> <Port>46336</Port>
- *       <MaxConcurrentHandshakes>100</MaxConcurrentHandshakes> <HandshakeTimeout>10</HandshakeTimeout>
+ *       <MaxConcurrentHandshakes>100</MaxConcurrentHandshakes> <MaxHandshakesPerAddress>32</MaxHandshakesPerAddress>
+ *       <HandshakeTimeout>30</HandshakeTimeout>
  *       <AllowedAddresses>127.0.0.1;10.0.0.0/8;::1;fd00::/8</AllowedAddresses>
- *       <MaxMessageSize>16777216</MaxMessageSize>
+ *       <MaxMessageSize>67108864</MaxMessageSize>
  *     </Listener>
+ *     <Connections Enabled="false">…</Connections>   (outbound mode: not in this version; a warning)
  *   </InedoAgentConfig>
  *
  * Every problem is a `ConfigError` naming the element, and stops the start.
@@ -27,7 +29,7 @@ import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { XMLParser, XMLValidator } from 'fast-xml-parser';
+import { XMLValidator } from 'fast-xml-parser';
 import {
   AGENT_TYPE_NAMES,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -39,10 +41,21 @@ import {
   parseAesKeyHex,
 } from '../protocol/index.js';
 import { type EncryptionMode, thumbprintOfDer } from '../transport/index.js';
+import {
+  ConfigError,
+  Element,
+  parseInteger,
+  parser,
+  parseSeconds,
+  ROOT_ELEMENT,
+  type XmlObject,
+} from './config-xml.js';
 import { Secret } from './secret.js';
 
+export { type ConfigTemplate, escapeXml, renderConfigXml } from './config-render.js';
+export { ConfigError, ROOT_ELEMENT } from './config-xml.js';
+
 export const CONFIG_FILE_NAME = 'InedoAgent.config';
-export const ROOT_ELEMENT = 'InedoAgentConfig';
 
 export const DEFAULTS = {
   address: '0.0.0.0',
@@ -52,19 +65,10 @@ export const DEFAULTS = {
   maxProcessesPerSession: 64,
   maxOpenFilesPerSession: 1024,
   maxConcurrentHandshakes: 100,
-  handshakeTimeoutSeconds: 10,
+  maxHandshakesPerAddress: 32,
+  handshakeTimeoutSeconds: 30,
   maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
 } as const;
-
-/** A problem in the configuration; `element` is the path of the offending element (`Listener/Port`). */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly element: string;
-  constructor(element: string, problem: string) {
-    super(`${element}: ${problem}`);
-    this.element = element;
-  }
-}
 
 /** One entry of Listener/AllowedAddresses: an address or a CIDR range. */
 export interface AddressRule {
@@ -95,7 +99,11 @@ export interface ListenerConfig {
   address: string;
   /** 0 lets the OS pick a free port (it is logged on start). */
   port: number;
+  /** Unfinished handshakes (accept → first valid frame) at once, over all addresses (§6). */
   maxConcurrentHandshakes: number;
+  /** Unfinished handshakes at once from one remote address (§6). */
+  maxHandshakesPerAddress: number;
+  /** Accept → first valid frame (§2). */
   handshakeTimeoutMs: number;
   /** Empty: every address may connect. */
   allowedAddresses: AddressRule[];
@@ -108,8 +116,9 @@ export interface AgentConfig {
   /** Relative paths were resolved against this directory. */
   configDir: string;
   logFile: string | null;
+  /** UpdateAgent files go to `<this>/<instance>/<product>/{binaries,extensions}` (§5.1). */
   extensionCachePath: string;
-  /** Root path per product agent type (1 BuildMaster, 2 Otter, 3 Hedgehog). */
+  /** Root path per product agent type (1 Otter, 2 BuildMaster, 3 Hedgehog). */
   rootPaths: Record<ProductType, string>;
   /** Absolute directories product file/process paths must stay inside; null = unrestricted. */
   allowedRoots: string[] | null;
@@ -165,19 +174,6 @@ export async function findConfigFile(explicit?: string, cwd = process.cwd()): Pr
 
 // ------------------------------------------------------------------ parsing
 
-type XmlObject = Record<string, unknown>;
-
-const parser = new XMLParser({
-  ignoreAttributes: false,
-  attributeNamePrefix: '@_',
-  parseTagValue: false,
-  parseAttributeValue: false,
-  trimValues: true,
-  ignoreDeclaration: true,
-  ignorePiTags: true,
-  isArray: (_name, _jpath, _isLeaf, isAttribute) => !isAttribute,
-});
-
 const TOP_ELEMENTS = [
   'LogFile',
   'ExtensionCachePath',
@@ -190,111 +186,20 @@ const TOP_ELEMENTS = [
   'MaxProcessesPerSession',
   'MaxOpenFilesPerSession',
   'Listener',
+  'Connections',
 ];
 const LISTENER_ELEMENTS = [
   'Encryption',
   'Address',
   'Port',
   'MaxConcurrentHandshakes',
+  'MaxHandshakesPerAddress',
   'HandshakeTimeout',
   'AllowedAddresses',
   'MaxMessageSize',
 ];
-const ENCRYPTION_ELEMENTS = ['Key', 'CertificateFile', 'KeyFile'];
+const ENCRYPTION_ELEMENTS = ['Key', 'CertificateName', 'CertificateFile', 'KeyFile'];
 
-/** One element of the parsed tree with its path, for checked access. */
-class Element {
-  constructor(
-    readonly path: string,
-    private readonly obj: XmlObject,
-  ) {}
-
-  /** Warns about children and attributes that are not in the lists. */
-  checkUnknown(elements: string[], attributes: string[], warnings: string[]): void {
-    for (const key of Object.keys(this.obj)) {
-      if (key === '#text') {
-        if (String(this.obj[key]).trim() !== '')
-          warnings.push(`${this.path || ROOT_ELEMENT}: unexpected text ignored`);
-      } else if (key.startsWith('@_')) {
-        const name = key.slice(2);
-        if (!attributes.includes(name))
-          warnings.push(`${this.childPath(`@${name}`)}: unknown attribute, ignored`);
-      } else if (!elements.includes(key)) {
-        warnings.push(`${this.childPath(key)}: unknown element, ignored`);
-      }
-    }
-  }
-
-  private single(name: string): unknown {
-    const v = this.obj[name];
-    if (v === undefined) return undefined;
-    const arr = v as unknown[];
-    if (arr.length > 1) throw new ConfigError(this.childPath(name), 'appears more than once');
-    return arr[0];
-  }
-
-  private childPath(name: string): string {
-    return this.path ? `${this.path}/${name}` : name;
-  }
-
-  child(name: string): Element | undefined {
-    const v = this.single(name);
-    if (v === undefined) return undefined;
-    const path = this.childPath(name);
-    if (typeof v === 'string') {
-      if (v.trim() !== '') throw new ConfigError(path, 'expected child elements, found text');
-      return new Element(path, {});
-    }
-    return new Element(path, v as XmlObject);
-  }
-
-  /** Trimmed text of a child element; undefined when absent or empty. */
-  text(name: string): string | undefined {
-    const v = this.single(name);
-    if (v === undefined) return undefined;
-    const path = this.childPath(name);
-    let t: string;
-    if (typeof v === 'string') t = v;
-    else {
-      const o = v as XmlObject;
-      if (Object.keys(o).some((k) => k !== '#text' && !k.startsWith('@_')))
-        throw new ConfigError(path, 'expected text, found child elements');
-      t = o['#text'] === undefined ? '' : String(o['#text']);
-    }
-    t = t.trim();
-    return t === '' ? undefined : t;
-  }
-
-  attr(name: string): string | undefined {
-    const v = this.obj[`@_${name}`];
-    return v === undefined ? undefined : String(v).trim();
-  }
-}
-
-function parseSeconds(el: Element, name: string, fallback: number, max: number): number {
-  const t = el.text(name);
-  if (t === undefined) return fallback * 1000;
-  const path = el.path ? `${el.path}/${name}` : name;
-  if (!/^\d+(\.\d+)?$/.test(t))
-    throw new ConfigError(path, `"${t}" is not a number of seconds (e.g. 10 or 2.5)`);
-  const v = Number(t);
-  if (v <= 0 || v > max)
-    throw new ConfigError(path, `${t} seconds is out of range: must be above 0 and at most ${max}`);
-  return Math.max(1, Math.round(v * 1000));
-}
-
-function parseInteger(el: Element, name: string, fallback: number, min: number, max: number): number {
-  const t = el.text(name);
-  if (t === undefined) return fallback;
-  const path = el.path ? `${el.path}/${name}` : name;
-  if (!/^\d+$/.test(t)) throw new ConfigError(path, `"${t}" is not a whole number`);
-  const v = Number(t);
-  if (v < min || v > max)
-    throw new ConfigError(path, `${t} is out of range: must be between ${min} and ${max}`);
-  return v;
-}
-
-/** Parses an AllowedAddresses list: entries separated by ';', ',' or white space. */
 export function parseAddressRules(text: string, element = 'Listener/AllowedAddresses'): AddressRule[] {
   const rules: AddressRule[] = [];
   for (const raw of text.split(/[;,\s]+/)) {
@@ -367,6 +272,7 @@ export async function parseConfig(
   const root = new Element('', typeof rootValues[0] === 'object' ? (rootValues[0] as XmlObject) : {});
   const warnings: string[] = [];
   root.checkUnknown(TOP_ELEMENTS, [], warnings);
+  checkConnections(root.child('Connections'), warnings);
 
   const configDir = configPath ? dirname(resolve(cwd, configPath)) : cwd;
   const pathOf = (name: string, fallback: string): string => {
@@ -472,6 +378,13 @@ export async function parseConfig(
         1,
         100_000,
       ),
+      maxHandshakesPerAddress: parseInteger(
+        listenerEl,
+        'MaxHandshakesPerAddress',
+        DEFAULTS.maxHandshakesPerAddress,
+        1,
+        100_000,
+      ),
       handshakeTimeoutMs: parseSeconds(
         listenerEl,
         'HandshakeTimeout',
@@ -490,6 +403,24 @@ export async function parseConfig(
     warnings,
   };
   return config;
+}
+
+/**
+ * Outbound mode (§8) is not in this version: an enabled <Connections> is
+ * said loudly at start (the agent still listens as configured), never
+ * silently taken as working.
+ */
+function checkConnections(el: Element | undefined, warnings: string[]): void {
+  if (!el) return;
+  const enabled = el.attr('Enabled');
+  if (enabled === undefined) return;
+  const e = enabled.toLowerCase();
+  if (e !== 'true' && e !== 'false')
+    throw new ConfigError('Connections/@Enabled', `"${enabled}" must be true or false`);
+  if (e === 'true')
+    warnings.push(
+      'Connections: outbound mode is not supported by this version of Outpost; no server is dialed',
+    );
 }
 
 async function parseEncryption(
@@ -521,6 +452,7 @@ async function parseEncryption(
     thumbprint: null,
   };
   const keyText = el.text('Key');
+  const certNameText = el.text('CertificateName');
   const certText = el.text('CertificateFile');
   const keyFileText = el.text('KeyFile');
 
@@ -545,6 +477,12 @@ async function parseEncryption(
   }
 
   // mode ssl
+  if (certText === undefined && certNameText !== undefined)
+    throw new ConfigError(
+      `${E}/CertificateName`,
+      'certificate stores are not supported by Outpost; give <CertificateFile> and <KeyFile> (PEM) instead',
+    );
+  if (certNameText !== undefined) warnings.push(`${E}/CertificateName: ignored; CertificateFile is used`);
   if (certText === undefined)
     throw new ConfigError(`${E}/CertificateFile`, 'missing: mode ssl needs a PEM certificate file');
   if (keyFileText === undefined)
@@ -634,78 +572,9 @@ export function describeConfig(config: AgentConfig): Record<string, unknown> {
     allowedRoots: config.allowedRoots,
     maxMessageSize: l.maxMessageSize,
     maxConcurrentHandshakes: l.maxConcurrentHandshakes,
+    maxHandshakesPerAddress: l.maxHandshakesPerAddress,
     handshakeTimeoutMs: l.handshakeTimeoutMs,
     logFile: config.logFile,
     extensionCachePath: config.extensionCachePath,
   };
-}
-
-// ------------------------------------------------------------------ writing
-
-/** What `renderConfigXml` writes; omitted values are left to the defaults. */
-export interface ConfigTemplate {
-  mode: EncryptionMode;
-  /** Mode aes: key as hex. */
-  keyHex?: string;
-  certificateFile?: string;
-  keyFile?: string;
-  address?: string;
-  port?: number;
-  allowedAddresses?: string[];
-  allowedRoots?: string[];
-  logFile?: string;
-  extensionCachePath?: string;
-  rootPaths?: Partial<Record<'BuildMaster' | 'Otter' | 'Hedgehog', string>>;
-  sessionIdleTimeout?: number;
-  detachedSessionTimeout?: number;
-  maxProcessesPerSession?: number;
-  maxOpenFilesPerSession?: number;
-  maxConcurrentHandshakes?: number;
-  handshakeTimeout?: number;
-  maxMessageSize?: number;
-  /** Raw XML appended inside <Listener> and inside the root (tests, advanced use). */
-  extraListenerXml?: string;
-  extraXml?: string;
-}
-
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
-
-/** Renders a config document (used by `outpost init`, `outpost start` and tests). */
-export function renderConfigXml(t: ConfigTemplate): string {
-  const el = (indent: string, name: string, v: string | number | undefined) =>
-    v === undefined ? '' : `${indent}<${name}>${escapeXml(String(v))}</${name}>\n`;
-  const i1 = '  ';
-  const i2 = '    ';
-  const i3 = '      ';
-  let x = '<?xml version="1.0" encoding="utf-8"?>\n';
-  x += `<${ROOT_ELEMENT}>\n`;
-  x += el(i1, 'LogFile', t.logFile);
-  x += el(i1, 'ExtensionCachePath', t.extensionCachePath);
-  x += el(i1, 'BuildMasterRootPath', t.rootPaths?.BuildMaster);
-  x += el(i1, 'OtterRootPath', t.rootPaths?.Otter);
-  x += el(i1, 'HedgehogRootPath', t.rootPaths?.Hedgehog);
-  x += el(i1, 'AllowedRoots', t.allowedRoots?.join(';'));
-  x += el(i1, 'SessionIdleTimeout', t.sessionIdleTimeout);
-  x += el(i1, 'DetachedSessionTimeout', t.detachedSessionTimeout);
-  x += el(i1, 'MaxProcessesPerSession', t.maxProcessesPerSession);
-  x += el(i1, 'MaxOpenFilesPerSession', t.maxOpenFilesPerSession);
-  x += `${i1}<Listener Enabled="true">\n`;
-  x += `${i2}<Encryption Mode="${t.mode}">\n`;
-  x += el(i3, 'Key', t.keyHex);
-  x += el(i3, 'CertificateFile', t.certificateFile);
-  x += el(i3, 'KeyFile', t.keyFile);
-  x += `${i2}</Encryption>\n`;
-  x += el(i2, 'Address', t.address);
-  x += el(i2, 'Port', t.port);
-  x += el(i2, 'MaxConcurrentHandshakes', t.maxConcurrentHandshakes);
-  x += el(i2, 'HandshakeTimeout', t.handshakeTimeout);
-  x += el(i2, 'AllowedAddresses', t.allowedAddresses?.join(';'));
-  x += el(i2, 'MaxMessageSize', t.maxMessageSize);
-  if (t.extraListenerXml) x += `${i2}${t.extraListenerXml}\n`;
-  x += `${i1}</Listener>\n`;
-  if (t.extraXml) x += `${i1}${t.extraXml}\n`;
-  x += `</${ROOT_ELEMENT}>\n`;
-  return x;
 }

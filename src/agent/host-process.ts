@@ -1,38 +1,24 @@
 /**
- * One product host child process, seen from the agent: spawns it, frames
- * requests onto its private pipe (fd 3), hands replies back by route, probes
- * its liveness, and reports its death. The host runs with the agent's user
- * and environment; a crash or leak in it never takes the agent down.
+ * One product host child process, seen from the agent: spawns it, carries
+ * wire messages to and from it over its private pipe (fd 3) with the one
+ * pipe-end class (`PipeConnection`), probes its liveness with Ping control
+ * messages, and reports its death. The host runs with the agent's user and
+ * environment; a crash or leak in it never takes the agent down.
+ *
+ * Control (src/protocol/pipe.ts): the agent's first message is Init with the
+ * host's `HostSettings` (a spare waits for it until it is assigned); the
+ * host sends a Ping when it is up and echoes the agent's Pings; Shutdown
+ * asks it to end its processes and exit.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import {
-  encodeControl,
-  encodeHostFrame,
-  FrameDecoder,
-  HOST_BOOT_FRAME_LIMIT,
-  HOST_CONTROL,
-  HOST_COPY_THRESHOLD,
-  HostControl,
-  hostFrameHeader,
-  NO_ROUTE,
-  splitHostFrame,
-} from '../protocol/index.js';
-
-/** Settings the host reads from its environment (mirrors src/host/types.ts HostContext). */
-export interface HostSettings {
-  rootPath: string;
-  baseDirectory: string;
-  allowedRoots: string[] | null;
-  maxMessageSize: number;
-  maxOpenFiles: number;
-  maxProcesses: number;
-}
+import { HOST_BOOT_FRAME_LIMIT, HostControl, type HostSettings } from '../protocol/index.js';
+import { PipeConnection } from '../transport/index.js';
 
 /** Where a host's output goes; replaced when a spare is assigned to a session. */
 export interface HostHandlers {
-  /** Replies and events from the host. */
+  /** Replies and events from the host (wire messages, by route). */
   onMessage(route: number, message: Buffer): void;
   /** Called once when the host is gone, whatever the reason. */
   onExit(reason: string): void;
@@ -49,6 +35,8 @@ export interface HostProcessOptions extends Partial<HostHandlers> {
   heartbeatTimeoutMs?: number;
   /** A host that has not said it is up within this is killed (ms). */
   startupTimeoutMs?: number;
+  /** Largest pipe frame accepted from the host (default: the boot limit). */
+  frameLimit?: number;
 }
 
 function hostEntry(): { script: string; execArgv: string[] } {
@@ -65,8 +53,7 @@ function hostEntry(): { script: string; execArgv: string[] } {
 
 export class HostProcess {
   private readonly child: ChildProcess;
-  private readonly pipe: Socket;
-  private readonly decoder: FrameDecoder;
+  private readonly pipe: PipeConnection;
   private handlers: HostHandlers;
   private assigned = false;
   private exited = false;
@@ -74,17 +61,11 @@ export class HostProcess {
   private heartbeat: NodeJS.Timeout | null = null;
   private probeSentAt = 0;
   private probeToken = 0;
-  private pauses = 0;
   /** The host has said it is up (its first frame). */
   private ready = false;
   private readonly startedAt = Date.now();
   /** Requests sent and not yet answered (maintained by the caller via busy()). */
   private outstanding = 0;
-  private corked = false;
-  private readonly uncork = (): void => {
-    this.corked = false;
-    this.pipe.uncork();
-  };
 
   constructor(opts: HostProcessOptions) {
     this.handlers = {
@@ -92,13 +73,13 @@ export class HostProcess {
       onExit: opts.onExit ?? (() => {}),
       ...(opts.onLog ? { onLog: opts.onLog } : {}),
     };
-    this.decoder = new FrameDecoder(HOST_BOOT_FRAME_LIMIT);
     const { script, execArgv } = hostEntry();
     this.child = spawn(process.execPath, [...execArgv, script], {
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
       windowsHide: true,
     });
-    this.pipe = this.child.stdio[3] as Socket;
+    const socket = this.child.stdio[3] as Socket;
+    this.pipe = new PipeConnection(socket, opts.frameLimit ?? HOST_BOOT_FRAME_LIMIT);
     for (const s of [this.child.stdout, this.child.stderr]) {
       s?.setEncoding('utf8');
       let partial = '';
@@ -109,10 +90,21 @@ export class HostProcess {
         for (const l of lines) if (l) this.handlers.onLog?.(l);
       });
     }
-    this.pipe.on('data', (chunk: Buffer) => this.onData(chunk));
+    this.pipe.on('message', (route, message) => {
+      this.ready = true;
+      this.handlers.onMessage(route, message);
+    });
+    this.pipe.on('control', (message) => {
+      // The host's "I am up", or the echo of a probe: either way it is alive.
+      if (message.control === HostControl.Ping) {
+        this.ready = true;
+        this.probeSentAt = 0;
+      }
+    });
+    this.pipe.on('corrupt', (err) => this.kill(`corrupt pipe: ${err.message}`));
     // A broken pipe usually means the host just died: let 'exit' tell why,
     // and kill it only if it lingers.
-    this.pipe.on('error', () => {
+    socket.on('error', () => {
       setTimeout(() => this.kill('its pipe broke'), 1000).unref();
     });
     this.child.on('error', (err) => this.finish(`could not start: ${err.message}`));
@@ -133,8 +125,8 @@ export class HostProcess {
   }
 
   /**
-   * Gives the host its settings (first message on the pipe) and, for a
-   * spare, the handlers of the session that takes it.
+   * Gives the host its settings (Init, its first message) and, for a spare,
+   * the handlers of the session that takes it.
    */
   assign(settings: HostSettings, handlers?: HostHandlers): void {
     if (this.assigned) throw new Error('host already assigned');
@@ -144,8 +136,7 @@ export class HostProcess {
       queueMicrotask(() => this.handlers.onExit(this.exitReason || 'exited before it was used'));
       return;
     }
-    const json = Buffer.from(JSON.stringify(settings), 'utf8');
-    this.pipe.write(encodeHostFrame(NO_ROUTE, encodeControl(HostControl.Init, 0, json)));
+    this.pipe.sendControl({ control: HostControl.Init, settings });
   }
 
   get pid(): number | undefined {
@@ -166,52 +157,25 @@ export class HostProcess {
     this.outstanding = Math.max(0, this.outstanding + delta);
   }
 
-  /** Sends one wire message for `route`. Returns false when the pipe is full. */
-  send(route: number, message: Uint8Array): boolean {
+  /** Sends one wire message for `route` as it is. Returns false when the pipe is full. */
+  send(route: number, message: Buffer): boolean {
     if (this.exited) return true;
-    // Requests sent in one tick leave in one writev (corked until the next tick).
-    if (!this.corked) {
-      this.corked = true;
-      this.pipe.cork();
-      process.nextTick(this.uncork);
-    }
-    if (message.length < HOST_COPY_THRESHOLD) return this.pipe.write(encodeHostFrame(route, message));
-    // Large payloads (file chunks) are not copied: header, then the message.
-    this.pipe.write(hostFrameHeader(route, message.length));
-    return this.pipe.write(message);
+    return this.pipe.send(route, message);
   }
 
-  onceDrain(cb: () => void): void {
-    if (this.exited || !this.pipe.writableNeedDrain) cb();
-    else this.pipe.once('drain', cb);
+  /** Resolves when the pipe can take more — or when the host is gone, since then nothing will drain. */
+  whenWritable(): Promise<void> {
+    if (this.exited) return Promise.resolve();
+    return this.pipe.whenWritable();
   }
 
   /** Stops reading host output (nested; every pause needs one resume). */
   pause(): void {
-    if (this.pauses++ === 0) this.pipe.pause();
+    this.pipe.pause();
   }
 
   resume(): void {
-    if (this.pauses > 0 && --this.pauses === 0) this.pipe.resume();
-  }
-
-  private onData(chunk: Buffer): void {
-    let frames: Buffer[];
-    try {
-      frames = this.decoder.push(chunk);
-    } catch (err) {
-      this.kill(`corrupt pipe: ${String(err)}`);
-      return;
-    }
-    this.ready = true;
-    for (const f of frames) {
-      const { route, message } = splitHostFrame(f);
-      if (route === NO_ROUTE && message[0] === HOST_CONTROL) {
-        this.probeSentAt = 0;
-        continue;
-      }
-      this.handlers.onMessage(route, message);
-    }
+    this.pipe.resume();
   }
 
   private probe(timeout: number, startup: number): void {
@@ -227,7 +191,8 @@ export class HostProcess {
     }
     if (this.outstanding === 0) return;
     this.probeSentAt = Date.now();
-    this.pipe.write(encodeHostFrame(NO_ROUTE, encodeControl(HostControl.Ping, ++this.probeToken)));
+    this.probeToken = (this.probeToken + 1) | 0;
+    this.pipe.sendControl({ control: HostControl.Ping, token: this.probeToken });
   }
 
   /** Kills the host at once; onExit follows with `reason`. */
@@ -242,7 +207,7 @@ export class HostProcess {
     if (this.exited) return;
     const done = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     this.exitReason ||= 'shut down';
-    this.pipe.write(encodeHostFrame(NO_ROUTE, encodeControl(HostControl.Shutdown, 0)));
+    this.pipe.sendControl({ control: HostControl.Shutdown });
     const timer = setTimeout(() => this.kill('did not shut down in time'), graceMs);
     await done;
     clearTimeout(timer);
@@ -252,7 +217,9 @@ export class HostProcess {
     if (this.exited) return;
     this.exited = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
-    this.pipe.destroy();
+    // Whoever waits for the pipe to drain would wait forever (issue 18, item 1).
+    this.pipe.releaseWaiters();
+    this.pipe.socket.destroy();
     this.handlers.onExit(reason);
   }
 }

@@ -1,15 +1,17 @@
 /**
  * The real product router: each session gets a `SessionHosts` (one host
  * process per product type, started on first use); product requests are
- * forwarded to it, replies come back to the connection that asked, and
- * process events to whichever connection of the session is attached.
+ * forwarded to it as they came, replies go back to the connection that
+ * asked, and the messages of reserved tokens (processes, jobs) to the
+ * connection that started them, or to the next one that attaches.
  */
-
-import type { ProductType } from '../protocol/index.js';
+import { join } from 'node:path';
+import { type HostSettings, PRODUCT_NAMES, type ProductType, pipeFrameLimit } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
-import { HostPool, type HostSettings } from './host-process.js';
+import { HostPool } from './host-process.js';
 import type { Logger } from './log.js';
+import { instanceName } from './meta.js';
 import type { ProductRequestContext, ProductRouter } from './product.js';
 import { type RouteConnection, SessionHosts } from './session-hosts.js';
 import type { Session } from './sessions.js';
@@ -92,20 +94,29 @@ export class HostRouter implements ProductRouter {
       spares: Number.isInteger(spares) && spares >= 0 ? spares : 1,
       ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
       ...(opts.heartbeatTimeoutMs !== undefined ? { heartbeatTimeoutMs: opts.heartbeatTimeoutMs } : {}),
+      frameLimit: pipeFrameLimit(opts.config.listener.maxMessageSize),
       onLog: (line) => opts.logger.warn({ line }, 'spare host output'),
     });
   }
 
-  private settingsFor(agentType: number): HostSettings {
+  private settingsFor(agentType: ProductType, session: Session): HostSettings {
     const c = this.opts.config;
-    const root = c.rootPaths[agentType as ProductType];
+    const root = c.rootPaths[agentType];
     return {
+      agentType,
       rootPath: root,
       baseDirectory: root,
       allowedRoots: c.allowedRoots,
       maxMessageSize: c.listener.maxMessageSize,
       maxOpenFiles: c.maxOpenFilesPerSession,
       maxProcesses: c.maxProcessesPerSession,
+      // UpdateAgent's files for the client that created the session (§5.1).
+      extensionPath: join(
+        c.extensionCachePath,
+        instanceName(session.remote),
+        PRODUCT_NAMES[agentType],
+        'extensions',
+      ),
     };
   }
 
@@ -127,7 +138,7 @@ export class HostRouter implements ProductRouter {
       hosts = new SessionHosts({
         sessionId: session.id,
         pool: this.pool,
-        settingsFor: (t) => this.settingsFor(t),
+        settingsFor: (t) => this.settingsFor(t, session),
         detachedBufferBytes: this.opts.detachedBufferBytes,
         // A session with running processes never idles out.
         onBusyChange: (busy) => {
@@ -153,9 +164,11 @@ export class HostRouter implements ProductRouter {
     const hosts = this.hostsFor(ctx.session);
     const route = this.route(ctx.connection);
     route.throttle = ctx.throttle;
-    hosts.attach(route);
-    const { agentType, token, command } = ctx.header;
-    hosts.request(route, agentType, token, command, ctx.message);
+    hosts.request(route, ctx.agentType, ctx.name, ctx.token, ctx.data, ctx.message);
+  }
+
+  isTokenReserved(sessionId: number, token: number): boolean {
+    return this.sessions.get(sessionId)?.isReserved(token) ?? false;
   }
 
   connectionOpened(connection: FramedConnection, session: Session): void {

@@ -1,28 +1,46 @@
 /**
- * The TCP listener: accepts connections, filters them by address, admits
- * them into the handshake (see admission.ts), runs the handshake under
- * HandshakeTimeout, binds the connection to a session and hands it on.
+ * The TCP listener: accepts connections, filters them by address, counts
+ * them against the handshake caps, runs the handshake, and hands the
+ * connection on — still *unfinished* — to the agent, which finishes it at
+ * its first valid frame (agent.ts).
  *
  * Order for every accepted socket:
  *   1. AllowedAddresses (net.BlockList; IPv4-mapped IPv6 peers are checked as
  *      IPv4 too) — refused sockets are destroyed before a byte is read
  *      (the server uses pauseOnConnect);
- *   2. the HandshakeTimeout clock starts (it covers waiting for admission);
- *   3. admission (MaxConcurrentHandshakes);
- *   4. the handshake; failures close the socket and are logged, rate-limited.
+ *   2. the HandshakeTimeout clock starts: it covers everything up to the
+ *      first valid frame (§2);
+ *   3. the caps (admission.ts) count it until then, and may close it to make
+ *      room for a newcomer;
+ *   4. the handshake (24-byte hello, reply, TLS in mode ssl); failures close
+ *      the socket with nothing more written and are logged, rate-limited.
  */
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
-import { isProtocolError } from '../protocol/index.js';
+import { isProtocolError, type ReplayCache } from '../protocol/index.js';
 import { acceptHandshake, type FramedConnection, HandshakeError } from '../transport/index.js';
-import { HandshakeAdmission } from './admission.js';
+import { type AdmissionTicket, HandshakeCaps } from './admission.js';
 import { type AddressRule, ConfigError, type ListenerConfig } from './config.js';
 import type { Logger, RateLimitedLog } from './log.js';
-import { aesPrincipal, type Session, SessionMismatchError, type SessionRegistry } from './sessions.js';
+import { addressPrincipal, aesPrincipal, type SessionRegistry } from './sessions.js';
 
 const KEEPALIVE_DELAY_MS = 30_000;
-/** How long a handshake may run before a newcomer may evict it when all slots are taken. */
-export function stallGraceMs(handshakeTimeoutMs: number): number {
-  return Math.min(1000, Math.max(50, Math.floor(handshakeTimeoutMs / 4)));
+
+/** What the agent gets with a connection whose handshake is done but which has sent no valid frame yet. */
+export interface UnfinishedConnection {
+  connection: FramedConnection;
+  /** Remote address (IPv4-mapped IPv6 as IPv4). */
+  remote: string;
+  /** The ID the hello asked for (0: a new session). */
+  requestedSessionId: number;
+  /** The ID granted in the reply. */
+  sessionId: number;
+  /** The connection's principal (§2). */
+  principal: string;
+  /**
+   * The first valid frame arrived: stop counting this connection against the
+   * caps and HandshakeTimeout. Idempotent.
+   */
+  finish(): void;
 }
 
 export interface ListenerDeps {
@@ -30,7 +48,11 @@ export interface ListenerDeps {
   logger: Logger;
   limiter: RateLimitedLog;
   sessions: SessionRegistry;
-  onEstablished(connection: FramedConnection, session: Session, resumed: boolean): void;
+  /** Packed agent version for the handshake reply. */
+  agentVersion: number;
+  /** The process-wide replay cache (mode aes; null otherwise). */
+  replay: ReplayCache | null;
+  onHandshake(unfinished: UnfinishedConnection): void;
 }
 
 /** Builds the address filter; null when every address is allowed. */
@@ -59,18 +81,21 @@ export function plainAddress(address: string): string {
 
 export class Listener {
   private readonly server: Server;
-  private readonly admission: HandshakeAdmission;
+  readonly caps: HandshakeCaps;
   private readonly allowed: ((address: string) => boolean) | null;
-  private readonly handshaking = new Set<Socket>();
+  /** Sockets not yet past their first valid frame, to drop on close. */
+  private readonly unfinished = new Set<Socket>();
+  private readonly principalOfKey: string | null;
   private closing = false;
 
   constructor(private readonly deps: ListenerDeps) {
     const c = deps.config;
     this.allowed = buildAddressFilter(c.allowedAddresses);
-    this.admission = new HandshakeAdmission({
-      max: c.maxConcurrentHandshakes,
-      graceMs: stallGraceMs(c.handshakeTimeoutMs),
+    this.caps = new HandshakeCaps({
+      maxTotal: c.maxConcurrentHandshakes,
+      maxPerAddress: c.maxHandshakesPerAddress,
     });
+    this.principalOfKey = c.encryption.mode === 'aes' ? aesPrincipal(c.encryption.key!.reveal()) : null;
     this.server = createServer({
       pauseOnConnect: true,
       noDelay: true,
@@ -81,9 +106,9 @@ export class Listener {
     this.server.on('error', (err) => deps.logger.error({ err }, 'listener error'));
   }
 
-  /** Number of connections in the handshake (running or waiting). */
+  /** Connections accepted and not yet past their first valid frame. */
   get handshakeCount(): number {
-    return this.handshaking.size;
+    return this.unfinished.size;
   }
 
   /** Starts listening; errors are ConfigErrors that say what to change. */
@@ -106,13 +131,13 @@ export class Listener {
     });
   }
 
-  /** Stops accepting and drops connections still in their handshake. */
+  /** Stops accepting and drops connections that have not finished their handshake. */
   async close(): Promise<void> {
     this.closing = true;
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const s of this.handshaking) s.destroy();
-    this.handshaking.clear();
-    this.admission.clear();
+    for (const s of this.unfinished) s.destroy();
+    this.unfinished.clear();
+    this.caps.clear();
     await closed;
   }
 
@@ -134,56 +159,47 @@ export class Listener {
       return;
     }
 
-    this.handshaking.add(socket);
+    this.unfinished.add(socket);
     const abort = new AbortController();
-    let started = false;
+    // The TLS socket once there is one; destroying it closes the raw socket too.
+    let current: { destroy(): void } = socket;
+    let ticket: AdmissionTicket | null = null;
     let finished = false;
     const finish = () => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
-      this.handshaking.delete(socket);
-      if (ticket) this.admission.done(ticket);
+      this.unfinished.delete(socket);
+      if (ticket) this.caps.release(ticket);
+    };
+    const fail = (kind: string, reason: string) => {
+      if (finished) return;
+      finish();
+      abort.abort(new HandshakeError(kind, reason));
+      current.destroy();
+      socket.destroy();
+      limiter.warn('handshake-failed', { remote, reason }, 'handshake failed');
     };
     const timer = setTimeout(
-      () =>
-        abort.abort(
-          new HandshakeError('TIMEOUT', `no complete handshake within ${config.handshakeTimeoutMs} ms`),
-        ),
+      () => fail('TIMEOUT', `no valid first frame within ${config.handshakeTimeoutMs} ms of the accept`),
       config.handshakeTimeoutMs,
     );
-    socket.once('close', () => {
-      if (!started) finish();
-    });
-    abort.signal.addEventListener('abort', () => {
-      if (started) return; // the running handshake sees the abort and fails
-      const reason = (abort.signal.reason as Error).message;
-      limiter.warn('handshake-failed', { remote, reason }, 'handshake failed');
-      socket.destroy();
-      finish();
-    });
-    const ticket = this.admission.admit(
-      () => {
-        started = true;
-        this.handshake(socket, remote, abort.signal, finish).catch((err: unknown) => {
-          // A bug, not bad input: log it and drop this connection; the agent keeps running.
-          this.deps.logger.error({ err, remote }, 'internal error while setting up a connection');
-          socket.destroy();
-          finish();
-        });
-      },
-      () =>
-        abort.abort(new HandshakeError('EVICTED', 'handshake stalled while others were waiting; evicted')),
+    socket.once('close', finish);
+    ticket = this.caps.admit(remote, () =>
+      fail(
+        'EVICTED',
+        'closed to make room under Listener/MaxConcurrentHandshakes or MaxHandshakesPerAddress',
+      ),
     );
-    if (!ticket) {
-      limiter.warn(
-        'handshake-refused',
-        { remote },
-        'connection refused: too many handshakes in progress (Listener/MaxConcurrentHandshakes)',
-      );
-      socket.destroy();
+    this.handshake(socket, remote, abort.signal, finish, (c) => {
+      current = c;
+    }).catch((err: unknown) => {
+      // A bug, not bad input: log it and drop this connection; the agent keeps running.
+      this.deps.logger.error({ err, remote }, 'internal error while setting up a connection');
       finish();
-    }
+      current.destroy();
+      socket.destroy();
+    });
   }
 
   private async handshake(
@@ -191,60 +207,48 @@ export class Listener {
     remote: string,
     signal: AbortSignal,
     finish: () => void,
+    established: (c: FramedConnection) => void,
   ): Promise<void> {
     const { config, sessions, limiter } = this.deps;
     const enc = config.encryption;
-    let principal: string | undefined =
-      enc.mode === 'aes'
-        ? aesPrincipal(enc.key!.reveal())
-        : enc.mode === 'none'
-          ? `addr:${remote}`
-          : undefined;
+    let requested = 0;
     let result: Awaited<ReturnType<typeof acceptHandshake>>;
     try {
       result = await acceptHandshake(socket, {
         mode: enc.mode,
         key: enc.key?.reveal(),
         secureContext: enc.secureContext ?? undefined,
-        requestCert: true,
         maxMessageSize: config.maxMessageSize,
+        agentVersion: this.deps.agentVersion,
+        replay: this.deps.replay ?? undefined,
         signal,
-        grantSession: (hello) => sessions.proposeId(hello.sessionId, principal),
+        grantSession: (hello) => {
+          requested = hello.sessionId;
+          return sessions.proposeId(hello.sessionId);
+        },
       });
     } catch (err) {
+      if (signal.aborted) return; // timed out or evicted: already closed and logged
       finish();
       socket.destroy();
-      const reason = signal.aborted ? (signal.reason as Error).message : describeHandshakeError(err);
-      limiter.warn('handshake-failed', { remote, reason }, 'handshake failed');
+      limiter.warn('handshake-failed', { remote, reason: describeHandshakeError(err) }, 'handshake failed');
       return;
     }
-    finish();
-    const { connection, sessionId, peerCertificate } = result;
-    if (this.closing) {
+    const { connection, sessionId } = result;
+    if (this.closing || signal.aborted || socket.destroyed) {
       connection.destroy();
+      finish();
       return;
     }
-    if (enc.mode === 'ssl')
-      principal = peerCertificate ? `tls-cert:${peerCertificate.fingerprint256}` : `tls-addr:${remote}`;
-    let attached: { session: Session; resumed: boolean };
-    try {
-      attached = sessions.attach(sessionId, principal!, connection);
-    } catch (err) {
-      if (!(err instanceof SessionMismatchError)) throw err;
-      limiter.warn(
-        'session-refused',
-        { remote, sessionId },
-        'resume refused: the session belongs to another client',
-      );
-      connection.destroy();
-      return;
-    }
-    limiter.info(
-      'connected',
-      { remote, mode: enc.mode, session: sessionId, resumed: attached.resumed },
-      attached.resumed ? 'connection resumed a session' : 'connection opened a session',
-    );
-    this.deps.onEstablished(connection, attached.session, attached.resumed);
+    established(connection);
+    this.deps.onHandshake({
+      connection,
+      remote,
+      requestedSessionId: requested,
+      sessionId,
+      principal: this.principalOfKey ?? addressPrincipal(remote),
+      finish,
+    });
   }
 }
 

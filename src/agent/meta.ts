@@ -1,53 +1,47 @@
 /**
- * Meta commands (agent type 0), answered by the agent itself (PROTOCOL.md §5.1):
+ * Meta commands (agent type 0), answered by the agent itself (PROTOCOL.md
+ * §5.1), through a handler table typed by the catalog's meta command names.
+ * The agent calls them one at a time per connection, so replies leave in
+ * the order the requests came (agent.ts).
  *
- *   Ping              empty response
- *   GetAgentInfo      version, host, OS, CPU count, separator, MaxMessageSize
- *   GetAgentRootPath  the product's root path (created on demand);
- *                     an agent type other than 1–3 → Error UnknownAgentType
- *   CloseSession      replies, then ends the session and its connections
- *   UpdateAgent       stores files under ExtensionCachePath/<instance>/<Product>/,
- *                     each atomically (temp file, fsync, rename); unsafe names →
- *                     Error InvalidArgument and nothing is written
+ *   1 UpdateAgent       byte targetType | array<UpdateFile> binaries | array<UpdateFile> extensions
+ *                       → nothing on success; MetaError on failure. Files go to
+ *                       ExtensionCachePath/<instance>/<Product>/{binaries,extensions},
+ *                       each atomically (temp file, fsync, rename)
+ *   2 GetAgentRootPath  byte agentType → string path (created on demand)
+ *   3 Ping              int32 token → int32 token
+ *   4 GetAgentInfo      — → AgentInfo
+ *   5 CloseSession      — → (empty), then the session ends and the connection closes
  *
- * An unknown command code → Error UnknownCommand; arguments that do not
- * decode → Error InvalidArgument. The connection stays usable either way.
+ * A failure is `MetaError(requestCommand, message)`; the connection stays.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, unlink } from 'node:fs/promises';
-import { arch, availableParallelism, hostname, release, type, version } from 'node:os';
-import { join, sep } from 'node:path';
+import { isIP } from 'node:net';
+import { arch, hostname, release } from 'node:os';
+import { join } from 'node:path';
 import {
-  AGENT_TYPE_NAMES,
-  AgentType,
-  commandName,
-  decodeArgs,
-  ErrorKind,
-  encodeError,
-  encodeResponse,
-  encodeResult,
+  encodeMetaError,
+  encodeMetaReply,
   isProductType,
+  META_COMMANDS,
   type MetaCommand,
-  Platform,
+  PRODUCT_NAMES,
   PROTOCOL_VERSION,
-  type RequestHeader,
   type RequestOf,
-  type ResultOf,
+  SUPPORTED_AGENT_TYPES,
+  type UpdateFile,
 } from '../protocol/index.js';
+import { MODE_BYTES } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { describeAgentTypes } from './product.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import { AGENT_VERSION } from './version.js';
 
-/** A failure answered with an Error message. */
-class MetaError extends Error {
-  constructor(
-    readonly kind: ErrorKind,
-    message: string,
-  ) {
-    super(message);
-  }
+/** A failure answered with MetaError (its message goes to the client). */
+export class MetaFailure extends Error {
+  override readonly name = 'MetaFailure';
 }
 
 export interface MetaDeps {
@@ -56,23 +50,33 @@ export interface MetaDeps {
   logger: Logger;
 }
 
-type Reply = (message: Buffer) => boolean;
+/** What a meta handler may use of the connection it answers. */
+export interface MetaContext {
+  session: Session;
+  /** Remote address of the connection (IPv4-mapped IPv6 as IPv4). */
+  remote: string;
+  /** Sends a reply on the connection. */
+  reply(message: Buffer): void;
+}
+
+type MetaHandlerFn<N extends MetaCommand> = (args: RequestOf<N>, ctx: MetaContext) => void | Promise<void>;
+type MetaHandlers = { readonly [N in MetaCommand]: MetaHandlerFn<N> };
 
 const WINDOWS_DEVICE = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$/i;
 const MAX_NAME_BYTES = 255;
 
 /**
- * Why `name` is not safe as a single path component, or null if it is.
- * Refused everywhere (whatever the agent's OS, so behaviour does not depend on
- * it): empty, "." and "..", "/" "\\" ":" (separators, drive letters, NTFS
- * streams), control characters (NUL included), a trailing dot or space
- * (Windows drops them), Windows device names, more than 255 UTF-8 bytes.
- * A leading dot is allowed (".config" is a plain file name).
+ * Why `name` is not safe as a single file name, or null if it is. The
+ * contract refuses a path separator, `..` and absolute paths; Outpost also
+ * refuses, whatever its OS (so behaviour does not depend on it): empty and
+ * ".", ":" (drive letters, NTFS streams), control characters (NUL
+ * included), a trailing dot or space (Windows drops them), Windows device
+ * names, more than 255 UTF-8 bytes. A leading dot is allowed.
  */
 export function unsafeNameReason(name: string): string | null {
   if (name === '') return 'is empty';
   if (name === '.' || name === '..') return `must not be "${name}"`;
-  if (/[/\\:]/.test(name)) return 'must not contain "/", "\\" or ":"';
+  if (/[/\\:]/.test(name)) return 'must not contain "/", "\\" or ":" (a path, not a file name)';
   if (/[\x00-\x1f\x7f]/.test(name)) return 'must not contain control characters';
   if (/[. ]$/.test(name)) return 'must not end with a dot or a space';
   if (WINDOWS_DEVICE.test(name)) return 'is a reserved device name on Windows';
@@ -80,165 +84,160 @@ export function unsafeNameReason(name: string): string | null {
   return null;
 }
 
-function platformByte(): number {
-  switch (process.platform) {
-    case 'win32':
-      return Platform.Windows;
-    case 'linux':
-      return Platform.Linux;
-    case 'darwin':
-      return Platform.MacOS;
-    default:
-      return Platform.Other;
+/**
+ * The UpdateAgent instance directory for a client address (§5.1): dotted
+ * IPv4 (an IPv4-mapped IPv6 address as IPv4), else compressed IPv6 with
+ * each ':' replaced by '-'.
+ */
+export function instanceName(address: string): string {
+  const zone = address.indexOf('%');
+  const bare = zone >= 0 ? address.slice(0, zone) : address;
+  if (isIP(bare) === 4) return bare;
+  if (isIP(bare) !== 6) return bare.replace(/[^0-9A-Za-z.-]/g, '-');
+  // The URL parser writes IPv6 compressed and lower-case (RFC 5952).
+  const compressed = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(compressed);
+  if (mapped) {
+    const hi = Number.parseInt(mapped[1]!, 16);
+    const lo = Number.parseInt(mapped[2]!, 16);
+    return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   }
+  return compressed.replaceAll(':', '-');
 }
 
 export class MetaHandler {
+  private readonly startedAt = performance.now();
+  private readonly handlers: MetaHandlers = {
+    UpdateAgent: (args, ctx) => this.updateAgent(args, ctx),
+    GetAgentRootPath: async (args, ctx) => {
+      if (!isProductType(args.agentType))
+        throw new MetaFailure(
+          `unknown agent type ${args.agentType}: expected one of ${describeAgentTypes(false)}`,
+        );
+      const path = this.deps.config.rootPaths[args.agentType];
+      await mkdir(path, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+        throw new MetaFailure(`cannot create ${path} (${err.code ?? err.message})`);
+      });
+      ctx.reply(encodeMetaReply('GetAgentRootPath', { path }));
+    },
+    Ping: (args, ctx) => ctx.reply(encodeMetaReply('Ping', { token: args.token })),
+    GetAgentInfo: (_args, ctx) =>
+      ctx.reply(
+        encodeMetaReply('GetAgentInfo', {
+          product: 'Outpost',
+          version: AGENT_VERSION,
+          protocolVersion: PROTOCOL_VERSION,
+          hostName: hostname(),
+          platform: process.platform,
+          osRelease: release(),
+          arch: arch(),
+          processId: process.pid,
+          uptimeMs: Math.floor(performance.now() - this.startedAt),
+          supportedAgentTypes: Buffer.from(SUPPORTED_AGENT_TYPES),
+          encryptionMode: MODE_BYTES[this.deps.config.listener.encryption.mode],
+        }),
+      ),
+    CloseSession: (_args, ctx) => {
+      ctx.reply(encodeMetaReply('CloseSession', {}));
+      // Closes every connection of the session gracefully: the reply is flushed first.
+      this.deps.sessions.close(ctx.session, 'closed by the client (CloseSession)');
+    },
+  };
+
   constructor(private readonly deps: MetaDeps) {}
 
-  /** Answers one meta request; never throws. */
-  async handle(header: RequestHeader, session: Session, reply: Reply): Promise<void> {
-    const { token } = header;
-    const name = commandName(AgentType.Meta, header.command) as MetaCommand | undefined;
-    if (!name) {
-      reply(
-        encodeError(
-          AgentType.Meta,
-          token,
-          ErrorKind.UnknownCommand,
-          `unknown meta command ${header.command}`,
-        ),
-      );
+  /**
+   * Answers one meta request (arguments already decoded); never throws or
+   * rejects. Synchronous handlers (Ping, GetAgentInfo) answer without a promise.
+   */
+  handle<N extends MetaCommand>(name: N, args: RequestOf<N>, ctx: MetaContext): void | Promise<void> {
+    const handler: MetaHandlerFn<N> = this.handlers[name];
+    let result: void | Promise<void>;
+    try {
+      result = handler(args, ctx);
+    } catch (err) {
+      this.fail(name, err, ctx);
       return;
     }
-    let args: unknown;
-    try {
-      args = decodeArgs(name, header.body);
-    } catch (err) {
-      reply(
-        encodeError(
-          AgentType.Meta,
-          token,
-          ErrorKind.InvalidArgument,
-          `${name}: arguments do not decode: ${(err as Error).message}`,
-        ),
-      );
+    if (result instanceof Promise) return result.catch((err: unknown) => this.fail(name, err, ctx));
+  }
+
+  private fail(name: MetaCommand, err: unknown, ctx: MetaContext): void {
+    const code = META_COMMANDS[name].code;
+    if (err instanceof MetaFailure) {
+      ctx.reply(encodeMetaError(code, `${name}: ${err.message}`));
       return;
     }
-    try {
-      switch (name) {
-        case 'Ping':
-          this.respond(reply, token, 'Ping', {});
-          return;
-        case 'GetAgentInfo':
-          this.respond(reply, token, 'GetAgentInfo', this.agentInfo());
-          return;
-        case 'GetAgentRootPath':
-          this.respond(
-            reply,
-            token,
-            'GetAgentRootPath',
-            await this.rootPath(args as RequestOf<'GetAgentRootPath'>),
-          );
-          return;
-        case 'CloseSession':
-          this.respond(reply, token, 'CloseSession', {});
-          this.deps.sessions.close(session, 'closed by the client (CloseSession)');
-          return;
-        case 'UpdateAgent':
-          await this.updateAgent(args as RequestOf<'UpdateAgent'>);
-          this.respond(reply, token, 'UpdateAgent', {});
-          return;
+    this.deps.logger.error({ err, command: name }, 'meta command failed');
+    ctx.reply(encodeMetaError(code, `${name} failed inside the agent: ${(err as Error).message}`));
+  }
+
+  private async updateAgent(args: RequestOf<'UpdateAgent'>, ctx: MetaContext): Promise<void> {
+    if (!isProductType(args.targetType))
+      throw new MetaFailure(
+        `unknown target type ${args.targetType}: expected one of ${describeAgentTypes(false)}`,
+      );
+    checkNames(args.binaries, 'binaries');
+    checkNames(args.extensions, 'extensions');
+    const base = join(
+      this.deps.config.extensionCachePath,
+      instanceName(ctx.remote),
+      PRODUCT_NAMES[args.targetType],
+    );
+    for (const [folder, files] of [
+      ['binaries', args.binaries],
+      ['extensions', args.extensions],
+    ] as const) {
+      if (files.length === 0) continue;
+      const dir = join(base, folder);
+      try {
+        await mkdir(dir, { recursive: true });
+        for (const f of files) await writeAtomically(dir, f.fileName, f.contents, f.lastWriteUtc);
+        await syncDirectory(dir);
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        throw new MetaFailure(`cannot store files in ${dir} (${e.code ?? e.message})`);
       }
-    } catch (err) {
-      if (err instanceof MetaError) {
-        reply(encodeError(AgentType.Meta, token, err.kind, `${name}: ${err.message}`));
-        return;
-      }
-      this.deps.logger.error({ err, command: name }, 'meta command failed');
-      reply(
-        encodeError(AgentType.Meta, token, ErrorKind.Internal, `${name} failed: ${(err as Error).message}`),
-      );
-    }
-  }
-
-  private respond<N extends MetaCommand>(reply: Reply, token: number, name: N, result: ResultOf<N>): void {
-    reply(encodeResponse(AgentType.Meta, token, encodeResult(name, result)));
-  }
-
-  private agentInfo(): ResultOf<'GetAgentInfo'> {
-    return {
-      agentVersion: AGENT_VERSION,
-      protocolVersion: PROTOCOL_VERSION,
-      hostname: hostname(),
-      platform: platformByte(),
-      osDescription: `${type()} ${release()} ${version()}`.trim(),
-      architecture: arch(),
-      processorCount: availableParallelism(),
-      directorySeparator: sep,
-      maxMessageSize: this.deps.config.listener.maxMessageSize,
-    };
-  }
-
-  private async rootPath(args: RequestOf<'GetAgentRootPath'>): Promise<ResultOf<'GetAgentRootPath'>> {
-    if (!isProductType(args.agentType))
-      throw new MetaError(
-        ErrorKind.UnknownAgentType,
-        `unknown agent type ${args.agentType}: expected one of ${describeAgentTypes(false)}`,
-      );
-    const path = this.deps.config.rootPaths[args.agentType];
-    await mkdir(path, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-      throw new MetaError(ErrorKind.IOError, `cannot create ${path} (${err.code ?? err.message})`);
-    });
-    return { path };
-  }
-
-  private async updateAgent(args: RequestOf<'UpdateAgent'>): Promise<void> {
-    if (!isProductType(args.product))
-      throw new MetaError(
-        ErrorKind.UnknownAgentType,
-        `unknown product ${args.product}: expected one of ${describeAgentTypes(false)}`,
-      );
-    const instanceProblem = unsafeNameReason(args.instance);
-    if (instanceProblem)
-      throw new MetaError(
-        ErrorKind.InvalidArgument,
-        `instance name ${JSON.stringify(args.instance)} ${instanceProblem}`,
-      );
-    const seen = new Set<string>();
-    for (const f of args.files) {
-      const problem = unsafeNameReason(f.name);
-      if (problem)
-        throw new MetaError(ErrorKind.InvalidArgument, `file name ${JSON.stringify(f.name)} ${problem}`);
-      const folded = f.name.toLowerCase();
-      if (seen.has(folded))
-        throw new MetaError(ErrorKind.InvalidArgument, `file name ${JSON.stringify(f.name)} appears twice`);
-      seen.add(folded);
-    }
-    const dir = join(this.deps.config.extensionCachePath, args.instance, AGENT_TYPE_NAMES[args.product]);
-    try {
-      await mkdir(dir, { recursive: true });
-      for (const f of args.files) await writeAtomically(dir, f.name, f.data);
-      await syncDirectory(dir);
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      throw new MetaError(ErrorKind.IOError, `cannot store files in ${dir} (${e.code ?? e.message})`);
     }
     this.deps.logger.info(
-      { instance: args.instance, product: AGENT_TYPE_NAMES[args.product], files: args.files.length, dir },
+      { remote: ctx.remote, dir: base, binaries: args.binaries.length, extensions: args.extensions.length },
       'UpdateAgent stored files',
     );
   }
 }
 
+/** Refuses unsafe or repeated names before anything is written. */
+function checkNames(files: readonly UpdateFile[], list: string): void {
+  const seen = new Set<string>();
+  for (const f of files) {
+    const problem = unsafeNameReason(f.fileName);
+    if (problem) throw new MetaFailure(`${list}: file name ${JSON.stringify(f.fileName)} ${problem}`);
+    const folded = f.fileName.toLowerCase();
+    if (seen.has(folded))
+      throw new MetaFailure(`${list}: file name ${JSON.stringify(f.fileName)} appears twice`);
+    seen.add(folded);
+  }
+}
+
+/** .NET ticks of the Unix epoch. */
+const EPOCH_TICKS = 621_355_968_000_000_000n;
+
 /** Writes `data` to dir/name via a temp file in the same directory, fsync and rename. */
-async function writeAtomically(dir: string, name: string, data: Uint8Array): Promise<void> {
+async function writeAtomically(
+  dir: string,
+  name: string,
+  data: Uint8Array,
+  lastWriteUtc: bigint,
+): Promise<void> {
   const tmp = join(dir, `.outpost-tmp-${randomBytes(8).toString('hex')}`);
   let ok = false;
   try {
     const fh = await open(tmp, 'wx', 0o644);
     try {
       await fh.writeFile(data);
+      const ms = Number((lastWriteUtc - EPOCH_TICKS) / 10_000n);
+      // A datetime outside what the file system keeps is not worth failing the update for.
+      if (Number.isFinite(ms) && ms > 0) await fh.utimes(new Date(), new Date(ms)).catch(() => {});
       await fh.sync();
     } finally {
       await fh.close();

@@ -5,16 +5,26 @@
  * processes) plugs in through `startAgent(config, logger, { router })`.
  *
  * Contract:
- *   - `handle` is called once per product request, in arrival order, with the
- *     raw message and its decoded header (agent type already checked to be
- *     1–3; the command code is NOT checked). It must not throw and must
- *     eventually answer the request's token with a Response or an Error
- *     (plus any Events) via `ctx.reply` — never drop it silently.
+ *   - `handle` is called once per product request, in arrival order, after
+ *     the agent has checked the agent type (1–3), that the data holds a
+ *     token, and that the command is one of the catalog (`name`); the
+ *     arguments are NOT decoded (the host does that). It must not throw and
+ *     must eventually answer the token with a Response or an Error (plus any
+ *     Events) via `ctx.reply` — never drop it silently — except Cancel,
+ *     which has no reply of its own.
+ *   - Tokens: a token in flight on the connection, or reserved in the
+ *     session (a StartProcess until its Exited is delivered, an ExecuteJob
+ *     until its Response/Error is delivered, §5), is refused with
+ *     `Error InvalidArgument`; `isTokenReserved` lets the agent apply that
+ *     to a connection's first frame, before it joins the session.
  *   - Backpressure: `ctx.reply` returns false when the connection's write
  *     buffer is full. To stop reading further requests from the connection
  *     (e.g. while a host is saturated), call `ctx.throttle()` and call the
  *     function it returns to release. The agent itself also stops reading
  *     while the write buffer is full.
+ *   - `connectionOpened` is called once the connection has sent its first
+ *     valid frame (after that frame was handed on): buffered events of a
+ *     resumed session may go to it from then on (§7).
  *   - `connectionClosed` is called when a connection ends (its session may
  *     live on, detached); `sessionClosed` when a session ends (CloseSession,
  *     timeouts, shutdown) — release what it owns then.
@@ -22,17 +32,16 @@
  */
 import {
   AGENT_TYPE_NAMES,
-  type AgentType,
-  commandName,
   ErrorKind,
   encodeError,
   isProductType,
-  type RequestHeader,
+  type ProductCommand,
+  type ProductType,
 } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import type { Session } from './sessions.js';
 
-/** "1 (BuildMaster), 2 (Otter), 3 (Hedgehog)", from the constants, for error messages. */
+/** "1 (Otter), 2 (BuildMaster), 3 (Hedgehog)", from the constants, for error messages. */
 export function describeAgentTypes(includeMeta: boolean): string {
   return Object.entries(AGENT_TYPE_NAMES)
     .filter(([n]) => includeMeta || isProductType(Number(n)))
@@ -43,8 +52,13 @@ export function describeAgentTypes(includeMeta: boolean): string {
 export interface ProductRequestContext {
   connection: FramedConnection;
   session: Session;
-  header: RequestHeader;
-  /** The whole request message (header included). */
+  agentType: ProductType;
+  /** The command, known to the catalog. */
+  name: ProductCommand;
+  token: number;
+  /** The request's data, token included (a view into `message`). */
+  data: Buffer;
+  /** The whole client message as received, to pass on byte for byte. */
   message: Buffer;
   /** Sends a reply on the connection; false when its write buffer is full. */
   reply(message: Buffer): boolean;
@@ -54,7 +68,9 @@ export interface ProductRequestContext {
 
 export interface ProductRouter {
   handle(ctx: ProductRequestContext): void;
-  /** A connection joined `session` (new or resumed): it may now receive that session's process events. */
+  /** True when `token` is reserved in session `sessionId` (which may not exist). */
+  isTokenReserved?(sessionId: number, token: number): boolean;
+  /** A connection joined `session` (its first valid frame was handled): it may now receive buffered events. */
   connectionOpened?(connection: FramedConnection, session: Session): void;
   connectionClosed(connection: FramedConnection, session: Session): void;
   sessionClosed(session: Session, reason: string): void;
@@ -64,21 +80,13 @@ export interface ProductRouter {
 /** The default router: no product host; every product request gets `Error Unsupported` naming the command. */
 export class UnsupportedProductRouter implements ProductRouter {
   handle(ctx: ProductRequestContext): void {
-    const { agentType, token, command } = ctx.header;
-    const product = AGENT_TYPE_NAMES[agentType as AgentType];
-    const name = commandName(agentType, command);
-    if (!name) {
-      ctx.reply(
-        encodeError(agentType, token, ErrorKind.UnknownCommand, `unknown ${product} command ${command}`),
-      );
-      return;
-    }
+    if (ctx.name === 'Cancel') return; // no reply of its own, and nothing runs to cancel
+    const product = AGENT_TYPE_NAMES[ctx.agentType];
     ctx.reply(
       encodeError(
-        agentType,
-        token,
+        ctx.token,
         ErrorKind.Unsupported,
-        `${product} command ${name} (${command}) is not supported: this agent has no product host configured`,
+        `${product} command ${ctx.name} is not supported: this agent has no product host configured`,
       ),
     );
   }

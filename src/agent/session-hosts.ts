@@ -1,27 +1,50 @@
 /**
- * The product side of one session: its host processes (one per product
- * type, started on first use), the routing of replies to the connection that
- * asked, process events to whichever connection is attached, and a bounded
- * buffer for events produced while no connection is attached.
+ * The product side of one session (PROTOCOL.md §5, §7): its host processes
+ * (one per product type, started on first use), the tokens in flight on
+ * each connection, the tokens reserved in the session, and where every
+ * message from a host goes.
+ *
+ * Tokens. A token is unique per connection while in flight, across product
+ * types (replies carry no agent type). A StartProcess token stays reserved
+ * in the session until its Exited has been delivered to a connection, an
+ * ExecuteJob token until its Response or Error has — across reconnects.
+ * A request that reuses either gets `Error InvalidArgument` from the agent.
+ *
+ * Routing. A request goes to its host as the raw wire message, on the
+ * connection's route. Replies are matched by (route, token) and go back to
+ * the connection that asked. Messages of a reserved token (events, and its
+ * final Response/Error, on whatever route the host sends them) go to the
+ * connection that sent the request while it is attached; after it drops
+ * they are buffered, and go to the next connection of the session that
+ * attaches (after its first valid frame). The buffer is bounded: at the
+ * bound the hosts are paused (their processes stop at their pipes), never is
+ * output dropped. Cancel has no reply: it goes to the host that owns its
+ * target token and is never in flight itself.
+ *
+ * Host death: every in-flight request and reserved token of that host ends
+ * with `Error HostCrashed`; the agent kills the orphaned process groups; the
+ * next request starts a fresh host.
  *
  * Backpressure runs both ways: a full host pipe pauses the requesting
- * connection; a full client socket (or a full detached buffer) pauses
- * reading from the host, which in turn stops the host reading its children.
+ * connection until it drains (or the host is gone); a full client socket
+ * pauses reading from the host, which in turn stops the host reading its
+ * children.
  */
 import {
   AGENT_TYPE_NAMES,
-  type AgentType,
-  commandName,
+  decodeProductArgs,
   decodeReply,
+  decodeResult,
   ErrorKind,
   EventCode,
   encodeError,
-  Kind,
-  PRODUCT_COMMANDS,
-  type ProtocolError,
-  REPLY_HEADER_SIZE,
+  type HostSettings,
+  type ProductCommand,
+  type ProductType,
+  peekReply,
+  ReplyCode,
 } from '../protocol/index.js';
-import type { HostPool, HostProcess, HostSettings } from './host-process.js';
+import type { HostPool, HostProcess } from './host-process.js';
 
 /** What the router needs of a client connection. */
 export interface RouteConnection {
@@ -41,40 +64,57 @@ export interface SessionHostsOptions {
   /** Where host processes come from (warm spares). */
   pool: HostPool;
   /** Settings for the host of a product type. */
-  settingsFor(agentType: number): HostSettings;
-  /** Bytes of process events kept while no connection is attached. */
+  settingsFor(agentType: ProductType): HostSettings;
+  /** Bytes of messages kept while no connection can take them (default 8 MiB). */
   detachedBufferBytes?: number;
-  /** Called when the session goes from no running process to some, and back. */
+  /** Called when the session goes from no work (requests, processes, jobs) to some, and back. */
   onBusyChange?(busy: boolean): void;
   log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
 }
 
-interface Pending {
-  conn: RouteConnection;
-  command: number;
-}
-
-interface ProcessRoute {
-  agentType: number;
+/** A token reserved in the session: a process until its Exited, a job until its result, is delivered. */
+interface Reservation {
+  readonly token: number;
+  readonly agentType: ProductType;
+  readonly kind: 'process' | 'job';
+  /** Where its messages go now; null: buffered until a connection attaches. */
   conn: RouteConnection | null;
+  /** The connection whose request it was (its in-flight entry lives there). */
+  readonly origin: RouteConnection;
   /** OS pid from the StartProcess Response (its process group on POSIX). */
   pid: number;
 }
 
-const START_PROCESS = PRODUCT_COMMANDS.StartProcess.code;
+interface Pending {
+  readonly agentType: ProductType;
+  readonly reservation: Reservation | null;
+}
+
+/** A connection of the session, with its requests in flight by token. */
+interface RouteState {
+  readonly conn: RouteConnection;
+  readonly pending: Map<number, Pending>;
+}
+
+interface Buffered {
+  readonly reservation: Reservation;
+  readonly message: Buffer;
+  readonly final: boolean;
+}
+
 const DEFAULT_DETACHED_BYTES = 8 * 1024 * 1024;
 
 export class SessionHosts {
   private readonly opts: SessionHostsOptions;
-  private readonly hosts = new Map<number, HostProcess>();
-  /** In-flight requests per product type, keyed by `${route}:${token}`. */
-  private readonly pending = new Map<number, Map<string, Pending>>();
-  /** Processes of this session by their StartProcess token. */
-  private readonly processes = new Map<number, ProcessRoute>();
-  private readonly connections = new Set<RouteConnection>();
-  private detached: { token: number; message: Buffer }[] = [];
-  private detachedBytes = 0;
-  private detachedPaused = false;
+  private readonly hosts = new Map<ProductType, HostProcess>();
+  private readonly routes = new Map<number, RouteState>();
+  private readonly reserved = new Map<number, Reservation>();
+  private buffer: Buffered[] = [];
+  private bufferBytes = 0;
+  private bufferPaused = false;
+  /** Requests sent to hosts and not answered, over every connection. */
+  private inFlight = 0;
+  private wasBusy = false;
   private closed = false;
   /** Last time a request arrived or a host produced something (ms). */
   lastActivity = Date.now();
@@ -83,99 +123,155 @@ export class SessionHosts {
     this.opts = opts;
   }
 
+  /** Reserved StartProcess tokens (processes not yet reported Exited). */
   get runningProcesses(): number {
-    return this.processes.size;
+    let n = 0;
+    for (const r of this.reserved.values()) if (r.kind === 'process') n++;
+    return n;
   }
 
   get hostCount(): number {
     return this.hosts.size;
   }
 
-  /** A connection joined the session: it receives events of unattached processes. */
-  attach(conn: RouteConnection): void {
-    if (this.connections.has(conn)) return;
-    this.connections.add(conn);
-    for (const p of this.processes.values()) if (!p.conn || p.conn.closed) p.conn = conn;
-    this.flushDetached(conn);
-  }
-
-  /** A connection left: its processes keep running; their events are buffered. */
-  detach(conn: RouteConnection): void {
-    this.connections.delete(conn);
-    const next = [...this.connections].find((c) => !c.closed) ?? null;
-    for (const p of this.processes.values()) if (p.conn === conn) p.conn = next;
-  }
-
   get attachedConnections(): number {
-    return this.connections.size;
+    return this.routes.size;
   }
 
-  /** Routes one product request (agent types 1–3) from `conn`. */
-  request(conn: RouteConnection, agentType: number, token: number, command: number, message: Buffer): void {
+  isReserved(token: number): boolean {
+    return this.reserved.has(token);
+  }
+
+  /**
+   * A connection joined the session (after its first valid frame): it takes
+   * over the reserved tokens whose connection is gone, and gets what was
+   * buffered for them, in order.
+   */
+  attach(conn: RouteConnection): void {
+    this.stateOf(conn);
+    for (const r of this.reserved.values()) if (!r.conn || r.conn.closed) r.conn = conn;
+    if (this.buffer.length === 0) return;
+    const queue = this.buffer;
+    this.buffer = [];
+    this.bufferBytes = 0;
+    let full = false;
+    for (const b of queue) {
+      if (!conn.send(b.message)) full = true;
+      if (b.final) this.release(b.reservation);
+    }
+    if (this.bufferPaused) {
+      this.bufferPaused = false;
+      const resumeAll = () => {
+        for (const h of this.hosts.values()) h.resume();
+      };
+      if (full) conn.onceDrain(resumeAll);
+      else resumeAll();
+    }
+  }
+
+  /** A connection left: replies to its requests are dropped; its reserved tokens are buffered. */
+  detach(conn: RouteConnection): void {
+    const state = this.routes.get(conn.id);
+    if (!state) return;
+    this.routes.delete(conn.id);
+    for (const p of state.pending.values()) this.answered(p.agentType);
+    for (const r of this.reserved.values()) if (r.conn === conn) r.conn = null;
+    this.busyChanged();
+  }
+
+  /** Routes one product request from `conn`: `message` is the client message as received. */
+  request(
+    conn: RouteConnection,
+    agentType: ProductType,
+    name: ProductCommand,
+    token: number,
+    data: Buffer,
+    message: Buffer,
+  ): void {
     if (this.closed) {
-      conn.send(encodeError(agentType, token, ErrorKind.Unknown, 'the session is closing'));
+      conn.send(encodeError(token, ErrorKind.Internal, 'the session is closing'));
       return;
     }
     this.lastActivity = Date.now();
-    if (command === START_PROCESS) {
-      if (this.processes.has(token)) {
-        conn.send(
-          encodeError(
-            agentType,
-            token,
-            ErrorKind.InvalidArgument,
-            `token ${token} already names a running process in this session; use a token unique within the session`,
-          ),
-        );
-        return;
-      }
-      this.processes.set(token, { agentType, conn, pid: 0 });
-      this.busyChanged();
+    const state = this.stateOf(conn);
+    if (name === 'Cancel') {
+      this.cancel(state, token, data, message);
+      return;
     }
-    const host = this.hostFor(agentType);
-    let table = this.pending.get(agentType);
-    if (!table) {
-      table = new Map();
-      this.pending.set(agentType, table);
-    }
-    const key = `${conn.id}:${token}`;
-    if (table.has(key)) {
-      if (command === START_PROCESS) {
-        this.processes.delete(token);
-        this.busyChanged();
-      }
+    if (state.pending.has(token) || this.reserved.has(token)) {
       conn.send(
         encodeError(
-          agentType,
           token,
           ErrorKind.InvalidArgument,
-          `token ${token} is already in flight on this connection`,
+          state.pending.has(token)
+            ? `token ${token} is already in flight on this connection`
+            : `token ${token} is reserved in this session by a process or job that has not ended`,
         ),
       );
       return;
     }
-    table.set(key, { conn, command });
+    let reservation: Reservation | null = null;
+    if (name === 'StartProcess' || name === 'ExecuteJob') {
+      reservation = {
+        token,
+        agentType,
+        kind: name === 'StartProcess' ? 'process' : 'job',
+        conn,
+        origin: conn,
+        pid: 0,
+      };
+      this.reserved.set(token, reservation);
+    }
+    state.pending.set(token, { agentType, reservation });
+    const host = this.hostFor(agentType);
     host.busy(1);
     this.inFlight++;
     this.busyChanged();
     if (!host.send(conn.id, message)) {
       conn.pauseReading();
-      host.onceDrain(() => conn.resumeReading());
+      // A host that dies never drains: whenWritable() resolves then too.
+      void host.whenWritable().then(() => conn.resumeReading());
     }
   }
 
-  private wasBusy = false;
-  /** Requests sent to hosts and not yet answered, over all product types. */
-  private inFlight = 0;
+  /** Cancel (99): to the host that owns the target token; no reply of its own, never in flight. */
+  private cancel(state: RouteState, token: number, data: Buffer, message: Buffer): void {
+    let target: number;
+    try {
+      target = decodeProductArgs('Cancel', data).targetToken;
+    } catch {
+      state.conn.send(encodeError(token, ErrorKind.InvalidArgument, 'Cancel: arguments do not decode'));
+      return;
+    }
+    const owner = state.pending.get(target)?.agentType ?? this.reserved.get(target)?.agentType;
+    if (owner === undefined) return; // nothing to cancel: it has ended already
+    const host = this.hosts.get(owner);
+    if (host?.alive) host.send(state.conn.id, message);
+  }
+
+  private stateOf(conn: RouteConnection): RouteState {
+    let state = this.routes.get(conn.id);
+    if (!state) {
+      state = { conn, pending: new Map() };
+      this.routes.set(conn.id, state);
+    }
+    return state;
+  }
+
+  private answered(agentType: ProductType): void {
+    this.hosts.get(agentType)?.busy(-1);
+    this.inFlight--;
+  }
+
   private busyChanged(): void {
-    const busy = this.processes.size > 0 || this.inFlight > 0;
+    const busy = this.reserved.size > 0 || this.inFlight > 0;
     if (busy !== this.wasBusy) {
       this.wasBusy = busy;
       this.opts.onBusyChange?.(busy);
     }
   }
 
-  private hostFor(agentType: number): HostProcess {
+  private hostFor(agentType: ProductType): HostProcess {
     const existing = this.hosts.get(agentType);
     if (existing?.alive) return existing;
     const host: HostProcess = this.opts.pool.take(this.opts.settingsFor(agentType), {
@@ -189,110 +285,87 @@ export class SessionHosts {
     return host;
   }
 
-  private fromHost(host: HostProcess, agentType: number, route: number, message: Buffer): void {
+  private fromHost(host: HostProcess, agentType: ProductType, route: number, message: Buffer): void {
     this.lastActivity = Date.now();
-    if (message.length < REPLY_HEADER_SIZE) return;
-    const token = message.readInt32LE(1);
-    const kind = message[5];
-    if (kind === Kind.Event) {
-      // Event: to the process's connection, or buffered while detached.
-      const proc = this.processes.get(token);
-      if (!proc) return;
-      let exited = false;
-      try {
-        const r = decodeReply(message);
-        exited = r.kind === 'event' && r.event === EventCode.Exited;
-      } catch (err) {
-        this.opts.log('warn', 'bad event from host', { error: (err as ProtocolError).message });
+    const { command, token, event } = peekReply(message);
+    const isResult = command === ReplyCode.Response || command === ReplyCode.Error;
+    const state = route > 0 ? this.routes.get(route) : undefined;
+    const pending = state?.pending.get(token);
+    const r = this.reserved.get(token);
+    if (r && r.agentType === agentType && (!pending || pending.reservation === r)) {
+      let final: boolean;
+      if (isResult) {
+        // Answered: no longer in flight on the connection that asked (if it is still here).
+        const origin = this.routes.get(r.origin.id);
+        if (origin?.pending.get(token)?.reservation === r) {
+          origin.pending.delete(token);
+          this.answered(agentType);
+        }
+        final = !(r.kind === 'process' && command === ReplyCode.Response);
+        if (!final) r.pid = startedPid(message);
+      } else {
+        final = r.kind === 'process' && command === ReplyCode.Event && event === EventCode.Exited;
       }
-      if (exited) {
-        this.processes.delete(token);
-        this.busyChanged();
-      }
-      this.deliver(host, proc.conn, token, message);
+      this.deliverReserved(host, r, message, final);
+      this.busyChanged();
       return;
     }
-    const table = this.pending.get(agentType);
-    const key = `${route}:${token}`;
-    const p = table?.get(key);
-    if (!p) return;
-    table!.delete(key);
-    host.busy(-1);
-    this.inFlight--;
-    if (p.command === START_PROCESS && kind === Kind.Error) {
-      this.processes.delete(token);
+    if (!state || !pending) return; // its connection went away: nobody asks any more
+    if (isResult) {
+      state.pending.delete(token);
+      this.answered(agentType);
       this.busyChanged();
-    } else if (p.command === START_PROCESS && kind === Kind.Response) {
-      const proc = this.processes.get(token);
-      if (proc && message.length >= REPLY_HEADER_SIZE + 4) proc.pid = message.readInt32LE(REPLY_HEADER_SIZE);
     }
-    this.busyChanged();
-    if (!p.conn.closed) this.sendTo(host, p.conn, message);
+    this.sendTo(host, state.conn, message);
   }
 
-  private deliver(host: HostProcess, conn: RouteConnection | null, token: number, message: Buffer): void {
-    if (conn && !conn.closed) {
-      this.sendTo(host, conn, message);
+  private deliverReserved(host: HostProcess | null, r: Reservation, message: Buffer, final: boolean): void {
+    if (r.conn && !r.conn.closed) {
+      this.sendTo(host, r.conn, message);
+      if (final) this.release(r);
       return;
     }
-    this.detached.push({ token, message: Buffer.from(message) });
-    this.detachedBytes += message.length;
+    r.conn = null;
+    // A copy: the message is a view into a pipe chunk that would stay alive with it.
+    this.buffer.push({ reservation: r, message: Buffer.from(message), final });
+    this.bufferBytes += message.length;
     const limit = this.opts.detachedBufferBytes ?? DEFAULT_DETACHED_BYTES;
-    if (this.detachedBytes >= limit && !this.detachedPaused) {
+    if (this.bufferBytes >= limit && !this.bufferPaused) {
       // Never drop output: stop reading the hosts until a connection attaches.
-      this.detachedPaused = true;
+      this.bufferPaused = true;
       for (const h of this.hosts.values()) h.pause();
     }
   }
 
-  private sendTo(host: HostProcess, conn: RouteConnection, message: Buffer): void {
-    if (!conn.send(message)) {
+  private release(r: Reservation): void {
+    if (this.reserved.get(r.token) === r) this.reserved.delete(r.token);
+    this.busyChanged();
+  }
+
+  private sendTo(host: HostProcess | null, conn: RouteConnection, message: Buffer): void {
+    if (!conn.send(message) && host) {
       host.pause();
       conn.onceDrain(() => host.resume());
     }
   }
 
-  private flushDetached(conn: RouteConnection): void {
-    const queue = this.detached;
-    this.detached = [];
-    this.detachedBytes = 0;
-    let full = false;
-    for (const { message } of queue) if (!conn.send(message)) full = true;
-    if (this.detachedPaused) {
-      this.detachedPaused = false;
-      const resumeAll = () => {
-        for (const h of this.hosts.values()) h.resume();
-      };
-      if (full) conn.onceDrain(resumeAll);
-      else resumeAll();
-    }
-  }
-
-  private hostExited(host: HostProcess, agentType: number, reason: string): void {
+  private hostExited(host: HostProcess, agentType: ProductType, reason: string): void {
     if (this.hosts.get(agentType) === host) this.hosts.delete(agentType);
     if (this.closed) return;
     this.opts.log('error', 'host process ended', { sessionId: this.opts.sessionId, agentType, reason });
-    const message = `the ${AGENT_TYPE_NAMES[agentType as AgentType] ?? agentType} host process ended (${reason}); the request was not completed — retry starts a fresh host`;
-    const table = this.pending.get(agentType);
-    const failedTokens = new Set<number>();
-    if (table) {
-      for (const [key, p] of table) {
-        const token = Number(key.slice(key.indexOf(':') + 1));
-        if (p.command === START_PROCESS) failedTokens.add(token);
-        if (!p.conn.closed) p.conn.send(encodeError(agentType, token, ErrorKind.HostCrashed, message));
+    const text = `the ${AGENT_TYPE_NAMES[agentType]} host process ended (${reason}); the request was not completed — a retry starts a fresh host`;
+    for (const state of this.routes.values())
+      for (const [token, p] of state.pending) {
+        if (p.agentType !== agentType) continue;
+        state.pending.delete(token);
+        this.inFlight--;
+        if (!p.reservation) state.conn.send(encodeError(token, ErrorKind.HostCrashed, text));
       }
-      this.inFlight -= table.size;
-      table.clear();
-    }
-    for (const [token, proc] of this.processes) {
-      if (proc.agentType !== agentType) continue;
-      this.processes.delete(token);
+    for (const r of [...this.reserved.values()]) {
+      if (r.agentType !== agentType) continue;
       // The host can no longer end this tree; the agent does.
-      killTree(proc.pid);
-      if (failedTokens.has(token)) continue;
-      const err = encodeError(agentType, token, ErrorKind.HostCrashed, message);
-      if (proc.conn && !proc.conn.closed) proc.conn.send(err);
-      else this.detached.push({ token, message: err });
+      if (r.kind === 'process') killTree(r.pid);
+      this.deliverReserved(null, r, encodeError(r.token, ErrorKind.HostCrashed, text), true);
     }
     this.busyChanged();
   }
@@ -303,10 +376,22 @@ export class SessionHosts {
     this.closed = true;
     const hosts = [...this.hosts.values()];
     this.hosts.clear();
-    this.processes.clear();
+    this.reserved.clear();
+    this.routes.clear();
+    this.inFlight = 0;
     this.busyChanged();
-    this.detached = [];
+    this.buffer = [];
     await Promise.all(hosts.map((h) => h.shutdown()));
+  }
+}
+
+/** The OS pid in a StartProcess Response (0 if it does not decode). */
+function startedPid(message: Buffer): number {
+  try {
+    const reply = decodeReply(message);
+    return reply.kind === 'response' ? decodeResult('StartProcess', reply.body).osProcessId : 0;
+  } catch {
+    return 0;
   }
 }
 
@@ -319,8 +404,4 @@ function killTree(pid: number): void {
   } catch {
     // already gone
   }
-}
-
-export function describeCommand(agentType: number, command: number): string {
-  return commandName(agentType, command) ?? `command ${command}`;
 }

@@ -1,23 +1,27 @@
 /**
- * Sessions, keyed by the positive int32 ID the agent grants in its handshake
- * reply. A client that reconnects and sends that ID in its hello resumes the
- * session — if it is the same principal:
+ * Sessions (PROTOCOL.md §2, §7), keyed by the positive int32 ID the agent
+ * grants in its handshake reply: the requested ID when that session is
+ * alive, else a fresh random one. IDs grant nothing by themselves: a
+ * connection attaches only at its first valid frame, and only if its
+ * principal is the session's:
  *
- *   - mode aes: `aes:<fingerprint of the key>` (SHA-256, first 16 hex digits)
- *   - mode ssl: `tls-cert:<thumbprint>` when the client presented a
- *     certificate, else `tls-addr:<remote address>`
- *   - mode none: `addr:<remote address>`
+ *   - mode aes: `aes:<fingerprint of the key>` (SHA-256, first 16 hex
+ *     digits) — every client that holds the key;
+ *   - modes none and ssl: `addr:<remote IP>` of the connection that created
+ *     the session.
  *
- * A hello naming an unknown session, or one of another principal, gets a new
- * ID (in mode ssl the principal is only known after TLS, when the ID has
- * already been sent: there a mismatch closes the connection instead).
+ * A session is created (and counted against `maxSessions`) only at that
+ * first valid frame too, so handshakes that never prove anything create and
+ * displace nothing.
  *
  * Lifetime: a session lives while it has connections; when its last
  * connection goes it is "detached" and closed after `detachedTimeoutMs`
  * unless resumed. A session that has received no request for `idleTimeoutMs`
  * is closed even if attached. `close()` ends a session at once (CloseSession)
  * and closes its connections. The registry holds at most `maxSessions`;
- * beyond that the longest-detached session is evicted.
+ * beyond that the longest-detached session without running work is ended,
+ * and when there is none the new session is refused (`SessionLimitError`):
+ * a session with running processes or jobs is never ended to make room.
  *
  * Extension point: listen to 'close' to release what a session owns (host
  * processes, open files); call `hold()` to keep a busy session from idling
@@ -34,6 +38,8 @@ export interface SessionConnection {
 export interface Session {
   readonly id: number;
   readonly principal: string;
+  /** Remote address (IPv4-mapped IPv6 as IPv4) of the connection that created it. */
+  readonly remote: string;
   readonly createdAt: number;
   /** Last request (ms since the epoch). */
   lastActivity: number;
@@ -61,10 +67,20 @@ export class SessionMismatchError extends Error {
   override readonly name = 'SessionMismatchError';
 }
 
+/** No room for another session: every session is attached or has running work. */
+export class SessionLimitError extends Error {
+  override readonly name = 'SessionLimitError';
+}
+
 const MAX_SESSION_ID = 0x7fffffff;
 
 export function aesPrincipal(key: Uint8Array): string {
   return `aes:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
+/** The principal of a connection in modes none and ssl: its remote IP. */
+export function addressPrincipal(remote: string): string {
+  return `addr:${remote}`;
 }
 
 export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
@@ -94,13 +110,14 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
   }
 
   /**
-   * The ID to grant for a hello asking to resume `requested` (0: new). With a
-   * known principal, a session of another principal is not resumed.
+   * The ID to grant for a hello asking for `requested` (0: a new session):
+   * `requested` when that session is alive, else a fresh random positive
+   * int32 (§2). Whose session it is, is checked at the first frame.
    */
-  proposeId(requested: number, principal?: string): number {
+  proposeId(requested: number): number {
     if (requested > 0) {
       const s = this.sessions.get(requested);
-      if (s && !s.closed && (principal === undefined || s.principal === principal)) return requested;
+      if (s && !s.closed) return requested;
     }
     for (;;) {
       const id = randomInt(1, MAX_SESSION_ID + 1);
@@ -108,14 +125,23 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     }
   }
 
+  /** True when session `id` is alive and belongs to someone other than `principal`. */
+  belongsToOther(id: number, principal: string): boolean {
+    const s = this.sessions.get(id);
+    return s !== undefined && !s.closed && s.principal !== principal;
+  }
+
   /**
-   * Attaches a connection to session `id`, creating it if needed.
-   * Throws SessionMismatchError if the session exists with another principal.
+   * Attaches a connection to session `id`, creating it if needed (`remote`
+   * is recorded for a new one). Throws SessionMismatchError if the session
+   * exists with another principal, SessionLimitError if a new session finds
+   * no room.
    */
   attach(
     id: number,
     principal: string,
     connection: SessionConnection,
+    remote = '',
   ): { session: Session; resumed: boolean } {
     const now = Date.now();
     let session = this.sessions.get(id);
@@ -126,10 +152,14 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
       resumed = true;
       this.clearDetachTimer(id);
     } else {
-      if (this.sessions.size >= this.options.maxSessions) this.evictOneDetached();
+      if (this.sessions.size >= this.options.maxSessions && !this.evictOneDetached())
+        throw new SessionLimitError(
+          `${this.sessions.size} sessions are open and none can be ended (all attached or running work)`,
+        );
       session = {
         id,
         principal,
+        remote,
         createdAt: now,
         lastActivity: now,
         connections: new Set(),
@@ -198,11 +228,15 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     }
   }
 
-  private evictOneDetached(): void {
+  /** Ends the longest-detached session that runs nothing; false when there is none. */
+  private evictOneDetached(): boolean {
     let oldest: Session | undefined;
     for (const s of this.sessions.values())
-      if (s.detachedSince !== null && (!oldest || s.detachedSince < oldest.detachedSince!)) oldest = s;
-    if (oldest) this.close(oldest, 'evicted: too many sessions');
+      if (s.detachedSince !== null && s.holds === 0 && (!oldest || s.detachedSince < oldest.detachedSince!))
+        oldest = s;
+    if (!oldest) return false;
+    this.close(oldest, 'evicted: too many sessions');
+    return true;
   }
 
   private sweepIdle(): void {

@@ -1,68 +1,61 @@
-/** HandshakeAdmission in isolation: cap, queue, eviction of stalled handshakes, refusal. */
+/**
+ * HandshakeCaps on its own (the socket-level tests are in caps.test.ts):
+ * a newcomer is always counted; past the per-address cap its address's
+ * oldest is evicted, past the global cap the oldest of the busiest address.
+ */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { HandshakeAdmission } from '../../src/agent/admission.js';
+import { HandshakeCaps } from '../../src/agent/admission.js';
 
-function tracker() {
-  const started: number[] = [];
-  const evicted: number[] = [];
-  return {
-    started,
-    evicted,
-    cb: (i: number) => [() => started.push(i), () => evicted.push(i)] as const,
-  };
+function admitter(caps: HandshakeCaps) {
+  const evicted: string[] = [];
+  const admit = (address: string, name: string) => caps.admit(address, () => evicted.push(name));
+  return { evicted, admit };
 }
 
-describe('HandshakeAdmission', () => {
-  it('starts up to max at once, queues a burst of fresh ones, and starts them as slots free', () => {
-    const a = new HandshakeAdmission({ max: 2, graceMs: 10_000 });
-    const t = tracker();
-    const tickets = [0, 1, 2, 3].map((i) => a.admit(...t.cb(i)));
-    assert.deepEqual(t.started, [0, 1]);
-    assert.equal(a.waitingCount, 2);
-    assert.equal(tickets[2]!.state, 'waiting');
-    a.done(tickets[0]!);
-    assert.deepEqual(t.started, [0, 1, 2]);
-    a.done(tickets[3]!); // a waiting connection went away
-    a.done(tickets[1]!);
-    assert.deepEqual(t.started, [0, 1, 2], 'the departed one is not started');
-    assert.equal(a.waitingCount, 0);
-    assert.deepEqual(t.evicted, []);
-    a.clear();
+describe('HandshakeCaps', () => {
+  it('past the per-address cap, that address loses its oldest; others are untouched', () => {
+    const caps = new HandshakeCaps({ maxTotal: 100, maxPerAddress: 2 });
+    const { evicted, admit } = admitter(caps);
+    admit('a', 'a1');
+    admit('b', 'b1');
+    admit('a', 'a2');
+    admit('a', 'a3');
+    assert.deepEqual(evicted, ['a1']);
+    assert.equal(caps.countOf('a'), 2);
+    assert.equal(caps.countOf('b'), 1);
+    assert.equal(caps.count, 3);
   });
 
-  it('refuses once the waiting list is full', () => {
-    const a = new HandshakeAdmission({ max: 2, graceMs: 10_000 });
-    const t = tracker();
-    for (let i = 0; i < 4; i++) assert.ok(a.admit(...t.cb(i)));
-    assert.equal(a.admit(...t.cb(4)), null);
-    assert.equal(a.refused, 1);
-    a.clear();
+  it('past the global cap, the address with the most loses its oldest', () => {
+    const caps = new HandshakeCaps({ maxTotal: 4, maxPerAddress: 10 });
+    const { evicted, admit } = admitter(caps);
+    admit('flood', 'f1');
+    admit('flood', 'f2');
+    admit('x', 'x1');
+    admit('flood', 'f3');
+    admit('good', 'g1');
+    assert.deepEqual(evicted, ['f1']);
+    admit('y', 'y1');
+    assert.deepEqual(evicted, ['f1', 'f2']);
+    assert.equal(caps.count, 4);
   });
 
-  it('a newcomer evicts the oldest handshake that has run past the grace', async () => {
-    const a = new HandshakeAdmission({ max: 2, graceMs: 30 });
-    const t = tracker();
-    a.admit(...t.cb(0));
-    a.admit(...t.cb(1));
-    await sleep(50);
-    const third = a.admit(...t.cb(2));
-    assert.equal(third?.state, 'active');
-    assert.deepEqual(t.evicted, [0]);
-    assert.deepEqual(t.started, [0, 1, 2]);
-    assert.equal(a.evicted, 1);
-    a.clear();
-  });
-
-  it('waiting connections are started when the running ones pass the grace', async () => {
-    const a = new HandshakeAdmission({ max: 2, graceMs: 40 });
-    const t = tracker();
-    for (let i = 0; i < 4; i++) a.admit(...t.cb(i));
-    assert.deepEqual(t.started, [0, 1]);
-    await sleep(120);
-    assert.deepEqual(t.started, [0, 1, 2, 3]);
-    assert.deepEqual(t.evicted, [0, 1]);
-    a.clear();
+  it('released tickets stop counting; releasing twice or after eviction is harmless', () => {
+    const caps = new HandshakeCaps({ maxTotal: 2, maxPerAddress: 2 });
+    const { evicted, admit } = admitter(caps);
+    const t1 = admit('a', 'a1');
+    const t2 = admit('a', 'a2');
+    caps.release(t1);
+    caps.release(t1);
+    assert.equal(caps.count, 1);
+    admit('b', 'b1');
+    assert.deepEqual(evicted, []);
+    admit('c', 'c1');
+    assert.deepEqual(evicted, ['a2']);
+    assert.equal(t2.done, true);
+    caps.release(t2);
+    assert.equal(caps.count, 2);
+    assert.equal(caps.evicted, 1);
   });
 });

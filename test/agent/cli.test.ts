@@ -11,7 +11,6 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { renderConfigXml } from '../../src/agent/config.js';
-import { AgentType } from '../../src/protocol/index.js';
 import { connectToAgent } from '../../src/transport/index.js';
 import { cliCommand, runCli, startAgentProcess, TestClient, tempDir } from '../helpers/agent.js';
 
@@ -141,7 +140,7 @@ describe('outpost init', () => {
     t.after(() => agent.stop());
     const c = await agent.connect();
     const client = new TestClient(c.connection);
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+    await client.ping();
     client.close();
 
     const forced = await runCli(['init', '--config', file, '--force', '--port', '0']);
@@ -170,7 +169,7 @@ describe('outpost init', () => {
     t.after(() => agent.stop());
     const c = await agent.connect();
     const client = new TestClient(c.connection);
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+    await client.ping();
     client.close();
   });
 
@@ -210,7 +209,7 @@ describe('outpost start', () => {
       assert.match(config, /<Address>127\.0\.0\.1<\/Address>/);
       const c = await connectToAgent({ host: '127.0.0.1', port, mode: 'aes', key: Buffer.from(key, 'hex') });
       const client = new TestClient(c.connection);
-      assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+      await client.ping();
       client.close();
     } finally {
       child.kill('SIGTERM');

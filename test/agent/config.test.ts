@@ -49,7 +49,9 @@ describe('config', () => {
     assert.equal(c.listener.port, DEFAULT_PORT);
     assert.equal(c.listener.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE);
     assert.equal(c.listener.maxConcurrentHandshakes, 100);
-    assert.equal(c.listener.handshakeTimeoutMs, 10_000);
+    assert.equal(c.listener.maxHandshakesPerAddress, 32);
+    assert.equal(c.listener.handshakeTimeoutMs, 30_000);
+    assert.equal(c.detachedSessionTimeoutMs, 1_800_000);
     assert.equal(c.sessionIdleTimeoutMs, 1_800_000);
     assert.equal(c.maxProcessesPerSession, 64);
     assert.equal(c.rootPaths[AgentType.Otter], join(dir, 'state', 'Otter'));
@@ -77,6 +79,7 @@ describe('config', () => {
       maxProcessesPerSession: 3,
       maxOpenFilesPerSession: 7,
       maxConcurrentHandshakes: 5,
+      maxHandshakesPerAddress: 3,
       handshakeTimeout: 0.25,
       allowedAddresses: ['127.0.0.1', '10.0.0.0/8', '::1', 'fd00::/8'],
       maxMessageSize: 65536,
@@ -93,6 +96,7 @@ describe('config', () => {
     assert.equal(c.maxProcessesPerSession, 3);
     assert.equal(c.maxOpenFilesPerSession, 7);
     assert.equal(c.listener.maxConcurrentHandshakes, 5);
+    assert.equal(c.listener.maxHandshakesPerAddress, 3);
     assert.equal(c.listener.handshakeTimeoutMs, 250);
     assert.equal(c.listener.maxMessageSize, 65536);
     assert.equal(c.listener.address, '::1');
@@ -148,6 +152,17 @@ describe('config', () => {
       /out of range/,
     );
     await expectError(
+      wrap(`${AES}<MaxHandshakesPerAddress>many</MaxHandshakesPerAddress>`),
+      'Listener/MaxHandshakesPerAddress',
+      /not a whole number/,
+    );
+    await expectError(
+      wrap(`${AES}<MaxHandshakesPerAddress>0</MaxHandshakesPerAddress>`),
+      'Listener/MaxHandshakesPerAddress',
+      /out of range/,
+    );
+    await expectError(wrap(AES, '<Connections Enabled="yes"/>'), 'Connections/@Enabled', /true or false/);
+    await expectError(
       wrap(`${AES}<AllowedAddresses>10.0.0.0/33</AllowedAddresses>`),
       'Listener/AllowedAddresses',
       /prefix length/,
@@ -202,6 +217,22 @@ describe('config', () => {
     assert.ok(!c.warnings.some((w) => w.includes('ANYONE')), 'no loud warning on loopback');
   });
 
+  it('knows every element of the contract: an enabled <Connections> is a warning (no outbound mode yet)', async () => {
+    const xml = wrap(
+      `${AES}<MaxHandshakesPerAddress>4</MaxHandshakesPerAddress>`,
+      '<ExtensionCachePath>ext</ExtensionCachePath><Connections Enabled="true"><Server Host="h" Key="k"/></Connections>',
+    );
+    const c = await parseConfig(xml, join(dir, 'x.config'));
+    assert.equal(c.listener.maxHandshakesPerAddress, 4);
+    assert.equal(c.extensionCachePath, join(dir, 'ext'));
+    assert.deepEqual(
+      c.warnings.filter((w) => w.includes('unknown')),
+      [],
+      'no element of §9 is unknown',
+    );
+    assert.ok(c.warnings.some((w) => w.startsWith('Connections: outbound mode is not supported')));
+  });
+
   it('warns loudly about mode none on a non-loopback address', async () => {
     const c = await parseConfig(
       wrap('<Encryption Mode="None"/><Address>0.0.0.0</Address>'),
@@ -222,6 +253,11 @@ describe('config', () => {
       );
     const c = await parseConfig(ssl('certs/a.crt', 'certs/a.key'), join(dir, 'x.config'));
     assert.equal(c.listener.encryption.thumbprint, a.thumbprint);
+    await expectError(
+      wrap('<Encryption Mode="ssl"><CertificateName>agent</CertificateName></Encryption>'),
+      'Listener/Encryption/CertificateName',
+      /not supported.*CertificateFile/,
+    );
     assert.ok(c.listener.encryption.secureContext);
     assert.ok(!JSON.stringify(c).includes('PRIVATE KEY'));
 

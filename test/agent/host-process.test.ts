@@ -1,19 +1,24 @@
 /**
  * The agent's side of a product host: a real host child process driven over
- * its pipe, including its death and its going silent.
+ * its pipe (PipeConnection; Init, Ping and Shutdown control messages; wire
+ * messages by route), including its death, its going silent, and a death
+ * while the agent waits for the pipe to drain.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HostPool, HostProcess, type HostSettings } from '../../src/agent/host-process.js';
+import { HostPool, HostProcess } from '../../src/agent/host-process.js';
 import {
+  AgentType,
   decodeEventBody,
   decodeReply,
   decodeResult,
   ErrorKind,
-  encodeRequest,
+  EVENT_ROUTE,
+  encodeProductRequest,
+  type HostSettings,
   type Reply,
 } from '../../src/protocol/index.js';
 
@@ -27,14 +32,18 @@ after(async () => {
 
 function settings(): HostSettings {
   return {
+    agentType: AgentType.Otter,
     rootPath: dir,
     baseDirectory: dir,
     allowedRoots: [dir],
     maxMessageSize: 1 << 20,
     maxOpenFiles: 16,
     maxProcesses: 4,
+    extensionPath: null,
   };
 }
+
+const tokenOf = (r: Reply): number => ('token' in r ? r.token : Number.NaN);
 
 /** A host plus a mailbox of decoded replies by route. */
 function startHost(extra: { heartbeatMs?: number; heartbeatTimeoutMs?: number } = {}) {
@@ -72,16 +81,16 @@ describe('host process', () => {
     try {
       host.send(
         7,
-        encodeRequest(1, 100, 'WriteAllBytes', {
+        encodeProductRequest(AgentType.Otter, 'WriteAllBytes', 100, {
           path: 'a.txt',
-          data: Buffer.from('hi'),
+          contents: Buffer.from('hi'),
+          lastWriteUtc: null,
           mode: null,
-          lastWriteTime: null,
         }),
       );
-      host.send(9, encodeRequest(1, 101, 'FileExists', { path: join(dir, 'missing') }));
+      host.send(9, encodeProductRequest(AgentType.Otter, 'FileExists', 101, { path: join(dir, 'missing') }));
       await until(() => replies.length >= 2);
-      const byToken = new Map(replies.map((r) => [r.reply.token, r]));
+      const byToken = new Map(replies.map((r) => [tokenOf(r.reply), r]));
       assert.equal(byToken.get(100)?.route, 7);
       assert.equal(byToken.get(100)?.reply.kind, 'response');
       const exists = byToken.get(101)!;
@@ -100,9 +109,9 @@ describe('host process', () => {
     try {
       host.send(
         3,
-        encodeRequest(2, 55, 'StartProcess', {
+        encodeProductRequest(AgentType.Otter, 'StartProcess', 55, {
           fileName: 'sh',
-          arguments: ['-c', 'echo out; echo err >&2; exit 3'],
+          args: ['-c', 'echo out; echo err >&2; exit 3'],
           workingDirectory: null,
           environment: {},
           flags: 0,
@@ -112,7 +121,9 @@ describe('host process', () => {
       assert.equal(replies[0]!.reply.kind, 'response');
       assert.equal(replies[0]!.route, 3);
       const events = replies.slice(1);
-      assert.ok(events.every((e) => e.route === 0 && e.reply.kind === 'event' && e.reply.token === 55));
+      assert.ok(
+        events.every((e) => e.route === EVENT_ROUTE && e.reply.kind === 'event' && e.reply.token === 55),
+      );
       const last = events.at(-1)!.reply;
       assert.ok(last.kind === 'event');
       if (last.kind === 'event')
@@ -125,14 +136,15 @@ describe('host process', () => {
   test('malformed arguments get InvalidArgument and the host keeps serving', async () => {
     const { host, replies, until } = startHost();
     try {
-      const bad = Buffer.concat([encodeRequest(1, 1, 'FileExists', { path: 'x' }), Buffer.from([1, 2, 3])]);
+      // FileExists whose string claims 200 bytes and has 3.
+      const bad = Buffer.from([AgentType.Otter, 2, 0, 0, 0, 1, 0, 0, 0, 200, 1, 2, 3]);
       host.send(1, bad);
-      host.send(1, encodeRequest(1, 2, 'DirectoryExists', { path: dir }));
+      host.send(1, encodeProductRequest(AgentType.Otter, 'DirectoryExists', 2, { path: dir }));
       await until(() => replies.length >= 2);
-      const first = replies.find((r) => r.reply.token === 1)!.reply;
+      const first = replies.find((r) => tokenOf(r.reply) === 1)!.reply;
       assert.equal(first.kind, 'error');
       if (first.kind === 'error') assert.equal(first.errorKind, ErrorKind.InvalidArgument);
-      const second = replies.find((r) => r.reply.token === 2)!.reply;
+      const second = replies.find((r) => tokenOf(r.reply) === 2)!.reply;
       assert.equal(second.kind, 'response');
     } finally {
       await host.shutdown();
@@ -156,13 +168,44 @@ describe('host process', () => {
     assert.match(exit()!, /stopped answering/);
   });
 
+  test('a host that dies while the agent waits for its pipe to drain releases the wait (issue 18, item 1)', async () => {
+    const { host, until, exit } = startHost();
+    await until(() => host.isReady, 20000);
+    // Stop the host so it reads nothing, and fill the pipe until it pushes back.
+    process.kill(host.pid!, 'SIGSTOP');
+    const chunk = Buffer.alloc(256 * 1024);
+    let full = false;
+    for (let i = 0; i < 4096 && !full; i++)
+      full = !host.send(
+        1,
+        encodeProductRequest(AgentType.Otter, 'WriteAllBytes', i + 1, {
+          path: 'x',
+          contents: chunk,
+          lastWriteUtc: null,
+          mode: null,
+        }),
+      );
+    assert.ok(full, 'the pipe pushed back');
+    let released = false;
+    const wait = host.whenWritable().then(() => {
+      released = true;
+    });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(released, false, 'nothing drains while the host is stopped');
+    process.kill(host.pid!, 'SIGKILL');
+    await until(() => exit() !== null);
+    await wait;
+    assert.equal(released, true, 'the wait ended with the host');
+    assert.equal(host.send(1, Buffer.alloc(5)), true, 'sending to a dead host never blocks');
+  });
+
   test('shutdown terminates running processes and exits', async () => {
     const { host, replies, until, exit } = startHost();
     host.send(
       1,
-      encodeRequest(1, 9, 'StartProcess', {
+      encodeProductRequest(AgentType.Otter, 'StartProcess', 9, {
         fileName: 'sleep',
-        arguments: ['30'],
+        args: ['30'],
         workingDirectory: null,
         environment: {},
         flags: 0,
@@ -171,7 +214,7 @@ describe('host process', () => {
     await until(() => replies.length >= 1);
     const r = replies[0]!.reply;
     assert.equal(r.kind, 'response');
-    const pid = r.kind === 'response' ? decodeResult('StartProcess', r.body).pid : 0;
+    const pid = r.kind === 'response' ? decodeResult('StartProcess', r.body).osProcessId : 0;
     const t0 = Date.now();
     await host.shutdown();
     assert.ok(Date.now() - t0 < 6000);
@@ -207,7 +250,7 @@ describe('spare host pool', () => {
         onExit() {},
       });
       assert.equal(pool.hasSpare, false);
-      second.send(7, encodeRequest(1, 1, 'FileExists', { path: join(dir, 'none') }));
+      second.send(7, encodeProductRequest(AgentType.Otter, 'FileExists', 1, { path: join(dir, 'none') }));
       await until(() => replies.length > 0);
       const reply = decodeReply(replies[0]!);
       assert.equal(reply.kind, 'response');

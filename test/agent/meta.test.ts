@@ -1,19 +1,24 @@
 /**
- * Meta commands and request-level errors against a real `outpost serve`
- * process in mode aes.
+ * Meta commands (PROTOCOL.md §5.1) against a real `outpost serve` process in
+ * mode aes: each command's reply, MetaError for failures, replies in order
+ * (UpdateAgent has none on success and is confirmed by a Ping behind it),
+ * the UpdateAgent storage layout, CloseSession.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { arch, hostname } from 'node:os';
-import { join, sep } from 'node:path';
+import { existsSync } from 'node:fs';
+import { access, readdir, readFile, stat } from 'node:fs/promises';
+import { arch, hostname, release } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { instanceName } from '../../src/agent/meta.js';
 import {
   AgentType,
-  ErrorKind,
-  encodeRequest,
-  encodeRequestRaw,
+  encodeClientMessage,
+  encodeMetaRequest,
   META_COMMANDS,
   PROTOCOL_VERSION,
+  parseVersion,
+  type UpdateFile,
 } from '../../src/protocol/index.js';
 import { type AgentProcess, startAgentProcess, TestClient } from '../helpers/agent.js';
 
@@ -21,15 +26,28 @@ const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.
   version: string;
 };
 
+/** .NET ticks for a Date. */
+const ticks = (d: Date) => BigInt(d.getTime()) * 10_000n + 621_355_968_000_000_000n;
+
+function file(
+  fileName: string,
+  contents: string | Buffer,
+  when = new Date('2024-05-06T07:08:09Z'),
+): UpdateFile {
+  return { fileName, lastWriteUtc: ticks(when), contents: Buffer.from(contents) };
+}
+
 describe('meta commands (mode aes)', () => {
   let agent: AgentProcess;
   let client: TestClient;
   let sessionId: number;
+  let version: number;
 
   before(async () => {
-    agent = await startAgentProcess({ mode: 'aes', maxMessageSize: 1 << 20, logFile: 'logs/agent.log' });
+    agent = await startAgentProcess({ mode: 'aes', logFile: 'logs/agent.log' });
     const c = await agent.connect();
     sessionId = c.sessionId;
+    version = c.version;
     client = new TestClient(c.connection);
   });
   after(async () => {
@@ -37,209 +55,152 @@ describe('meta commands (mode aes)', () => {
     await agent?.stop();
   });
 
-  it('grants a positive session ID in mode aes', () => {
+  it('grants a positive session ID and packs the package version in the handshake', () => {
     assert.ok(Number.isInteger(sessionId) && sessionId > 0);
+    assert.equal(version, parseVersion(pkg.version));
   });
 
-  it('Ping answers with an empty response', async () => {
-    const r = await client.request(AgentType.Meta, 'Ping', {});
-    assert.equal(r.kind, 'response');
-    assert.equal(r.agentType, AgentType.Meta);
-    if (r.kind === 'response') assert.equal(r.body.length, 0);
+  it('Ping echoes its token under code 3', async () => {
+    const r = await client.request(AgentType.Meta, 'Ping', { token: -123456 });
+    assert.equal(r.kind, 'meta');
+    if (r.kind === 'meta') {
+      assert.equal(r.command, META_COMMANDS.Ping.code);
+      assert.equal(r.body.readInt32LE(0), -123456);
+    }
   });
 
   it('GetAgentInfo describes the agent', async () => {
     const info = await client.call(AgentType.Meta, 'GetAgentInfo', {});
-    assert.equal(info.agentVersion, pkg.version);
+    assert.equal(info.product, 'Outpost');
+    assert.equal(info.version, pkg.version);
     assert.equal(info.protocolVersion, PROTOCOL_VERSION);
-    assert.equal(info.hostname, hostname());
-    assert.equal(info.architecture, arch());
-    assert.equal(info.directorySeparator, sep);
-    assert.equal(info.maxMessageSize, 1 << 20);
-    assert.ok(info.processorCount >= 1);
-    assert.ok(info.osDescription.length > 0);
+    assert.equal(info.hostName, hostname());
+    assert.equal(info.platform, process.platform);
+    assert.equal(info.osRelease, release());
+    assert.equal(info.arch, arch());
+    assert.equal(info.processId, agent.child.pid);
+    assert.ok(info.uptimeMs >= 0);
+    assert.deepEqual([...info.supportedAgentTypes], [0, 1, 2, 3]);
+    assert.equal(info.encryptionMode, 2);
   });
 
   it('GetAgentRootPath returns and creates each product root under the config dir', async () => {
-    const seen = new Set<string>();
     for (const [type, name] of [
-      [AgentType.BuildMaster, 'BuildMaster'],
       [AgentType.Otter, 'Otter'],
+      [AgentType.BuildMaster, 'BuildMaster'],
       [AgentType.Hedgehog, 'Hedgehog'],
     ] as const) {
       const { path } = await client.call(AgentType.Meta, 'GetAgentRootPath', { agentType: type });
       assert.equal(path, join(agent.dir, 'state', name));
       assert.ok((await stat(path)).isDirectory());
-      seen.add(path);
-    }
-    assert.equal(seen.size, 3);
-  });
-
-  it('GetAgentRootPath of a non-product type is UnknownAgentType', async () => {
-    for (const t of [AgentType.Meta, 7, 255]) {
-      const r = await client.request(AgentType.Meta, 'GetAgentRootPath', { agentType: t });
-      assert.equal(r.kind, 'error');
-      if (r.kind === 'error') {
-        assert.equal(r.errorKind, ErrorKind.UnknownAgentType);
-        assert.match(r.message, new RegExp(`unknown agent type ${t}`));
-      }
     }
   });
 
-  it('UpdateAgent stores files atomically under ExtensionCachePath/<instance>/<Product>/', async () => {
-    const files = [
-      { name: 'Extension.dll', data: Buffer.from('binary\0data') },
-      { name: '.hidden-ok', data: Buffer.alloc(300_000, 7) },
-      { name: 'empty.txt', data: Buffer.alloc(0) },
-    ];
-    await client.call(AgentType.Meta, 'UpdateAgent', { instance: 'prod-1', product: AgentType.Otter, files });
-    const dir = join(agent.dir, 'state', 'ExtensionCache', 'prod-1', 'Otter');
-    for (const f of files) assert.deepEqual(await readFile(join(dir, f.name)), f.data);
+  it('GetAgentRootPath of a non-product type is a MetaError carrying its command', async () => {
+    const r = await client.request(AgentType.Meta, 'GetAgentRootPath', { agentType: 0 });
+    assert.equal(r.kind, 'meta-error');
+    if (r.kind === 'meta-error') {
+      assert.equal(r.requestCommand, META_COMMANDS.GetAgentRootPath.code);
+      assert.match(r.message, /unknown agent type 0/);
+    }
+  });
+
+  it('UpdateAgent stores binaries and extensions under ExtensionCachePath/<instance>/<Product>/, no reply of its own', async () => {
+    const big = Buffer.alloc(4 << 20, 7);
+    const r = await client.request(AgentType.Meta, 'UpdateAgent', {
+      targetType: AgentType.BuildMaster,
+      binaries: [file('Agent.dll', 'v2'), file('big.bin', big)],
+      extensions: [file('InedoCore.upack', 'PK…')],
+    });
+    // The helper resolves an UpdateAgent when the Ping sent behind it comes back.
+    assert.equal(r.kind, 'meta');
+    const base = join(agent.dir, 'state', 'ExtensionCache', '127.0.0.1', 'BuildMaster');
+    assert.deepEqual((await readdir(join(base, 'binaries'))).sort(), ['Agent.dll', 'big.bin']);
+    assert.deepEqual(await readdir(join(base, 'extensions')), ['InedoCore.upack']);
+    assert.equal(await readFile(join(base, 'binaries', 'Agent.dll'), 'utf8'), 'v2');
+    assert.deepEqual(await readFile(join(base, 'binaries', 'big.bin')), big);
+    const mtime = (await stat(join(base, 'extensions', 'InedoCore.upack'))).mtime;
+    assert.equal(mtime.toISOString(), '2024-05-06T07:08:09.000Z', 'lastWriteUtc is kept');
     assert.deepEqual(
-      (await readdir(dir)).sort(),
-      files.map((f) => f.name).sort(),
-      'no temp files are left behind',
+      (await readdir(join(base, 'binaries'))).filter((n) => n.startsWith('.outpost-tmp')),
+      [],
+      'no temp file left',
     );
-    // Replacing a file works.
-    await client.call(AgentType.Meta, 'UpdateAgent', {
-      instance: 'prod-1',
-      product: AgentType.Otter,
-      files: [{ name: 'Extension.dll', data: Buffer.from('v2') }],
-    });
-    assert.equal(await readFile(join(dir, 'Extension.dll'), 'utf8'), 'v2');
   });
 
-  it('UpdateAgent refuses unsafe names with InvalidArgument and writes nothing', async () => {
-    const cases: [instance: string, name: string][] = [
-      ['ok', ''],
-      ['ok', '..'],
-      ['ok', '.'],
-      ['ok', '../escape'],
-      ['ok', 'a/b'],
-      ['ok', 'a\\b'],
-      ['ok', '/etc/passwd'],
-      ['ok', 'C:evil'],
-      ['ok', 'nul\0byte'],
-      ['ok', 'trailing.'],
-      ['ok', 'CON'],
-      ['ok', 'x'.repeat(256)],
-      ['..', 'fine.txt'],
-      ['', 'fine.txt'],
-      ['a/b', 'fine.txt'],
-    ];
-    for (const [instance, name] of cases) {
-      const r = await client.request(AgentType.Meta, 'UpdateAgent', {
-        instance,
-        product: AgentType.BuildMaster,
-        files: [
-          { name: 'good.txt', data: Buffer.from('x') },
-          { name, data: Buffer.from('y') },
-        ],
-      });
-      assert.equal(r.kind, 'error', `${JSON.stringify([instance, name])} must be refused`);
-      if (r.kind === 'error') assert.equal(r.errorKind, ErrorKind.InvalidArgument, r.message);
-    }
-    const dup = await client.request(AgentType.Meta, 'UpdateAgent', {
-      instance: 'ok',
-      product: AgentType.BuildMaster,
-      files: [
-        { name: 'same.txt', data: Buffer.from('1') },
-        { name: 'SAME.txt', data: Buffer.from('2') },
-      ],
-    });
-    assert.equal(dup.kind, 'error');
-    const cache = join(agent.dir, 'state', 'ExtensionCache');
-    const entries = await readdir(cache);
-    assert.deepEqual(entries, ['prod-1'], 'nothing was written for refused requests');
-  });
-
-  it('UpdateAgent with a non-product type is UnknownAgentType', async () => {
-    const r = await client.request(AgentType.Meta, 'UpdateAgent', { instance: 'i', product: 9, files: [] });
-    assert.equal(r.kind, 'error');
-    if (r.kind === 'error') assert.equal(r.errorKind, ErrorKind.UnknownAgentType);
-  });
-
-  it('an unknown meta command is UnknownCommand and the connection stays usable', async () => {
-    const token = client.token();
-    const r = await client.sendRaw(encodeRequestRaw(AgentType.Meta, token, 77, Buffer.alloc(0)), token);
-    assert.equal(r.kind, 'error');
-    if (r.kind === 'error') {
-      assert.equal(r.errorKind, ErrorKind.UnknownCommand);
-      assert.equal(r.token, token);
-      assert.match(r.message, /77/);
-    }
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
-  });
-
-  it('an unknown agent type is UnknownAgentType and the connection stays usable', async () => {
-    const token = client.token();
-    const r = await client.sendRaw(
-      encodeRequestRaw(4, token, META_COMMANDS.Ping.code, Buffer.alloc(0)),
-      token,
-    );
-    assert.equal(r.kind, 'error');
-    if (r.kind === 'error') {
-      assert.equal(r.errorKind, ErrorKind.UnknownAgentType);
-      assert.equal(r.agentType, 4);
-    }
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
-  });
-
-  it('arguments that do not decode are InvalidArgument and the connection stays usable', async () => {
-    for (const body of [Buffer.alloc(0), Buffer.from([1, 2]), Buffer.from([1, 0xff])]) {
-      const token = client.token();
-      const r = await client.sendRaw(
-        encodeRequestRaw(AgentType.Meta, token, META_COMMANDS.GetAgentRootPath.code, body),
-        token,
-      );
-      assert.equal(r.kind, 'error');
-      if (r.kind === 'error') assert.equal(r.errorKind, ErrorKind.InvalidArgument, r.message);
-    }
-    // Trailing bytes after a Ping are also refused.
-    const token = client.token();
-    const r = await client.sendRaw(
-      encodeRequestRaw(AgentType.Meta, token, META_COMMANDS.Ping.code, Buffer.from([0])),
-      token,
-    );
-    assert.equal(r.kind, 'error');
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
-  });
-
-  it('many pipelined requests are all answered, in any order, by token', async () => {
-    const tokens = Array.from({ length: 500 }, () => client.token());
-    const replies = await Promise.all(
-      tokens.map((t, i) =>
-        client.sendRaw(
-          i % 2
-            ? encodeRequest(AgentType.Meta, t, 'Ping', {})
-            : encodeRequest(AgentType.Meta, t, 'GetAgentRootPath', { agentType: AgentType.BuildMaster }),
-          t,
-        ),
-      ),
-    );
-    assert.equal(replies.length, 500);
-    for (const [i, r] of replies.entries()) {
-      assert.equal(r.kind, 'response');
-      assert.equal(r.token, tokens[i]);
-    }
-  });
-
-  it('a hello with the session ID resumes the session; an unknown ID gets a new one', async () => {
-    const again = await agent.connect({ sessionId });
-    assert.equal(again.sessionId, sessionId);
-    again.connection.close();
-    const fresh = await agent.connect({ sessionId: 12345 });
-    assert.notEqual(fresh.sessionId, 12345);
-    assert.ok(fresh.sessionId > 0);
-    fresh.connection.close();
-  });
-
-  it('a message too short for a request header closes that connection only', async () => {
+  it('meta replies are in order: UpdateAgent then Ping — the Ping reply comes after the files are stored', async () => {
     const c = await agent.connect();
     const t = new TestClient(c.connection);
-    c.connection.send(Buffer.from([0, 1, 2]));
-    await t.closed;
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+    const big = Buffer.alloc(32 << 20, 1);
+    const path = join(agent.dir, 'state', 'ExtensionCache', '127.0.0.1', 'Otter', 'binaries', 'late.bin');
+    c.connection.send(
+      encodeMetaRequest('UpdateAgent', {
+        targetType: AgentType.Otter,
+        binaries: [file('late.bin', big)],
+        extensions: [],
+      }),
+    );
+    const r = await t.sendRawMeta(encodeMetaRequest('Ping', { token: 6 }), META_COMMANDS.Ping.code, 30_000);
+    const storedWhenAnswered = existsSync(path);
+    assert.equal(r.kind, 'meta');
+    if (r.kind === 'meta') assert.equal(r.body.readInt32LE(0), 6);
+    assert.equal(storedWhenAnswered, true, 'the file was stored before the Ping was answered');
+    assert.equal(t.log.length, 1, 'nothing was sent for the UpdateAgent itself');
+    t.close();
+  });
+
+  it('a failed UpdateAgent is MetaError(1), before the reply of the Ping behind it; nothing is written', async () => {
+    for (const bad of ['../evil', 'a/b', 'a\\b', '/etc/passwd', '..', 'C:x']) {
+      const r = await client.request(AgentType.Meta, 'UpdateAgent', {
+        targetType: AgentType.Otter,
+        binaries: [file('fine.txt', 'x')],
+        extensions: [file(bad, 'x')],
+      });
+      assert.equal(r.kind, 'meta-error', bad);
+      if (r.kind === 'meta-error') {
+        assert.equal(r.requestCommand, 1);
+        assert.match(r.message, /^UpdateAgent: extensions: file name/);
+      }
+    }
+    // On the wire: each MetaError(1) came before the reply of the Ping sent right behind it.
+    const kinds = client.log.slice(-12).map((x) => x.kind);
+    assert.deepEqual(kinds, Array.from({ length: 6 }, () => ['meta-error', 'meta']).flat());
+    await assert.rejects(
+      access(join(agent.dir, 'state', 'ExtensionCache', '127.0.0.1', 'Otter', 'binaries', 'fine.txt')),
+      'nothing of a refused update is written',
+    );
+    const t = await client.request(AgentType.Meta, 'UpdateAgent', {
+      targetType: 0,
+      binaries: [],
+      extensions: [],
+    });
+    assert.equal(t.kind, 'meta-error');
+    if (t.kind === 'meta-error') assert.match(t.message, /unknown target type 0/);
+    // The swallowed Ping replies did not shift the order: the next request gets its own reply.
+    await client.ping();
+  });
+
+  it('an unknown meta command and an unknown agent type are MetaErrors; the connection stays usable', async () => {
+    const u = await client.sendRawMeta(encodeClientMessage(AgentType.Meta, 77, Buffer.alloc(0)), 77);
+    assert.equal(u.kind, 'meta-error');
+    if (u.kind === 'meta-error')
+      assert.deepEqual([u.requestCommand, u.message], [77, 'unknown meta command 77']);
+    const a = await client.sendRawMeta(encodeClientMessage(42, 13, Buffer.alloc(8)), 13);
+    assert.equal(a.kind, 'meta-error');
+    if (a.kind === 'meta-error') {
+      assert.equal(a.requestCommand, 13);
+      assert.match(a.message, /unknown agent type 42/);
+    }
+    await client.ping();
+  });
+
+  it('many pipelined Pings are all answered, in order', async () => {
+    const tokens = Array.from({ length: 200 }, (_, i) => i * 7 - 300);
+    const replies = await Promise.all(tokens.map((token) => client.call(AgentType.Meta, 'Ping', { token })));
+    assert.deepEqual(
+      replies.map((r) => r.token),
+      tokens,
+    );
   });
 
   it('logs to LogFile as well as stdout, never the key', async () => {
@@ -251,16 +212,31 @@ describe('meta commands (mode aes)', () => {
     assert.ok(!log.includes(key) && !agent.stdout().includes(key), 'the key is never logged');
   });
 
-  it('CloseSession replies, then closes the connection and ends the session', async () => {
+  it('CloseSession replies 5 with no data, then closes the connection and ends the session', async () => {
     const c = await agent.connect();
     const t = new TestClient(c.connection);
     const r = await t.request(AgentType.Meta, 'CloseSession', {});
-    assert.equal(r.kind, 'response');
+    assert.equal(r.kind, 'meta');
+    if (r.kind === 'meta') {
+      assert.equal(r.command, 5);
+      assert.equal(r.body.length, 0);
+    }
     const err = await t.closed;
     assert.equal(err, undefined, 'closed gracefully');
     const again = await agent.connect({ sessionId: c.sessionId });
     assert.notEqual(again.sessionId, c.sessionId, 'the closed session cannot be resumed');
     again.connection.close();
-    assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+    await client.ping();
+  });
+});
+
+describe('UpdateAgent instance names', () => {
+  it('dotted IPv4, IPv4-mapped IPv6 as IPv4, compressed IPv6 with - for :', () => {
+    assert.equal(instanceName('10.1.2.3'), '10.1.2.3');
+    assert.equal(instanceName('::ffff:10.1.2.3'), '10.1.2.3');
+    assert.equal(instanceName('::FFFF:7f00:1'), '127.0.0.1');
+    assert.equal(instanceName('::1'), '--1');
+    assert.equal(instanceName('2001:0db8:0000:0000:0000:0000:0000:0001'), '2001-db8--1');
+    assert.equal(instanceName('FE80::1:2'), 'fe80--1-2');
   });
 });

@@ -2,7 +2,9 @@
  * Everything the agent must refuse — wrong GUID or version, garbage,
  * oversize or undecryptable frames, a wrong AES key, stalled handshakes —
  * against real `outpost serve` processes, checking each time that the agent
- * is still serving afterwards.
+ * is still serving afterwards. Refusals are checked against agents with the
+ * default 30 s HandshakeTimeout, so a close within the test's wait is the
+ * refusal itself, not the timeout.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -14,11 +16,9 @@ import {
   AgentType,
   decodeAgentReply,
   encodeClientHello,
-  encodeRequest,
+  encodeMetaRequest,
   frameHeader,
   Mode,
-  PROTOCOL_MAJOR,
-  packVersion,
 } from '../../src/protocol/index.js';
 import { type AgentProcess, rawExchange, startAgentProcess, TestClient } from '../helpers/agent.js';
 
@@ -27,8 +27,7 @@ const HANDSHAKE_TIMEOUT_S = 0.5;
 async function assertServing(agent: AgentProcess): Promise<void> {
   const c = await agent.connect();
   const client = new TestClient(c.connection);
-  const r = await client.request(AgentType.Meta, 'Ping', {});
-  assert.equal(r.kind, 'response', 'the agent still answers a good client');
+  await client.ping();
   client.close();
 }
 
@@ -56,9 +55,9 @@ function handshakeRefusals(getAgent: () => AgentProcess) {
   const cases: [string, Buffer[]][] = [
     ['a wrong GUID', [badGuidHello()]],
     ['a wrong GUID in the last byte', [patched((h) => h.writeUInt8(h[15]! ^ 1, 15))]],
-    ['an unsupported major version', [helloWithVersion(packVersion(PROTOCOL_MAJOR + 1, 0))]],
+    ['protocol version 1001', [helloWithVersion(1001)]],
+    ['protocol version 65536 (the old wire)', [helloWithVersion(65536)]],
     ['a negative version', [helloWithVersion(-1)]],
-    ['a negative session ID', [patched((h) => h.writeInt32LE(-5, 20))]],
     ['garbage (an HTTP request)', [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')]],
     ['random bytes', [randomBytes(64)]],
   ];
@@ -68,10 +67,6 @@ function handshakeRefusals(getAgent: () => AgentProcess) {
       const r = await rawExchange(agent.host, agent.port, chunks, { waitMs: 3000 });
       assert.equal(r.closed, true, 'the agent closed the connection');
       assert.equal(r.received.length, 0, 'nothing was written');
-      assert.ok(
-        r.elapsedMs < HANDSHAKE_TIMEOUT_S * 1000,
-        `refused at once, not by the timeout (${r.elapsedMs} ms)`,
-      );
       await assertServing(agent);
     });
   }
@@ -79,16 +74,24 @@ function handshakeRefusals(getAgent: () => AgentProcess) {
 
 describe('rejects in mode none', () => {
   let agent: AgentProcess;
+  let quick: AgentProcess;
   before(async () => {
-    agent = await startAgentProcess({
-      mode: 'none',
-      handshakeTimeout: HANDSHAKE_TIMEOUT_S,
-      maxMessageSize: 65536,
-    });
+    [agent, quick] = await Promise.all([
+      startAgentProcess({ mode: 'none', maxMessageSize: 65536 }),
+      startAgentProcess({ mode: 'none', handshakeTimeout: HANDSHAKE_TIMEOUT_S }),
+    ]);
   });
-  after(() => agent?.stop());
+  after(() => Promise.all([agent?.stop(), quick?.stop()]));
 
   handshakeRefusals(() => agent);
+
+  it('a negative session ID names no session: a fresh positive one is granted', async () => {
+    const r = await rawExchange(agent.host, agent.port, [patched((h) => h.writeInt32LE(-5, 20))], {
+      waitMs: 1000,
+    });
+    assert.equal(r.received.length, AGENT_REPLY_SIZE);
+    assert.ok(decodeAgentReply(r.received).sessionId > 0);
+  });
 
   it('closes a connection that announces a frame larger than MaxMessageSize', async () => {
     const r = await rawExchange(agent.host, agent.port, [encodeClientHello(), frameHeader(65537)]);
@@ -98,8 +101,8 @@ describe('rejects in mode none', () => {
     await assertServing(agent);
   });
 
-  it('closes on a frame length of 0x7fffffff, 0 or negative', async () => {
-    for (const len of [0x7fffffff, 0, -1]) {
+  it('closes on a frame length of 0x7fffffff or a negative one', async () => {
+    for (const len of [0x7fffffff, -1, -0x80000000]) {
       const r = await rawExchange(agent.host, agent.port, [encodeClientHello(), frameHeader(len)]);
       assert.equal(r.closed, true, `length ${len}`);
     }
@@ -107,19 +110,22 @@ describe('rejects in mode none', () => {
   });
 
   it('answers frames pipelined right behind the hello', async () => {
-    const ping = encodeRequest(AgentType.Meta, 9, 'Ping', {});
-    const frame = Buffer.concat([frameHeader(ping.length), ping]);
+    const ping = encodeMetaRequest('Ping', { token: 9 });
+    const frame = Buffer.concat([frameHeader(ping.length - 5), ping]);
     const r = await rawExchange(agent.host, agent.port, [Buffer.concat([encodeClientHello(), frame])], {
       waitMs: 2000,
       onData: (got, socket) => {
-        if (got.length >= AGENT_REPLY_SIZE + 4 + 6) socket.end();
+        if (got.length >= AGENT_REPLY_SIZE + 12) socket.end();
       },
     });
-    assert.ok(r.received.length >= AGENT_REPLY_SIZE + 4 + 6, 'the ping was answered');
-    assert.equal(r.received.readInt32LE(AGENT_REPLY_SIZE + 4 + 1), 9, 'token 9 echoed');
+    assert.ok(r.received.length >= AGENT_REPLY_SIZE + 12, 'the ping was answered');
+    assert.equal(r.received.readInt32LE(AGENT_REPLY_SIZE), 4, 'data length 4');
+    assert.equal(r.received.readInt32LE(AGENT_REPLY_SIZE + 4), 3, 'command 3 (Ping)');
+    assert.equal(r.received.readInt32LE(AGENT_REPLY_SIZE + 8), 9, 'token 9 echoed');
   });
 
   it('closes a connection that sends nothing after HandshakeTimeout', async () => {
+    const agent = quick;
     const r = await rawExchange(agent.host, agent.port, [], { waitMs: 5000 });
     assert.equal(r.closed, true);
     assert.equal(r.received.length, 0);
@@ -128,6 +134,7 @@ describe('rejects in mode none', () => {
   });
 
   it('closes a connection that stalls halfway through the hello after HandshakeTimeout', async () => {
+    const agent = quick;
     const r = await rawExchange(agent.host, agent.port, [encodeClientHello().subarray(0, 10)], {
       waitMs: 5000,
     });
@@ -138,6 +145,7 @@ describe('rejects in mode none', () => {
   });
 
   it('logs handshake failures with the remote address', async () => {
+    const agent = quick;
     const rec = await agent.waitForLog((l) => l.msg === 'handshake failed', 5000);
     assert.equal(rec.remote, '127.0.0.1');
     assert.equal(typeof rec.reason, 'string');
@@ -147,7 +155,7 @@ describe('rejects in mode none', () => {
 describe('rejects in mode aes', () => {
   let agent: AgentProcess;
   before(async () => {
-    agent = await startAgentProcess({ mode: 'aes', handshakeTimeout: HANDSHAKE_TIMEOUT_S });
+    agent = await startAgentProcess({ mode: 'aes' });
   });
   after(() => agent?.stop());
 
@@ -159,17 +167,20 @@ describe('rejects in mode aes', () => {
     const client = new TestClient(c.connection);
     // Several frames at once: one could decrypt to valid padding by chance (~1/256), not all of them.
     const results = await Promise.allSettled(
-      Array.from({ length: 4 }, () => client.request(AgentType.Meta, 'Ping', {}, 3000)),
+      Array.from({ length: 4 }, (_, token) => client.request(AgentType.Meta, 'Ping', { token }, 3000)),
     );
     assert.ok(
       results.every((r) => r.status === 'rejected'),
       'no request is answered',
     );
     await client.closed;
+    // Mostly a decryption failure; about one time in 256 the first frame pads correctly and is garbage.
     const rec = await agent.waitForLog(
-      (l) => l.msg?.startsWith('protocol error') === true && l.code === 'DECRYPT_FAILED',
+      (l) =>
+        (l.msg?.startsWith('protocol error') === true && l.code === 'DECRYPT_FAILED') ||
+        l.kind === 'first-frame-invalid',
     );
-    assert.match(String(rec.msg), /AES key/);
+    assert.match(String(rec.msg), /key/);
     const keyHex = agent.key!.toString('hex');
     assert.ok(!agent.stdout().includes(keyHex), 'the agent never logs its key');
     assert.ok(!agent.stdout().includes(wrong.toString('hex')));
@@ -183,7 +194,7 @@ describe('rejects in mode aes', () => {
         if (iv.value || got.length < AGENT_REPLY_SIZE + AES_IV_SIZE) return;
         iv.value = got.subarray(AGENT_REPLY_SIZE, AGENT_REPLY_SIZE + AES_IV_SIZE);
         const frame = new AesFrameEncoder(agent.key!, iv.value).encode(
-          encodeRequest(AgentType.Meta, 1, 'Ping', {}),
+          encodeMetaRequest('Ping', { token: 1 }),
         );
         frame[frame.length - 1]! ^= 0x55; // breaks the padding of the last block
         socket.write(frame);

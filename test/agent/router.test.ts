@@ -2,7 +2,9 @@
  * The product-router seam, with the agent started in-process (`startAgent`)
  * on a real TCP port: the default router answers Error Unsupported naming
  * the command; a custom router gets each product request with `reply` and
- * `throttle`, and `throttle` really stops the agent reading the connection.
+ * `throttle`, and `throttle` really stops the agent reading the connection;
+ * `connectionOpened` comes only after a resumed connection's first valid
+ * frame has been answered (§7).
  */
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
@@ -15,9 +17,10 @@ import type { ProductRequestContext, ProductRouter } from '../../src/agent/produ
 import {
   AgentType,
   ErrorKind,
-  encodeRequestRaw,
+  encodeClientMessage,
+  encodeEvent,
+  encodeProductRequest,
   encodeResponse,
-  PRODUCT_COMMANDS,
 } from '../../src/protocol/index.js';
 import { connectToAgent } from '../../src/transport/index.js';
 import { TestClient, tempDir } from '../helpers/agent.js';
@@ -39,7 +42,7 @@ async function connect(agent: AgentHandle): Promise<TestClient> {
 }
 
 describe('product router seam', () => {
-  it('the default router answers Error Unsupported naming the command, never drops', async () => {
+  it('the default router answers Error Unsupported naming the command; unknown commands are Unsupported too', async () => {
     const agent = await startAgent(config, silentLogger());
     try {
       const client = await connect(agent);
@@ -47,16 +50,17 @@ describe('product router seam', () => {
       assert.equal(r.kind, 'error');
       if (r.kind === 'error') {
         assert.equal(r.errorKind, ErrorKind.Unsupported);
-        assert.equal(r.agentType, AgentType.Otter);
-        assert.match(r.message, /Otter command FileExists \(1\) is not supported/);
+        assert.match(r.message, /Otter command FileExists is not supported/);
       }
       const token = client.token();
-      const u = await client.sendRaw(
-        encodeRequestRaw(AgentType.Hedgehog, token, 250, Buffer.alloc(0)),
-        token,
-      );
+      const data = Buffer.alloc(4);
+      data.writeInt32LE(token, 0);
+      const u = await client.sendRaw(encodeClientMessage(AgentType.Hedgehog, 250, data), token);
       assert.equal(u.kind, 'error');
-      if (u.kind === 'error') assert.equal(u.errorKind, ErrorKind.UnknownCommand);
+      if (u.kind === 'error') {
+        assert.equal(u.errorKind, ErrorKind.Unsupported);
+        assert.match(u.message, /unknown Hedgehog command 250/);
+      }
       client.close();
     } finally {
       await agent.close();
@@ -71,7 +75,7 @@ describe('product router seam', () => {
       handle(ctx) {
         seen.push(ctx);
         if (seen.length === 1) release = ctx.throttle();
-        ctx.reply(encodeResponse(ctx.header.agentType, ctx.header.token, Buffer.alloc(0)));
+        ctx.reply(encodeResponse(ctx.token, 'FileExists', { exists: true }));
       },
       connectionClosed() {},
       sessionClosed(_s, reason) {
@@ -83,10 +87,7 @@ describe('product router seam', () => {
     try {
       const client = await connect(agent);
       const replies = [1, 2, 3].map((k) =>
-        client.sendRaw(
-          encodeRequestRaw(AgentType.BuildMaster, k, PRODUCT_COMMANDS.FileExists.code, Buffer.alloc(1)),
-          k,
-        ),
+        client.sendRaw(encodeProductRequest(AgentType.BuildMaster, 'FileExists', k, { path: 'p' }), k),
       );
       await replies[0];
       await sleep(100);
@@ -95,10 +96,11 @@ describe('product router seam', () => {
       await Promise.all(replies);
       assert.equal(seen.length, 3);
       assert.equal(seen[0]!.session, seen[2]!.session);
-      assert.equal(seen[1]!.header.token, 2);
-      assert.equal(seen[1]!.message[0], AgentType.BuildMaster);
+      assert.equal(seen[1]!.token, 2);
+      assert.equal(seen[1]!.name, 'FileExists');
+      assert.equal(seen[1]!.message[0], AgentType.BuildMaster, 'the raw message is passed on');
       // Meta requests never reach the router.
-      assert.equal((await client.request(AgentType.Meta, 'CloseSession', {})).kind, 'response');
+      assert.equal((await client.request(AgentType.Meta, 'CloseSession', {})).kind, 'meta');
       await client.closed;
       assert.deepEqual(closedSessions, ['closed by the client (CloseSession)']);
     } finally {
@@ -121,8 +123,49 @@ describe('product router seam', () => {
       const r = await client.request(AgentType.Otter, 'FileExists', { path: 'x' });
       assert.equal(r.kind, 'error');
       if (r.kind === 'error') assert.equal(r.errorKind, ErrorKind.Internal);
-      assert.equal((await client.request(AgentType.Meta, 'Ping', {})).kind, 'response');
+      await client.ping();
       client.close();
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('buffered events go to a resumed connection only after its first valid frame', async () => {
+    const opened: number[] = [];
+    const router: ProductRouter = {
+      handle(ctx) {
+        ctx.reply(encodeResponse(ctx.token, 'FileExists', { exists: true }));
+      },
+      connectionOpened(connection) {
+        // Stands for the router flushing a resumed session's buffer.
+        opened.push(Date.now());
+        connection.send(encodeEvent(77, 'Log', { level: 1, text: 'buffered' }));
+      },
+      connectionClosed() {},
+      sessionClosed() {},
+      async close() {},
+    };
+    const agent = await startAgent(config, silentLogger(), { router });
+    try {
+      const first = await connect(agent);
+      await first.ping();
+      const id = [...agent.sessions][0]!.id;
+      first.close();
+      await first.closed;
+      const c = await connectToAgent({ host: '127.0.0.1', port: agent.port, mode: 'none', sessionId: id });
+      const again = new TestClient(c.connection);
+      await sleep(100);
+      assert.equal(again.log.length, 0, 'nothing before the first valid frame');
+      assert.equal(opened.length, 1, 'only the first connection opened so far');
+      await again.ping();
+      await sleep(50);
+      assert.equal(opened.length, 2);
+      assert.deepEqual(
+        again.log.map((r) => r.kind),
+        ['meta', 'event'],
+        'the reply to the first frame, then the buffered event',
+      );
+      again.close();
     } finally {
       await agent.close();
     }
@@ -141,6 +184,7 @@ describe('product router seam', () => {
   it('close() stops accepting and closes established connections', async () => {
     const agent = await startAgent(config, silentLogger());
     const client = await connect(agent);
+    await client.ping();
     assert.equal(agent.connectionCount, 1);
     await agent.close();
     await client.closed;

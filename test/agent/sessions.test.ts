@@ -2,7 +2,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { aesPrincipal, SessionMismatchError, SessionRegistry } from '../../src/agent/sessions.js';
+import {
+  aesPrincipal,
+  SessionLimitError,
+  SessionMismatchError,
+  SessionRegistry,
+} from '../../src/agent/sessions.js';
 
 function conn() {
   return {
@@ -14,17 +19,25 @@ function conn() {
 }
 
 describe('SessionRegistry', () => {
-  it('grants new random positive IDs and resumes a known one for the same principal only', () => {
+  it('grants new random positive IDs, a live one as asked, and attaches the same principal only', () => {
     const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000 });
-    const id = r.proposeId(0, 'p');
+    const id = r.proposeId(0);
     assert.ok(id > 0 && id <= 0x7fffffff);
+    assert.equal(r.size, 0, 'proposing creates nothing');
     const a = conn();
-    const { session, resumed } = r.attach(id, 'p', a);
+    const { session, resumed } = r.attach(id, 'p', a, '10.0.0.1');
     assert.equal(resumed, false);
-    assert.equal(r.proposeId(id, 'p'), id);
-    assert.notEqual(r.proposeId(id, 'q'), id, 'another principal gets a new ID');
-    assert.notEqual(r.proposeId(999, 'p'), 999, 'unknown IDs are not granted');
-    assert.equal(r.proposeId(id), id, 'principal not known yet (TLS): tentatively granted');
+    assert.equal(session.remote, '10.0.0.1');
+    assert.equal(
+      r.proposeId(id),
+      id,
+      'a live session ID is granted (whose it is, is checked at the first frame)',
+    );
+    assert.notEqual(r.proposeId(999), 999, 'unknown IDs are not granted');
+    assert.notEqual(r.proposeId(-5), -5);
+    assert.equal(r.belongsToOther(id, 'q'), true);
+    assert.equal(r.belongsToOther(id, 'p'), false);
+    assert.equal(r.belongsToOther(999, 'q'), false);
     assert.throws(() => r.attach(id, 'q', conn()), SessionMismatchError);
     const again = r.attach(id, 'p', conn());
     assert.equal(again.resumed, true);
@@ -39,9 +52,9 @@ describe('SessionRegistry', () => {
     const closed: string[] = [];
     r.on('close', (s, reason) => closed.push(`${s.id}:${reason}`));
     const c1 = conn();
-    const one = r.attach(r.proposeId(0, 'p'), 'p', c1).session;
+    const one = r.attach(r.proposeId(0), 'p', c1).session;
     const c2 = conn();
-    const two = r.attach(r.proposeId(0, 'p'), 'p', c2).session;
+    const two = r.attach(r.proposeId(0), 'p', c2).session;
     r.detach(one, c1);
     r.detach(two, c2);
     await sleep(20);
@@ -56,8 +69,8 @@ describe('SessionRegistry', () => {
   it('closes idle sessions unless held', async () => {
     const r = new SessionRegistry({ idleTimeoutMs: 100, detachedTimeoutMs: 60_000 });
     const a = conn();
-    const idle = r.attach(r.proposeId(0, 'p'), 'p', a).session;
-    const busy = r.attach(r.proposeId(0, 'p'), 'p', conn()).session;
+    const idle = r.attach(r.proposeId(0), 'p', a).session;
+    const busy = r.attach(r.proposeId(0), 'p', conn()).session;
     const release = r.hold(busy);
     await sleep(450);
     assert.equal(idle.closed, true);
@@ -70,23 +83,29 @@ describe('SessionRegistry', () => {
   it('close() ends a session at once and closes its connections', () => {
     const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000 });
     const a = conn();
-    const s = r.attach(r.proposeId(0, 'p'), 'p', a).session;
+    const s = r.attach(r.proposeId(0), 'p', a).session;
     r.close(s, 'CloseSession');
     assert.equal(a.closed, 1);
     assert.equal(r.size, 0);
-    assert.notEqual(r.proposeId(s.id, 'p'), s.id);
+    assert.notEqual(r.proposeId(s.id), s.id);
     r.dispose();
   });
 
-  it('evicts the longest-detached session beyond maxSessions', () => {
+  it('beyond maxSessions ends the longest-detached idle session, never a busy or attached one', () => {
     const r = new SessionRegistry({ idleTimeoutMs: 60_000, detachedTimeoutMs: 60_000, maxSessions: 2 });
     const c = conn();
-    const first = r.attach(r.proposeId(0, 'p'), 'p', c).session;
+    const first = r.attach(r.proposeId(0), 'p', c).session;
     r.detach(first, c);
-    r.attach(r.proposeId(0, 'p'), 'p', conn());
-    r.attach(r.proposeId(0, 'p'), 'p', conn());
+    r.attach(r.proposeId(0), 'p', conn());
+    const third = r.attach(r.proposeId(0), 'p', conn()).session;
     assert.equal(r.size, 2);
     assert.equal(first.closed, true);
+    // Now one attached and one detached but busy: a newcomer is refused.
+    const tc = [...third.connections][0]!;
+    r.hold(third);
+    r.detach(third, tc);
+    assert.throws(() => r.attach(r.proposeId(0), 'p', conn()), SessionLimitError);
+    assert.equal(third.closed, false);
     r.dispose();
   });
 

@@ -6,7 +6,7 @@
  *   t.after(() => agent.stop());
  *   const { connection } = await agent.connect();
  *   const client = new TestClient(connection);
- *   await client.call(0, 'Ping', {});
+ *   await client.ping();
  *
  * It writes a config into a fresh temp dir (root paths and the extension
  * cache default to <dir>/state/…, so the agent never touches anything outside
@@ -26,11 +26,16 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ConfigTemplate, renderConfigXml } from '../../src/agent/config.js';
 import {
+  AgentType,
   type CommandName,
+  decodeMetaResult,
   decodeReply,
   decodeResult,
-  encodeRequest,
-  errorKindName,
+  encodeMetaRequest,
+  encodeProductRequest,
+  META_COMMANDS,
+  type MetaCommand,
+  type ProductCommand,
   type Reply,
   type RequestOf,
   type ResultOf,
@@ -350,14 +355,38 @@ export async function startAgentProcess(options: AgentProcessOptions = {}): Prom
 
 // ------------------------------------------------------------------ requests
 
+/** Thrown by `TestClient.call` for an Error or MetaError reply: `kind` is the error kind or 'MetaError'. */
+export class ReplyError extends Error {
+  override readonly name = 'ReplyError';
+  constructor(
+    readonly kind: string,
+    message: string,
+  ) {
+    super(`${kind}: ${message}`);
+  }
+}
+
+interface MetaWaiter {
+  /** The meta command whose reply this waits for (MetaError names it too). */
+  command: number;
+  /** UpdateAgent has no reply on success: it is confirmed by the Ping sent right behind it. */
+  confirmedBy: number | null;
+  resolve(r: Reply): void;
+  reject(e: Error): void;
+}
+
 /**
- * A minimal request/reply client over a FramedConnection for tests: tokens,
- * replies matched by token, events collected per token.
+ * A minimal client over a FramedConnection for tests, speaking the
+ * contract: product replies matched by token, events collected per token,
+ * meta replies matched in order (the agent answers meta requests in order).
  */
 export class TestClient {
   private nextToken = 1;
   private readonly waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
+  private readonly metaWaiting: MetaWaiter[] = [];
   readonly events = new Map<number, Reply[]>();
+  /** Every reply in arrival order (kind and token/command), for ordering checks. */
+  readonly log: Reply[] = [];
   closeError: Error | undefined;
   readonly closed: Promise<Error | undefined>;
 
@@ -368,6 +397,11 @@ export class TestClient {
         reply = decodeReply(m);
       } catch (e) {
         connection.destroy(e as Error);
+        return;
+      }
+      this.log.push(reply);
+      if (reply.kind === 'meta' || reply.kind === 'meta-error') {
+        this.onMeta(reply);
         return;
       }
       if (reply.kind === 'event') {
@@ -384,14 +418,36 @@ export class TestClient {
     this.closed = new Promise((resolvePromise) =>
       connection.once('close', (e) => {
         this.closeError = e;
-        for (const w of this.waiting.values()) w.reject(e ?? new Error('connection closed'));
+        const err = e ?? new Error('connection closed');
+        for (const w of this.waiting.values()) w.reject(err);
         this.waiting.clear();
+        for (const w of this.metaWaiting.splice(0)) w.reject(err);
         resolvePromise(e);
       }),
     );
   }
 
-  /** Sends a raw message and waits for the reply with `token`. */
+  private onMeta(reply: Reply & { kind: 'meta' | 'meta-error' }): void {
+    const w = this.metaWaiting.shift();
+    if (!w) return;
+    if (w.confirmedBy !== null && reply.kind === 'meta') {
+      // The confirming Ping came back: the UpdateAgent succeeded (empty reply).
+      w.resolve({ kind: 'meta', command: w.command, body: Buffer.alloc(0) });
+      return;
+    }
+    if (w.confirmedBy !== null && reply.kind === 'meta-error') {
+      // The UpdateAgent failed; the Ping's reply follows and is swallowed.
+      this.metaWaiting.unshift({
+        command: META_COMMANDS.Ping.code,
+        confirmedBy: null,
+        resolve() {},
+        reject() {},
+      });
+    }
+    w.resolve(reply);
+  }
+
+  /** Sends a raw product message and waits for the reply with `token`. */
   sendRaw(message: Buffer, token: number, timeoutMs = 5000): Promise<Reply> {
     return new Promise<Reply>((resolvePromise, reject) => {
       const timer = setTimeout(() => {
@@ -412,23 +468,77 @@ export class TestClient {
     });
   }
 
-  /** Sends a typed request and returns the raw reply. */
+  /** Sends a raw message answered on the meta channel (a meta request, or an unknown agent type) and waits for that answer. */
+  sendRawMeta(
+    message: Buffer,
+    command: number,
+    timeoutMs = 5000,
+    confirmedBy: number | null = null,
+  ): Promise<Reply> {
+    return new Promise<Reply>((resolvePromise, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no meta reply to command ${command} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this.metaWaiting.push({
+        command,
+        confirmedBy,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolvePromise(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      });
+      this.connection.send(message);
+    });
+  }
+
+  /**
+   * Sends a typed request and returns the raw reply. Meta (agent type 0):
+   * the reply in order; UpdateAgent is followed by a Ping and resolves with
+   * an empty 'meta' reply when that Ping comes back, or with its MetaError.
+   */
   request<N extends CommandName>(
     agentType: number,
     name: N,
     args: RequestOf<N>,
     timeoutMs?: number,
   ): Promise<Reply> {
+    if (agentType === AgentType.Meta) {
+      const meta = name as MetaCommand;
+      const message = encodeMetaRequest(meta, args as RequestOf<MetaCommand>);
+      if (meta !== 'UpdateAgent') return this.sendRawMeta(message, META_COMMANDS[meta].code, timeoutMs);
+      const ping = encodeMetaRequest('Ping', { token: 0x5eed });
+      const r = this.sendRawMeta(message, META_COMMANDS.UpdateAgent.code, timeoutMs, META_COMMANDS.Ping.code);
+      this.connection.send(ping);
+      return r;
+    }
     const token = this.nextToken++;
-    return this.sendRaw(encodeRequest(agentType, token, name, args), token, timeoutMs);
+    return this.sendRaw(
+      encodeProductRequest(agentType, name as ProductCommand, token, args as RequestOf<ProductCommand>),
+      token,
+      timeoutMs,
+    );
   }
 
-  /** Sends a typed request; resolves with the decoded result, rejects with `Kind: message` on an Error reply. */
+  /** Sends a typed request; resolves with the decoded result, rejects with a ReplyError (`Kind: message`). */
   async call<N extends CommandName>(agentType: number, name: N, args: RequestOf<N>): Promise<ResultOf<N>> {
     const r = await this.request(agentType, name, args);
-    if (r.kind === 'error') throw new Error(`${errorKindName(r.errorKind)}: ${r.message}`);
+    if (r.kind === 'error') throw new ReplyError(r.errorKind, r.message);
+    if (r.kind === 'meta-error') throw new ReplyError('MetaError', r.message);
+    if (r.kind === 'meta') return decodeMetaResult(name as MetaCommand, r.body) as ResultOf<N>;
     if (r.kind !== 'response') throw new Error(`unexpected ${r.kind}`);
-    return decodeResult(name, r.body);
+    return decodeResult(name as ProductCommand, r.body) as ResultOf<N>;
+  }
+
+  /** Ping with a random token; resolves when it is echoed. */
+  async ping(): Promise<void> {
+    const token = randomBytes(4).readInt32LE(0);
+    const r = await this.call(AgentType.Meta, 'Ping', { token });
+    if (r.token !== token) throw new Error(`Ping echoed ${r.token}, sent ${token}`);
   }
 
   token(): number {
@@ -460,10 +570,19 @@ export function rawExchange(
   host: string,
   port: number,
   chunks: Buffer[],
-  options: { waitMs?: number; onData?: (received: Buffer, socket: Socket) => void } = {},
+  options: {
+    waitMs?: number;
+    onData?: (received: Buffer, socket: Socket) => void;
+    /** Source address to bind (e.g. 127.0.0.7: Linux routes all of 127/8 to loopback). */
+    localAddress?: string;
+  } = {},
 ): Promise<RawExchange> {
   return new Promise((resolvePromise, reject) => {
-    const socket = netConnect({ host, port });
+    const socket = netConnect({
+      host,
+      port,
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    });
     const parts: Buffer[] = [];
     let t0 = 0;
     let settled = false;

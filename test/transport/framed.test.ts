@@ -1,6 +1,8 @@
 /**
- * FramedConnection over real TCP on 127.0.0.1: framing both ways, batching,
- * large messages, pause/resume backpressure, protocol errors.
+ * FramedConnection over real TCP on 127.0.0.1, with the codecs of both wire
+ * roles (the first socket of a pair is the client, the second the agent):
+ * framing both ways, batching, large messages, pause/resume backpressure,
+ * protocol errors, the AES replay cache.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -8,7 +10,13 @@ import { once } from 'node:events';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { frameHeader, isProtocolError } from '../../src/protocol/index.js';
+import {
+  encodeAgentMessage,
+  encodeClientMessage,
+  frameHeader,
+  isProtocolError,
+  ReplayCache,
+} from '../../src/protocol/index.js';
 import { aesCodec, type FrameCodec, FramedConnection, plainCodec } from '../../src/transport/index.js';
 
 let server: Server;
@@ -55,12 +63,16 @@ function collect(c: FramedConnection, n: number): Promise<Buffer[]> {
   });
 }
 
-const plain = (): [FrameCodec, FrameCodec] => [plainCodec(), plainCodec()];
+const plain = (): [FrameCodec, FrameCodec] => [plainCodec('client'), plainCodec('agent')];
 const aes = (): [FrameCodec, FrameCodec] => {
   const key = randomBytes(32);
   const iv = randomBytes(16);
-  return [aesCodec(key, iv), aesCodec(key, iv)];
+  return [aesCodec('client', key, iv), aesCodec('agent', key, iv, { replay: new ReplayCache(1000) })];
 };
+/** A client message (`agentType | command | data`) carrying `data`. */
+const cm = (data: string | Buffer) => encodeClientMessage(1, 2, Buffer.from(data));
+/** An agent message (`command | data`) carrying `data`. */
+const am = (data: string | Buffer) => encodeAgentMessage(100, Buffer.from(data));
 
 for (const [name, make] of [
   ['plain', plain],
@@ -70,24 +82,24 @@ for (const [name, make] of [
     it('carries many small and a few large messages both ways, in order', async () => {
       const [a, b] = await pair(make);
       const messages = [
-        ...Array.from({ length: 1000 }, (_, i) => Buffer.from(`message ${i}`)),
-        randomBytes(100_000),
-        randomBytes(3 * 1024 * 1024),
-        Buffer.from([1]),
+        ...Array.from({ length: 1000 }, (_, i) => cm(`message ${i}`)),
+        cm(randomBytes(100_000)),
+        cm(randomBytes(3 * 1024 * 1024)),
+        cm(''),
       ];
       const toB = collect(b, messages.length);
       const toA = collect(a, 3);
       for (const m of messages) a.send(m);
-      b.send(Buffer.from('x'));
-      b.send(randomBytes(70_000));
-      b.send(Buffer.from('z'));
+      b.send(am('x'));
+      b.send(am(randomBytes(70_000)));
+      b.send(am(''));
       const got = await toB;
       assert.equal(got.length, messages.length);
       for (const [i, m] of messages.entries()) assert.ok(got[i]!.equals(m), `message ${i}`);
       const back = await toA;
-      assert.equal(back[0]!.toString(), 'x');
-      assert.equal(back[1]!.length, 70_000);
-      assert.equal(back[2]!.toString(), 'z');
+      assert.ok(back[0]!.equals(am('x')));
+      assert.equal(back[1]!.length, 4 + 70_000);
+      assert.equal(back[2]!.length, 4, 'a message with no data is its header');
       a.destroy();
       b.destroy();
     });
@@ -95,7 +107,7 @@ for (const [name, make] of [
     it('pause() stops delivery and makes the sender see backpressure; resume() delivers everything', async () => {
       const [a, b] = await pair(make);
       const received: number[] = [];
-      b.on('message', (m) => received.push(m.readUInt32LE(0)));
+      b.on('message', (m) => received.push(m.readUInt32LE(5)));
       b.pause();
       const chunk = Buffer.alloc(64 * 1024);
       let i = 0;
@@ -104,7 +116,7 @@ for (const [name, make] of [
       // bounded at 2000 messages of 64 KiB.
       while (i < 2000) {
         const m = Buffer.from(chunk);
-        m.writeUInt32LE(i++, 0);
+        m.writeUInt32LE(i++, 5);
         if (a.send(m)) continue;
         const drained = await Promise.race([once(a, 'drain').then(() => true), sleep(300).then(() => false)]);
         if (!drained) {
@@ -132,10 +144,10 @@ for (const [name, make] of [
       const [a, b] = await pair(make);
       const got: string[] = [];
       b.on('message', (m) => {
-        got.push(m.toString());
+        got.push(m.subarray(5).toString());
         if (got.length === 2) b.pause();
       });
-      for (let k = 0; k < 5; k++) a.send(Buffer.from(`m${k}`));
+      for (let k = 0; k < 5; k++) a.send(cm(`m${k}`));
       await sleep(100);
       assert.deepEqual(got, ['m0', 'm1']);
       b.resume();
@@ -148,11 +160,11 @@ for (const [name, make] of [
     it('close() flushes queued messages before ending', async () => {
       const [a, b] = await pair(make);
       const got = collect(b, 3);
-      a.send(Buffer.from('1'));
-      a.send(Buffer.from('2'));
-      a.send(randomBytes(200_000));
+      a.send(cm('1'));
+      a.send(cm('2'));
+      a.send(cm(randomBytes(200_000)));
       a.close();
-      assert.equal(a.send(Buffer.from('late')), false, 'send after close is refused');
+      assert.equal(a.send(cm('late')), false, 'send after close is refused');
       assert.equal((await got).length, 3);
       const closeErr = await new Promise((r) => (a.closed ? r(undefined) : a.once('close', r)));
       assert.equal(closeErr, undefined);
@@ -165,9 +177,9 @@ describe('FramedConnection errors', () => {
   it('a frame over the limit destroys that connection only, with a ProtocolError', async () => {
     const [a1, b1] = await socketPair();
     const [a2, b2] = await socketPair();
-    const victim = new FramedConnection(b1, plainCodec(65536));
-    const other = new FramedConnection(b2, plainCodec(65536));
-    const sender2 = new FramedConnection(a2, plainCodec());
+    const victim = new FramedConnection(b1, plainCodec('agent', 65536));
+    const other = new FramedConnection(b2, plainCodec('agent', 65536));
+    const sender2 = new FramedConnection(a2, plainCodec('client'));
     victim.on('message', () => assert.fail('no message expected'));
     const closed = new Promise<Error | undefined>((r) => victim.once('close', r));
     a1.write(frameHeader(65537));
@@ -175,8 +187,8 @@ describe('FramedConnection errors', () => {
     assert.ok(isProtocolError(err), String(err));
     assert.equal(err.code, 'LENGTH_LIMIT');
     const got = collect(other, 1);
-    sender2.send(Buffer.from('still here'));
-    assert.equal((await got)[0]!.toString(), 'still here');
+    sender2.send(cm('still here'));
+    assert.ok((await got)[0]!.equals(cm('still here')));
     a1.destroy();
     sender2.destroy();
     other.destroy();
@@ -186,34 +198,65 @@ describe('FramedConnection errors', () => {
     const [a, b] = await socketPair();
     const key = randomBytes(16);
     const iv = randomBytes(16);
-    const sender = new FramedConnection(a, aesCodec(randomBytes(16), iv));
-    const receiver = new FramedConnection(b, aesCodec(key, iv));
+    const sender = new FramedConnection(a, aesCodec('client', randomBytes(16), iv));
+    const receiver = new FramedConnection(b, aesCodec('agent', key, iv));
     const closed = new Promise<Error | undefined>((r) => receiver.once('close', r));
     receiver.on('message', () => {});
     // Several frames: one could pass the padding check by chance, not all.
-    for (let k = 0; k < 4; k++) sender.send(Buffer.from('hello'));
+    for (let k = 0; k < 4; k++) sender.send(cm('hello'));
     const err = await closed;
     assert.ok(isProtocolError(err) && err.code === 'DECRYPT_FAILED', String(err));
     sender.destroy();
   });
 
-  it('refuses to send an empty message', async () => {
+  it('refuses to send a message shorter than its header', async () => {
     const [a, b] = await socketPair();
-    const c = new FramedConnection(a, plainCodec());
+    const c = new FramedConnection(a, plainCodec('client'));
     assert.throws(() => c.send(Buffer.alloc(0)), RangeError);
+    assert.throws(() => c.send(Buffer.alloc(4)), RangeError, 'a client message has a 5-byte header');
     c.destroy();
     b.destroy();
   });
 
   it('delivers nothing before a message listener is attached', async () => {
     const [a, b] = await socketPair();
-    const sender = new FramedConnection(a, plainCodec());
-    const receiver = new FramedConnection(b, plainCodec());
-    sender.send(Buffer.from('early'));
+    const sender = new FramedConnection(a, plainCodec('client'));
+    const receiver = new FramedConnection(b, plainCodec('agent'));
+    sender.send(cm('early'));
     await sleep(50);
     const got = collect(receiver, 1);
-    assert.equal((await got)[0]!.toString(), 'early');
+    assert.ok((await got)[0]!.equals(cm('early')));
     sender.destroy();
     receiver.destroy();
+  });
+
+  it('an AES frame seen before, on any connection sharing the replay cache, closes with REPLAYED', async () => {
+    const key = randomBytes(32);
+    const replay = new ReplayCache(1000);
+    const [a1, b1] = await socketPair();
+    const [a2, b2] = await socketPair();
+    const iv1 = randomBytes(16);
+    const first = new FramedConnection(b1, aesCodec('agent', key, iv1, { replay }));
+    // Capture the bytes of one frame as the client writes them.
+    const captured: Buffer[] = [];
+    const write = a1.write.bind(a1);
+    a1.write = ((chunk: Buffer, ...rest: never[]) => {
+      captured.push(Buffer.from(chunk));
+      return write(chunk, ...rest);
+    }) as typeof a1.write;
+    const client = new FramedConnection(a1, aesCodec('client', key, iv1));
+    const got = collect(first, 1);
+    client.send(cm('pay me once'));
+    assert.ok((await got)[0]!.equals(cm('pay me once')));
+    const second = new FramedConnection(b2, aesCodec('agent', key, randomBytes(16), { replay }));
+    second.on('message', () => assert.fail('a replayed frame must not be delivered'));
+    const closed = new Promise<Error | undefined>((r) => second.once('close', r));
+    a2.write(Buffer.concat(captured));
+    const err = await closed;
+    assert.ok(isProtocolError(err) && err.code === 'REPLAYED', String(err));
+    assert.equal(replay.hits, 1);
+    client.destroy();
+    first.destroy();
+    a2.destroy();
   });
 });

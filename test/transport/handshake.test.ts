@@ -8,7 +8,16 @@ import { readFile, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { ClientHello } from '../../src/protocol/index.js';
+import {
+  type ClientHello,
+  decodeAgentMessage,
+  decodeClientMessage,
+  encodeAgentMessage,
+  encodeClientMessage,
+  formatVersion,
+  parseVersion,
+  ReplayCache,
+} from '../../src/protocol/index.js';
 import {
   acceptHandshake,
   connectToAgent,
@@ -27,7 +36,9 @@ interface TestAgent {
   close(): Promise<void>;
 }
 
-/** A one-mode agent: handshake, then echo every message back. */
+const AGENT_VERSION = parseVersion('3.1.4.1');
+
+/** A one-mode agent: handshake, then echo every message's command and data back. */
 async function startEchoAgent(options: {
   mode: EncryptionMode;
   key?: Buffer;
@@ -48,6 +59,8 @@ async function startEchoAgent(options: {
       key: options.key,
       secureContext: options.secureContext,
       maxMessageSize: 1 << 20,
+      agentVersion: AGENT_VERSION,
+      replay: new ReplayCache(1000),
       timeoutMs: options.timeoutMs ?? 5000,
       grantSession: (hello) => {
         hellos.push(hello);
@@ -56,7 +69,10 @@ async function startEchoAgent(options: {
     }).then(
       (r) => {
         results.push(r);
-        r.connection.on('message', (m) => r.connection.send(Buffer.from(m)));
+        r.connection.on('message', (m) => {
+          const { command, data } = decodeClientMessage(m);
+          r.connection.send(encodeAgentMessage(command, Buffer.from(data)));
+        });
       },
       (err: Error) => {
         failures.push(err);
@@ -78,9 +94,12 @@ async function startEchoAgent(options: {
   };
 }
 
+/** Sends a client message carrying `text`; resolves with the data of the agent message that comes back. */
 async function echo(c: FramedConnection, text: string): Promise<string> {
-  const got = new Promise<string>((resolve) => c.once('message', (m) => resolve(m.toString())));
-  c.send(Buffer.from(text));
+  const got = new Promise<string>((resolve) =>
+    c.once('message', (m) => resolve(decodeAgentMessage(m).data.toString())),
+  );
+  c.send(encodeClientMessage(0, 3, Buffer.from(text)));
   return got;
 }
 
@@ -101,6 +120,7 @@ describe('handshake', () => {
       const c = await connectToAgent({ host: '127.0.0.1', port: agent.port, mode: 'none', sessionId: 77 });
       assert.equal(c.sessionId, 77);
       assert.equal(c.mode, 'none');
+      assert.equal(formatVersion(c.version), '3.1.4.1', 'the packed agent version');
       assert.equal(agent.hellos[0]?.sessionId, 77);
       assert.equal(await echo(c.connection, 'hi'), 'hi');
       assert.equal(c.connection.socket.readyState, 'open');
@@ -245,6 +265,7 @@ describe('handshake', () => {
       await new Promise<void>((r) => s.once('close', () => r()));
       assert.equal(agent.failures.length, 1);
       assert.match(String(agent.failures[0]), /no complete handshake within 100 ms/);
+      assert.equal(agent.results.length, 0);
     } finally {
       await agent.close();
     }
