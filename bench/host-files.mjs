@@ -191,13 +191,16 @@ async function benchHost(tmp, blob) {
   const { FileService } = await import(new URL('dist/host/files.js', `file://${ROOT}/`).href);
   const data = join(tmp, 'host');
   await mkdir(data, { recursive: true });
+  // HostSettings (src/protocol/pipe.ts), as the agent sends it in Init.
   const ctx = {
+    agentType: 2,
     rootPath: data,
     baseDirectory: data,
     allowedRoots: [tmp],
     maxMessageSize: 32 * 1024 * 1024,
     maxOpenFiles: 1000,
     maxProcesses: 4,
+    extensionPath: null,
   };
   const rows = {
     write: [],
@@ -216,17 +219,18 @@ async function benchHost(tmp, blob) {
     let cpu = process.cpuUsage();
     await pipelined(o.files, IN_FLIGHT, async (i) => {
       const off = (i % 1000) * o.fileSize;
-      await svc.handle('WriteAllBytes', {
+      await svc.writeAllBytes({
         path: join(dst, fileName(i)),
-        data: blob.subarray(off, off + o.fileSize),
+        contents: blob.subarray(off, off + o.fileSize),
+        lastWriteUtc: ticks,
         mode: 0o644,
-        lastWriteTime: ticks,
       });
     });
     const wms = msSince(t);
     rows.write.push(o.files / (wms / 1000));
     rows.writeCpu.push((cpuMsSince(cpu) * 1000) / o.files);
     const paths = Array.from({ length: 100 }, (_, i) => join(dst, fileName(i)));
+    const ops = { FileExists: (a) => svc.fileExists(a), GetFileInfo: (a) => svc.getFileInfo(a) };
     for (const [name, seqKey, pipeKey] of [
       ['FileExists', 'existsSeq', 'existsPipe'],
       ['GetFileInfo', 'infoSeq', 'infoPipe'],
@@ -235,13 +239,13 @@ async function benchHost(tmp, blob) {
       cpu = process.cpuUsage();
       for (let i = 0; i < o.ops; i++) {
         const s = nowNs();
-        await svc.handle(name, { path: paths[i % 100] });
+        await ops[name]({ path: paths[i % 100] });
         lat[i] = Number(nowNs() - s) / 1000;
       }
       if (name === 'FileExists') rows.cpuOp.push((cpuMsSince(cpu) * 1000) / o.ops);
       rows[seqKey].push(percentile([...lat], 50));
       t = nowNs();
-      await pipelined(o.ops, IN_FLIGHT, (i) => svc.handle(name, { path: paths[i % 100] }));
+      await pipelined(o.ops, IN_FLIGHT, (i) => ops[name]({ path: paths[i % 100] }));
       rows[pipeKey].push(o.ops / (msSince(t) / 1000));
     }
     await rm(dst, { recursive: true, force: true });

@@ -7,7 +7,7 @@
  *   --thumbprint HEX   mode ssl: pin the agent certificate's SHA-256
  *   --mode M           none | ssl | aes; default aes with --key, ssl with
  *                      --ca/--thumbprint, aes with $OUTPOST_KEY, else none
- *   --agent-type T     buildmaster | otter | hedgehog | 1 | 2 | 3
+ *   --agent-type T     otter (1) | buildmaster (2) | hedgehog (3)
  *   --timeout MS       connect deadline (and per request for short calls)
  */
 import { readFile } from 'node:fs/promises';
@@ -72,7 +72,7 @@ export function addConnectionOptions(cmd: Command): Command {
     )
     .option(
       '--agent-type <type>',
-      'product host serving files and processes: buildmaster, otter, hedgehog or 1, 2, 3 (default: buildmaster)',
+      'product host serving files and processes: otter (1), buildmaster (2) or hedgehog (3) (default: buildmaster)',
     )
     .option('--timeout <ms>', `connect deadline in milliseconds (default: ${DEFAULT_TIMEOUT_MS})`);
 }
@@ -81,8 +81,8 @@ const AGENT_TYPES: Record<string, AgentTypeInput> = {
   buildmaster: 'BuildMaster',
   otter: 'Otter',
   hedgehog: 'Hedgehog',
-  '1': 'BuildMaster',
-  '2': 'Otter',
+  '1': 'Otter',
+  '2': 'BuildMaster',
   '3': 'Hedgehog',
 };
 
@@ -208,7 +208,7 @@ export async function connectionSettings(
   const agentType = AGENT_TYPES[typeText];
   if (agentType === undefined)
     throw new UsageError(
-      `--agent-type: "${flags.agentType}" must be buildmaster, otter, hedgehog, or 1, 2, 3 (default buildmaster)`,
+      `--agent-type: "${flags.agentType}" must be otter (1), buildmaster (2) or hedgehog (3) (default buildmaster)`,
     );
   let mode: EncryptionMode | undefined;
   if (flags.mode !== undefined) {

@@ -18,6 +18,7 @@ import {
   AbortError,
   ConnectionError,
   HandshakeError,
+  MetaError,
   OutpostError,
   RemoteError,
   TimeoutError,
@@ -81,7 +82,11 @@ const REMOTE_ADVICE: Record<string, string> = {
   NotEmpty: 'pass -r to delete the directory with its contents',
   TooLarge: "the request exceeds the agent's MaxMessageSize",
   HostCrashed: "the agent's product host crashed; try again and check the agent's log",
-  UnknownAgentType: 'this agent does not serve that --agent-type; try another one',
+  Unsupported: 'this agent does not implement that (another agent type with --agent-type, or a newer agent)',
+  LimitExceeded:
+    'a limit of the agent is reached (open files, processes, sessions); try again when work has finished',
+  Canceled: 'the request was canceled',
+  InvalidArgument: 'the agent rejected an argument; check the paths and options',
 };
 
 /** Strips the advice an SDK message already carries (`…; use …`), so ours replaces it. */
@@ -113,6 +118,8 @@ export function describeError(err: unknown): { message: string; exitCode: number
         : (REMOTE_ADVICE[err.code] ?? "see the agent's log for details");
     return { message: `${err.message}; ${advice}`, exitCode: EXIT.REMOTE };
   }
+  if (err instanceof MetaError)
+    return { message: `${err.message}; see the agent's log for details`, exitCode: EXIT.REMOTE };
   if (err instanceof VerificationError)
     return { message: `${firstClause(err.message)}; the target was left unchanged, try again`, exitCode: 3 };
   if (err instanceof OutpostError) {

@@ -9,6 +9,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
+import { entryType } from '../client/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -61,7 +62,8 @@ mismatch, …); 130 Ctrl-C (the file in progress is not committed).`,
         const client = await connect(spec, settings, stop.signal);
         try {
           const st = await client.stat(spec.path, { signal: stop.signal });
-          if (st.kind !== 'file' && st.kind !== 'directory' && st.kind !== 'symlink')
+          const kind = entryType(st);
+          if (kind !== 'file' && kind !== 'directory' && kind !== 'symlink')
             throw new CliError(`${spec.label}:${spec.path} is not a file or directory`, EXIT.REMOTE);
           let target = local;
           if (localStat?.isDirectory() || endsWithSeparator(local)) {
@@ -73,11 +75,11 @@ mismatch, …); 130 Ctrl-C (the file in progress is not committed).`,
             target = join(local, name);
           }
           const targetStat = target === local ? localStat : await stat(target).catch(() => null);
-          if (st.kind === 'directory' && targetStat && !targetStat.isDirectory())
+          if (kind === 'directory' && targetStat && !targetStat.isDirectory())
             throw new UsageError(
               `${target} is a file; the remote path is a directory, choose another target`,
             );
-          if (st.kind === 'file' && targetStat?.isDirectory())
+          if (kind === 'file' && targetStat?.isDirectory())
             throw new UsageError(`${target} is a directory; the remote path is a file`);
           const r = await client.download(spec.path, target, {
             signal: stop.signal,

@@ -1,10 +1,11 @@
 /**
- * `outpost info HOST [--json]`: the agent's version, protocol version, host
- * name, OS, architecture, processors, path separator, message limit, and
- * the product's root path.
+ * `outpost info HOST [--json]`: what the agent reports in GetAgentInfo
+ * (product, version, protocol version, host name, platform, OS release,
+ * architecture, process ID, uptime, agent types served, encryption mode),
+ * the version from the handshake (a.b.c.d), and the product's root path.
  */
 import type { Command } from 'commander';
-import { AGENT_TYPE_NAMES, Platform } from '../protocol/index.js';
+import { AGENT_TYPE_NAMES, type AgentType, MODE_NAMES, type Mode } from '../protocol/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -13,16 +14,15 @@ import {
   withClient,
 } from './connection.js';
 import { clientAction } from './errors.js';
-import { formatBytes, table } from './format.js';
+import { formatDuration, table } from './format.js';
 
-const PLATFORMS: Record<number, string> = Object.fromEntries(
-  Object.entries(Platform).map(([name, code]) => [code, name]),
-);
+const typeName = (t: number) => AGENT_TYPE_NAMES[t as AgentType] ?? `type ${t}`;
+const modeName = (m: number) => MODE_NAMES[m as Mode] ?? `mode ${m}`;
 
 export function registerInfo(program: Command): void {
   const cmd = program
     .command('info')
-    .description("show an agent's version, host name, OS, architecture and limits")
+    .description("show an agent's product, version, host name, OS, architecture and agent types")
     .argument('<host>', 'HOST[:PORT] of the agent')
     .option('--json', 'print one JSON object');
   addConnectionOptions(cmd);
@@ -31,10 +31,11 @@ export function registerInfo(program: Command): void {
     `
 Examples:
   outpost info 10.0.0.5
-  outpost info web01 --json | jq -r .agentVersion
+  outpost info web01 --json | jq -r .handshakeVersion
 
-JSON fields: host, port, agentVersion, protocolVersion, protocol ("1.0"), hostname, platform, osDescription,
-architecture, processorCount, directorySeparator, maxMessageSize, agentType, rootPath, sessionId.`,
+JSON fields: host, port, product, version, protocolVersion, hostName, platform, osRelease, arch, processId,
+uptimeMs, supportedAgentTypes (names), encryptionMode (none/ssl/aes), handshakeVersion ("a.b.c.d"),
+agentType, rootPath, sessionId.`,
   );
   cmd.action(
     clientAction(async (host: string, flags: ConnectionFlags & { json?: boolean }) => {
@@ -46,10 +47,16 @@ architecture, processorCount, directorySeparator, maxMessageSize, agentType, roo
         const rootPath = await client
           .rootPath(undefined, { signal })
           .catch((err: Error) => `(${err.message})`);
-        return { info, rootPath, agentType: AGENT_TYPE_NAMES[client.agentType], sessionId: client.sessionId };
+        return {
+          info,
+          rootPath,
+          handshakeVersion: client.agentVersion,
+          agentType: AGENT_TYPE_NAMES[client.agentType],
+          sessionId: client.sessionId,
+        };
       });
       const { info } = r;
-      const version = `${info.protocolVersion >>> 16}.${info.protocolVersion & 0xffff}`;
+      const types = [...info.supportedAgentTypes].map(typeName);
       if (flags.json) {
         process.stdout.write(
           `${JSON.stringify(
@@ -57,8 +64,9 @@ architecture, processorCount, directorySeparator, maxMessageSize, agentType, roo
               host: target.host,
               port: target.port,
               ...info,
-              platform: PLATFORMS[info.platform] ?? String(info.platform),
-              protocol: version,
+              supportedAgentTypes: types,
+              encryptionMode: modeName(info.encryptionMode),
+              handshakeVersion: r.handshakeVersion,
               agentType: r.agentType,
               rootPath: r.rootPath,
               sessionId: r.sessionId,
@@ -71,15 +79,17 @@ architecture, processorCount, directorySeparator, maxMessageSize, agentType, roo
       }
       const rows = [
         ['agent', `${target.label} (mode ${settings.mode})`],
-        ['version', info.agentVersion],
-        ['protocol', `${version} (${info.protocolVersion})`],
-        ['hostname', info.hostname],
-        ['platform', PLATFORMS[info.platform] ?? String(info.platform)],
-        ['os', info.osDescription],
-        ['architecture', info.architecture],
-        ['processors', String(info.processorCount)],
-        ['separator', info.directorySeparator],
-        ['max message', `${formatBytes(info.maxMessageSize)} (${info.maxMessageSize} bytes)`],
+        ['product', info.product],
+        ['version', `${info.version} (handshake ${r.handshakeVersion})`],
+        ['protocol', String(info.protocolVersion)],
+        ['hostname', info.hostName],
+        ['platform', info.platform],
+        ['os release', info.osRelease],
+        ['architecture', info.arch],
+        ['process', String(info.processId)],
+        ['uptime', formatDuration(info.uptimeMs)],
+        ['agent types', types.join(', ')],
+        ['encryption', modeName(info.encryptionMode)],
         [`root (${r.agentType})`, r.rootPath],
       ];
       process.stdout.write(`${table(rows.map(([k, v]) => [`${k}:`, v ?? '']))}\n`);

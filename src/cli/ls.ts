@@ -1,11 +1,13 @@
 /**
  * `outpost ls HOST:PATH [-r] [--include GLOB…] [--exclude GLOB…] [-l] [--json]`:
  * lists a remote directory (or shows one file), sorted by name. Directories
- * end with `/`. -l adds mode, size and last-write time; --json prints an
- * array of { name, kind, size, mtime, mode }.
+ * end with `/`. Names are relative to PATH, derived from each entry's full
+ * path. -l adds type and permissions (from the entry's POSIX mode), size and
+ * last-write time; --json prints an array of
+ * { name, fullPath, type, isDirectory, size, mtime, mode }.
  */
 import type { Command } from 'commander';
-import type { RemoteEntry } from '../client/index.js';
+import { entryName, entryType, type RemoteEntry, relativeName } from '../client/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -25,8 +27,12 @@ interface LsFlags extends ConnectionFlags {
   json?: boolean;
 }
 
-function displayName(e: RemoteEntry): string {
-  return e.kind === 'directory' ? `${e.name}/` : e.name;
+interface Listed extends RemoteEntry {
+  name: string;
+}
+
+function displayName(e: Listed): string {
+  return entryType(e) === 'directory' ? `${e.name}/` : e.name;
 }
 
 export function registerLs(program: Command): void {
@@ -38,7 +44,7 @@ export function registerLs(program: Command): void {
     .option('--include <glob>', 'only names matching GLOB, e.g. "**/*.log" (repeatable)', collect)
     .option('--exclude <glob>', 'leave out names matching GLOB (repeatable; wins over --include)', collect)
     .option('-l, --long', 'show mode, size and last-write time')
-    .option('--json', 'print a JSON array of { name, kind, size, mtime, mode }');
+    .option('--json', 'print a JSON array of { name, fullPath, type, isDirectory, size, mtime, mode }');
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -46,7 +52,7 @@ export function registerLs(program: Command): void {
 Examples:
   outpost ls web01:/srv/app
   outpost ls web01:/var/log -r --include '**/*.log' --exclude 'old/**' -l
-  outpost ls web01:/srv/app --json | jq -r '.[] | select(.kind == "file") | .name'
+  outpost ls web01:/srv/app --json | jq -r '.[] | select(.type == "file") | .name'
 
 Exit code: 0 listed; 1 bad usage; 2 connection failed; 3 remote error (e.g. NotFound, AccessDenied).`,
   );
@@ -54,25 +60,27 @@ Exit code: 0 listed; 1 bad usage; 2 connection failed; 3 remote error (e.g. NotF
     clientAction(async (remote: string, flags: LsFlags) => {
       const spec = parseRemote(remote);
       const settings = await connectionSettings(flags);
-      const entries = await withClient(spec, settings, async (client) => {
+      const entries = await withClient(spec, settings, async (client): Promise<Listed[]> => {
         const stats = await client.stat(spec.path);
-        if (stats.kind !== 'directory') {
-          const sep = client.agentInfo.directorySeparator || '/';
-          const name = spec.path.split(sep).filter(Boolean).pop() ?? spec.path;
-          return [{ name, ...stats }];
-        }
-        return client.list(spec.path, {
+        if (entryType(stats) !== 'directory') return [{ ...stats, name: entryName(stats) || spec.path }];
+        const listed = await client.list(spec.path, {
           recursive: flags.recursive === true,
           ...(flags.include ? { include: flags.include } : {}),
           ...(flags.exclude ? { exclude: flags.exclude } : {}),
         });
+        // The root's full path (from stat) names each entry relative to PATH.
+        return listed
+          .map((e) => ({ ...e, name: relativeName(stats.fullPath, e.fullPath) ?? entryName(e) }))
+          .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
       });
       if (flags.json) {
         const out = entries.map((e) => ({
           name: e.name,
-          kind: e.kind,
+          fullPath: e.fullPath,
+          type: entryType(e),
+          isDirectory: e.isDirectory,
           size: e.size,
-          mtime: e.mtime.toISOString(),
+          mtime: e.lastWriteUtc.toISOString(),
           mode: e.mode,
         }));
         process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
@@ -81,9 +89,9 @@ Exit code: 0 listed; 1 bad usage; 2 connection failed; 3 remote error (e.g. NotF
           process.stdout.write(
             `${table(
               entries.map((e) => [
-                modeString(e.kind, e.mode),
+                modeString(entryType(e), e.mode),
                 String(e.size),
-                formatTime(e.mtime),
+                formatTime(e.lastWriteUtc),
                 displayName(e),
               ]),
             )}\n`,

@@ -61,7 +61,7 @@ Exit code: 0 answered; 1 bad usage; 2 cannot connect (unreachable, wrong key, mo
         const client = await connect(target, settings, stop.signal);
         const info = client.agentInfo;
         process.stdout.write(
-          `connected to ${target.label} (agent ${info.agentVersion} on ${info.hostname}, mode ${settings.mode}) ` +
+          `connected to ${target.label} (agent ${info.product} ${client.agentVersion} on ${info.hostName}, mode ${settings.mode}) ` +
             `in ${ms(performance.now() - t0)} ms\n`,
         );
         const times: number[] = [];

@@ -15,7 +15,7 @@
  * `outpost put LOCAL… --hosts FILE PATH`: the same upload to every host.
  */
 import type { Command } from 'commander';
-import type { AgentClient } from '../client/index.js';
+import { type AgentClient, entryType } from '../client/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -73,17 +73,17 @@ async function uploadAll(
   where: string,
   options: { signal: AbortSignal; progress: ProgressReporter | null },
 ): Promise<{ files: number; bytes: number; skipped: string[] }> {
-  const sep = client.agentInfo.directorySeparator || '/';
+  const sep = client.pathSeparator;
   const st = await client.stat(dest).catch((err: unknown) => {
     if ((err as { code?: string }).code === 'NotFound') return null;
     throw err;
   });
-  const isDir = st?.kind === 'directory';
+  const isDir = st !== null && entryType(st) === 'directory';
   let targets: string[];
   if (p.sources.length > 1 || endsWithSeparator(dest)) {
     if (st && !isDir)
       throw new CliError(
-        `${where} is a ${st.kind}, not a directory; ${p.sources.length > 1 ? 'several sources need a directory to go into' : 'remove the trailing separator to replace it'}`,
+        `${where} is a ${entryType(st)}, not a directory; ${p.sources.length > 1 ? 'several sources need a directory to go into' : 'remove the trailing separator to replace it'}`,
         EXIT.USAGE,
       );
     if (!isDir) await client.mkdir(dest, { signal: options.signal });

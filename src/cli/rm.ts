@@ -4,7 +4,7 @@
  * exit 3) unless -f.
  */
 import type { Command } from 'commander';
-import { isRemoteError } from '../client/index.js';
+import { entryType, isRemoteError } from '../client/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -45,7 +45,7 @@ Exit code: 0 deleted; 1 bad usage (a directory without -r); 2 connection failed;
           for (const spec of specs) {
             let kind: string;
             try {
-              kind = (await client.stat(spec.path)).kind;
+              kind = entryType(await client.stat(spec.path));
             } catch (err) {
               if (flags.force && isRemoteError(err, 'NotFound')) continue;
               throw err;

@@ -1,36 +1,39 @@
 /**
  * The request engine under `AgentClient` (internal): one connection at a
- * time to one session, many requests in flight on it, replies matched by
- * token, process events routed to their process, reconnection with the same
- * session ID, and read backpressure (pausing the socket while a process
+ * time to one session, many requests in flight on it, reconnection with the
+ * same session ID, and read backpressure (pausing the socket while a process
  * stream's consumer is behind).
+ *
+ * Two kinds of reply (PROTOCOL.md §5): product replies (100 Response, 101
+ * Error, 102 Event) carry the client's token and may interleave, so pending
+ * product requests sit in a map by token; meta replies carry no token and
+ * come in the order the requests were sent, so pending meta requests sit in
+ * a FIFO and each reply (its request's code, or 9 MetaError) settles the
+ * head. UpdateAgent has no reply on success: the SDK always sends a Ping
+ * after it, and the next meta reply tells which (a MetaError for command 1
+ * is the update's failure; anything else means it succeeded and belongs to
+ * the next entry).
+ *
+ * Tokens come from one counter for the client's whole life (it survives
+ * reconnects), skipping tokens still in use, so a token the session keeps
+ * reserved (a StartProcess until its Exited) is never sent again.
  */
 import {
-  type CommandName,
+  AgentType,
   decodeReply,
   decodeResult,
-  encodeRequest,
+  encodeMetaRequest,
+  encodeProductRequest,
+  type MetaCommand,
+  type ProductCommand,
   type Reply,
   type RequestOf,
   type ResultOf,
 } from '../protocol/index.js';
-import {
-  type AgentConnection,
-  type ConnectOptions,
-  connectToAgent,
-  type FramedConnection,
-  HandshakeError as TransportHandshakeError,
-} from '../transport/index.js';
-import {
-  AbortError,
-  abortReason,
-  ConnectionError,
-  HandshakeError,
-  OutpostError,
-  RemoteError,
-  SessionLostError,
-  TimeoutError,
-} from './errors.js';
+import type { AgentConnection, ConnectOptions, FramedConnection } from '../transport/index.js';
+import { dial, HALF_CLOSE_TIMEOUT_MS, halfClose, raceAbort, sleep } from './dial.js';
+import { abortReason, ConnectionError, HandshakeError, RemoteError, SessionLostError } from './errors.js';
+import { checkPing, decodeMeta, encodeChecked, MetaQueue, notSent, type Pending } from './meta-queue.js';
 
 /** Largest positive int32: tokens run 1 … TOKEN_MAX and wrap. */
 const TOKEN_MAX = 0x7fffffff;
@@ -40,8 +43,6 @@ const TOKEN_MAX = 0x7fffffff;
  * frame limit (which would close the connection).
  */
 export const FRAME_OVERHEAD = 64;
-/** How long a graceful close waits for the agent before destroying the socket. */
-const HALF_CLOSE_TIMEOUT_MS = 5000;
 
 /** Receives what arrives on a StartProcess token. */
 export interface ProcessSink {
@@ -49,15 +50,6 @@ export interface ProcessSink {
   onEvent(event: number, body: Buffer): void;
   /** The process is lost to this client: an Error on its token, the session ended, the client closed. */
   onFailure(err: Error): void;
-}
-
-interface Pending {
-  readonly command: string;
-  readonly path: string | undefined;
-  readonly agentType: number;
-  readonly isStart: boolean;
-  resolve(body: Buffer): void;
-  reject(err: Error): void;
 }
 
 /** Per-request options. */
@@ -99,6 +91,10 @@ export class Channel {
   private id = 0;
   private counter = 0;
   private readonly pending = new Map<number, Pending>();
+  /** Meta requests in the order they were sent (their replies come in that order). */
+  private readonly metaQueue = new MetaQueue();
+  private pingCounter = 0;
+  private version: number;
   private readonly processes = new Map<number, ProcessSink>();
   /** The product agent type each followed process runs under. */
   private readonly processTypes = new Map<number, number>();
@@ -114,8 +110,10 @@ export class Channel {
   /** Set while a reconnect() reads the old connection to its end (reading is not paused then). */
   private draining = false;
   private idleWaiters: (() => void)[] = [];
-  /** The agent's MaxMessageSize (learned from GetAgentInfo); requests above it are refused locally. */
+  /** The agent's MaxMessageSize (the client's setting; the wire does not tell); larger requests are refused locally. */
   agentMaxMessageSize: number;
+  /** Agent types the agent serves (from GetAgentInfo); null until known. */
+  supportedAgentTypes: ReadonlySet<number> | null = null;
 
   private constructor(
     private readonly options: ChannelOptions,
@@ -123,6 +121,7 @@ export class Channel {
   ) {
     this.agentMaxMessageSize = 0;
     this.id = ac.sessionId;
+    this.version = ac.version;
     this.attach(ac.connection);
   }
 
@@ -138,6 +137,11 @@ export class Channel {
 
   get sessionId(): number {
     return this.id;
+  }
+
+  /** The agent's version from the last handshake, packed `major<<24 | minor<<16 | build<<8 | revision`. */
+  get agentVersion(): number {
+    return this.version;
   }
 
   get connected(): boolean {
@@ -175,8 +179,8 @@ export class Channel {
     if (this.blocked.size === 0) this.conn?.resume();
   }
 
-  /** Sends one request and resolves with its decoded result. */
-  async request<N extends CommandName>(
+  /** Sends one product request and resolves with its decoded result. */
+  async request<N extends ProductCommand>(
     agentType: number,
     name: N,
     args: RequestOf<N>,
@@ -184,26 +188,26 @@ export class Channel {
   ): Promise<ResultOf<N>> {
     const { signal } = options;
     if (signal?.aborted) throw abortReason(signal, name);
+    const served = this.supportedAgentTypes;
+    if (served && !served.has(agentType))
+      throw new RemoteError(
+        'Unsupported',
+        `the agent does not serve agent type ${agentType} (it serves ${[...served].filter((t) => t !== AgentType.Meta).join(', ') || 'none'})`,
+        name,
+        { path: options.path },
+      );
     const conn = this.state === 'open' && this.conn ? this.conn : await this.connection(signal, name);
     const token = options.token ?? this.allocateToken();
-    let message: Buffer;
-    try {
-      message = encodeRequest(agentType, token, name, args);
-    } catch (err) {
-      throw new TypeError(
-        `invalid arguments for ${name}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-    const limit = this.agentMaxMessageSize;
-    if (limit > 0 && message.length + FRAME_OVERHEAD > limit)
-      throw new RangeError(
-        `${name} request of ${message.length} bytes exceeds the agent's message limit of ${limit} bytes`,
-      );
+    const message = encodeChecked(name, () => encodeProductRequest(agentType, name, token, args));
+    this.checkSize(name, message);
     const body = await new Promise<Buffer>((resolve, reject) => {
       const onAbort = () => {
-        // The token stays reserved until its reply arrives or the connection ends.
+        // The token stays reserved until its reply arrives or the connection
+        // ends; Cancel (no reply of its own) makes the agent end it soon.
         entry.resolve = noop;
         entry.reject = noop;
+        if (this.conn === conn && !conn.closed)
+          conn.send(encodeProductRequest(agentType, 'Cancel', this.allocateToken(), { targetToken: token }));
         reject(abortReason(signal!, name));
       };
       const entry: Pending = {
@@ -226,11 +230,7 @@ export class Channel {
       if (conn.closed && this.pending.get(token) === entry) {
         // Closed under our feet: the close handler has already run, so settle here.
         this.pending.delete(token);
-        entry.reject(
-          new ConnectionError('CONNECTION_LOST', `the connection closed before ${name} was sent; retry`, {
-            retryable: true,
-          }),
-        );
+        entry.reject(notSent(name));
       }
     });
     try {
@@ -240,6 +240,61 @@ export class Channel {
         cause: err,
       });
     }
+  }
+
+  /** Sends one meta request (agent type 0) and resolves with its decoded reply. */
+  async meta<N extends Exclude<MetaCommand, 'UpdateAgent'>>(
+    name: N,
+    args: RequestOf<N>,
+    options: RequestOptions = {},
+  ): Promise<ResultOf<N>> {
+    const { signal } = options;
+    if (signal?.aborted) throw abortReason(signal, name);
+    const conn = this.state === 'open' && this.conn ? this.conn : await this.connection(signal, name);
+    const message = encodeChecked(name, () => encodeMetaRequest(name, args));
+    this.checkSize(name, message);
+    const body = await this.metaQueue.enqueue(conn, name, message, signal);
+    return decodeMeta(name, body);
+  }
+
+  /**
+   * UpdateAgent, then a Ping on the same connection: the update has no reply
+   * on success, so the Ping's reply (or a MetaError for command 1 before
+   * it) is what tells. Resolves once the agent confirmed it.
+   */
+  async updateAgent(args: RequestOf<'UpdateAgent'>, options: RequestOptions = {}): Promise<void> {
+    const { signal } = options;
+    if (signal?.aborted) throw abortReason(signal, 'UpdateAgent');
+    const conn =
+      this.state === 'open' && this.conn ? this.conn : await this.connection(signal, 'UpdateAgent');
+    const message = encodeChecked('UpdateAgent', () => encodeMetaRequest('UpdateAgent', args));
+    this.checkSize('UpdateAgent', message);
+    const token = this.nextPingToken();
+    // Both are queued in one synchronous step, so nothing can come between them.
+    const updated = this.metaQueue.enqueue(conn, 'UpdateAgent', message, signal);
+    const pinged = this.metaQueue.enqueue(conn, 'Ping', encodeMetaRequest('Ping', { token }), signal);
+    pinged.catch(noop);
+    await updated;
+    checkPing(token, decodeMeta('Ping', await pinged));
+  }
+
+  /** Round-trips a Ping with a fresh token and checks the echo. */
+  async ping(options: RequestOptions = {}): Promise<void> {
+    const token = this.nextPingToken();
+    checkPing(token, await this.meta('Ping', { token }, options));
+  }
+
+  private nextPingToken(): number {
+    this.pingCounter = this.pingCounter >= TOKEN_MAX ? 1 : this.pingCounter + 1;
+    return this.pingCounter;
+  }
+
+  private checkSize(name: string, message: Buffer): void {
+    const limit = this.agentMaxMessageSize;
+    if (limit > 0 && message.length + FRAME_OVERHEAD > limit)
+      throw new RangeError(
+        `${name} request of ${message.length} bytes exceeds the agent's message limit of ${limit} bytes`,
+      );
   }
 
   /**
@@ -333,7 +388,7 @@ export class Channel {
   async closeSession(options: RequestOptions): Promise<void> {
     this.sessionEnding = true;
     try {
-      await this.request(0, 'CloseSession', {}, options);
+      await this.meta('CloseSession', {}, options);
     } catch (err) {
       this.sessionEnding = false;
       throw err;
@@ -396,6 +451,12 @@ export class Channel {
       );
       return;
     }
+    if (reply.kind === 'meta' || reply.kind === 'meta-error') {
+      const violation = this.metaQueue.settle(reply);
+      if (violation) conn.destroy(violation);
+      this.checkIdle();
+      return;
+    }
     if (reply.kind === 'event') {
       this.processes.get(reply.token)?.onEvent(reply.event, reply.body);
       return;
@@ -404,7 +465,13 @@ export class Channel {
     if (entry) {
       this.pending.delete(reply.token);
       if (reply.kind === 'response') entry.resolve(reply.body);
-      else entry.reject(new RemoteError(reply.errorKind, reply.message, entry.command, entry.path));
+      else
+        entry.reject(
+          new RemoteError(reply.errorKind, reply.message, entry.command, {
+            path: entry.path,
+            detail: reply.detail,
+          }),
+        );
       this.checkIdle();
       return;
     }
@@ -412,7 +479,9 @@ export class Channel {
       const sink = this.processes.get(reply.token);
       if (sink) {
         this.processes.delete(reply.token);
-        sink.onFailure(new RemoteError(reply.errorKind, reply.message, 'StartProcess'));
+        sink.onFailure(
+          new RemoteError(reply.errorKind, reply.message, 'StartProcess', { detail: reply.detail }),
+        );
       }
     }
   }
@@ -423,7 +492,7 @@ export class Channel {
     const inFlight = [...this.pending.entries()];
     this.pending.clear();
     for (const [token, p] of inFlight) if (p.isStart) this.orphans.set(token, p.agentType);
-    const entries = inFlight.map(([, p]) => p);
+    const entries: Pending[] = [...inFlight.map(([, p]) => p), ...this.metaQueue.takeAll()];
     const why = err ? ` (${err.message})` : '';
     if (this.sessionEnding && this.state === 'open') {
       this.state = 'closing';
@@ -560,10 +629,13 @@ export class Channel {
     }
     this.downError = null;
     this.state = 'open';
+    this.version = ac.version;
     this.attach(ac.connection);
     if (resumed) {
+      // A resumed connection gets the session's buffered events only after
+      // its first valid frame (§7): a Ping is one, for any agent.
+      this.ping().catch(noop);
       this.terminateOrphans();
-      this.announce();
     }
     this.checkIdle();
     return { resumed, sessionId: this.id };
@@ -572,20 +644,10 @@ export class Channel {
   /** Processes whose StartProcess reply was lost may be running: terminate them (best effort). */
   private terminateOrphans(): void {
     for (const [token, agentType] of this.orphans) {
-      this.request(agentType, 'TerminateProcess', { process: token, entireTree: true })
+      this.request(agentType, 'TerminateProcess', { processToken: token, entireTree: true })
         .catch(noop)
         .finally(() => this.orphans.delete(token));
     }
-  }
-
-  /**
-   * Makes a product request (ListProcesses, harmless) to each product host
-   * that runs followed processes, so an agent that routes detached output
-   * to the connection making product requests sends it here now.
-   */
-  private announce(): void {
-    for (const agentType of new Set(this.processTypes.values()))
-      this.request(agentType, 'ListProcesses', {}).catch(noop);
   }
 
   private failProcesses(err: Error): void {
@@ -600,8 +662,17 @@ export class Channel {
     this.conn?.resume();
   }
 
+  private busy(): boolean {
+    return (
+      this.pending.size > 0 ||
+      this.metaQueue.length > 0 ||
+      this.limbo.length > 0 ||
+      this.reconnecting !== null
+    );
+  }
+
   private whenIdle(): Promise<void> {
-    if (this.pending.size === 0 && this.limbo.length === 0 && !this.reconnecting) return Promise.resolve();
+    if (!this.busy()) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.idleWaiters.push(resolve);
       if (this.reconnecting)
@@ -613,86 +684,11 @@ export class Channel {
   }
 
   private checkIdle(): void {
-    if (this.pending.size > 0 || this.limbo.length > 0 || this.reconnecting) return;
+    if (this.busy()) return;
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of waiters) w();
   }
-}
-
-/** connectToAgent with its errors translated to the SDK's. */
-async function dial(
-  options: Omit<ConnectOptions, 'sessionId' | 'signal'>,
-  sessionId: number,
-  signal: AbortSignal | undefined,
-): Promise<AgentConnection> {
-  try {
-    return await connectToAgent({ ...options, sessionId, signal });
-  } catch (err) {
-    throw translateConnectError(err, signal);
-  }
-}
-
-function translateConnectError(err: unknown, signal: AbortSignal | undefined): unknown {
-  if (err instanceof OutpostError) return err;
-  if (signal?.aborted && (err === signal.reason || !(err instanceof TransportHandshakeError)))
-    return abortReason(signal, 'connecting');
-  if (err instanceof TransportHandshakeError) {
-    if (err.code === 'TIMEOUT') return new TimeoutError(err.message, { cause: err });
-    if (err.code === 'ABORTED') return new AbortError(err.message, { cause: err });
-    return new HandshakeError(err.code, err.message, {
-      cause: err,
-      retryable: err.code === 'CONNECT_FAILED',
-    });
-  }
-  return err;
-}
-
-/** Closes our side and keeps reading until the agent closes too (or the timeout passes). */
-function halfClose(conn: FramedConnection): Promise<void> {
-  if (conn.closed) return Promise.resolve();
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(() => conn.destroy(), HALF_CLOSE_TIMEOUT_MS);
-    conn.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    conn.socket.end();
-  });
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(abortReason(signal!));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/** Resolves or rejects with `p`, or rejects as soon as `signal` fires. */
-export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined, what?: string): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(abortReason(signal, what));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal, what));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 function noop(): void {}

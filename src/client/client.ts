@@ -11,22 +11,41 @@
 import { Buffer } from 'node:buffer';
 import { finished } from 'node:stream/promises';
 import {
-  AGENT_TYPE_NAMES,
   DEFAULT_PORT,
   dateToTicks,
-  EntryKind,
-  HashAlgorithm,
-  isProductType,
+  formatVersion,
+  HASH_ALGORITHMS,
+  type HashAlgorithm,
+  isHashAlgorithm,
   MAX_MAX_MESSAGE_SIZE,
   type ProductType,
-  parseAesKeyHex,
   type ResultOf,
-  ticksToDate,
 } from '../protocol/index.js';
 import type { EncryptionMode } from '../transport/index.js';
-import { Channel, type ReconnectPolicy, type ReconnectResult } from './channel.js';
+import { Channel, type ReconnectResult } from './channel.js';
 import { ClientContext, noop } from './context.js';
-import { abortReason, ConnectionError, HandshakeError, isRemoteError, throwIfAborted } from './errors.js';
+import { type RemoteEntry, toEntry } from './entries.js';
+import {
+  abortReason,
+  ConnectionError,
+  HandshakeError,
+  isRemoteError,
+  RemoteError,
+  throwIfAborted,
+} from './errors.js';
+import {
+  type AgentTypeInput,
+  checkDate,
+  checkMessageLimit,
+  checkMode,
+  checkUpdateName,
+  DEFAULT_RECONNECT,
+  globs,
+  productType,
+  reconnectPolicy,
+  toBytes,
+  toKey,
+} from './options.js';
 import { checkPath, RemotePaths } from './paths.js';
 import { type ProcessExit, RemoteProcess, type SpawnOptions, startArguments } from './process.js';
 import {
@@ -46,8 +65,7 @@ import {
   upload,
 } from './transfer.js';
 
-/** A product agent type by name or number: requests are served by that product's host. */
-export type AgentTypeInput = 'BuildMaster' | 'Otter' | 'Hedgehog' | ProductType;
+export type { AgentTypeInput } from './options.js';
 
 /** Options of {@link AgentClient.connect}. */
 export interface ClientOptions {
@@ -71,7 +89,7 @@ export interface ClientOptions {
   insecure?: boolean;
   /** Mode ssl: the name the certificate must carry (default: `host`). */
   servername?: string;
-  /** Product whose host serves file and process requests (default BuildMaster). */
+  /** Product whose host serves file and process requests (default BuildMaster, agent type 2). */
   agentType?: AgentTypeInput;
   /** Resume this session (e.g. a previous client's `sessionId`); a different ID granted means it is gone. */
   sessionId?: number;
@@ -79,8 +97,15 @@ export interface ClientOptions {
   signal?: AbortSignal;
   /** Deadline for connecting, handshake included (default 10 s). */
   timeoutMs?: number;
-  /** Largest message accepted from the agent (default 256 MiB, the protocol's maximum). */
+  /** Largest message accepted from the agent (default 1 GiB, the largest MaxMessageSize an agent may set). */
   maxMessageSize?: number;
+  /**
+   * The agent's MaxMessageSize (default 64 MiB, the contract's default). The
+   * wire does not report it, and a request above it makes the agent close
+   * the connection, so set it when the agent is configured lower: requests
+   * are then sized (and larger files streamed in pieces) to fit.
+   */
+  agentMaxMessageSize?: number;
   /**
    * Reconnect automatically (same session) when the connection drops:
    * `true` = 5 retries 500 ms apart. Running processes keep streaming;
@@ -89,29 +114,16 @@ export interface ClientOptions {
   reconnect?: boolean | { retries?: number; delayMs?: number };
 }
 
-/** What {@link AgentClient.info} reports. */
+/** What {@link AgentClient.info} reports: the contract's AgentInfo (PROTOCOL.md §5.1). */
 export type AgentInfo = ResultOf<'GetAgentInfo'>;
 
-/** Kind of a remote directory entry. */
-export type EntryKindName = 'file' | 'directory' | 'symlink' | 'other';
-
-/** Metadata of a remote file or directory (symbolic links are not followed). */
-export interface RemoteStats {
-  kind: EntryKindName;
-  /** Size in bytes (0 for directories on most systems). */
-  size: number;
-  /** Last-write time (millisecond precision). */
-  mtime: Date;
-  /** Last-write time in .NET ticks (100 ns), as the agent reported it. */
-  mtimeTicks: bigint;
-  /** POSIX permission bits (on Windows only the read-only bit is meaningful). */
-  mode: number;
-}
-
-/** One entry of {@link AgentClient.list}. */
-export interface RemoteEntry extends RemoteStats {
-  /** Name relative to the listed directory, `/`-separated. */
+/** A file for {@link AgentClient.update}: stored under the agent's extension cache. */
+export interface UpdateFileInput {
+  /** A plain file name (no directory part, no `..`). */
   name: string;
+  data: string | Uint8Array;
+  /** Last-write time to record (default: now). */
+  mtime?: Date;
 }
 
 /** Options of {@link AgentClient.list}. */
@@ -152,100 +164,10 @@ export interface ExecResult<T extends string | Buffer = Buffer> extends ProcessE
 /** An entry of {@link AgentClient.listProcesses}. */
 export type ProcessInfo = ResultOf<'ListProcesses'>['processes'][number];
 
-/** Hash algorithms of {@link AgentClient.hash}. */
-export type HashName = 'sha256' | 'sha1' | 'md5';
+/** Hash algorithms of {@link AgentClient.hash}, by their wire names. */
+export type HashName = HashAlgorithm;
 
-const HASH_CODES: Record<HashName, number> = {
-  sha256: HashAlgorithm.SHA256,
-  sha1: HashAlgorithm.SHA1,
-  md5: HashAlgorithm.MD5,
-};
-const KIND_NAMES: Record<number, EntryKindName> = {
-  [EntryKind.File]: 'file',
-  [EntryKind.Directory]: 'directory',
-  [EntryKind.Symlink]: 'symlink',
-  [EntryKind.Other]: 'other',
-};
-const DEFAULT_RECONNECT: ReconnectPolicy = { retries: 5, delayMs: 500 };
 const DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024;
-
-function toStats(e: ResultOf<'GetFileInfo'>): RemoteStats {
-  return {
-    kind: KIND_NAMES[e.kind] ?? 'other',
-    size: e.size,
-    mtime: ticksToDate(e.lastWriteTime),
-    mtimeTicks: e.lastWriteTime,
-    mode: e.mode,
-  };
-}
-
-function productType(input: AgentTypeInput | undefined): ProductType {
-  if (input === undefined) return 1;
-  if (typeof input === 'number' && isProductType(input)) return input;
-  if (typeof input === 'string') {
-    for (const [code, name] of Object.entries(AGENT_TYPE_NAMES))
-      if (name.toLowerCase() === input.toLowerCase() && isProductType(Number(code)))
-        return Number(code) as ProductType;
-  }
-  throw new TypeError(
-    `agentType must be 'BuildMaster' (1), 'Otter' (2) or 'Hedgehog' (3), got ${JSON.stringify(input)}`,
-  );
-}
-
-function toKey(key: string | Uint8Array | undefined): Buffer | undefined {
-  if (key === undefined) return undefined;
-  if (typeof key === 'string') {
-    const k = parseAesKeyHex(key);
-    if (!k)
-      throw new TypeError(
-        "key must be the agent's AES key as 32, 48 or 64 hex digits (AES-128/192/256), or a Buffer of 16, 24 or 32 bytes",
-      );
-    return k;
-  }
-  if (!(key instanceof Uint8Array) || ![16, 24, 32].includes(key.length))
-    throw new TypeError('key must be a Buffer of 16, 24 or 32 bytes, or 32, 48 or 64 hex digits');
-  return Buffer.from(key);
-}
-
-function reconnectPolicy(r: ClientOptions['reconnect']): ReconnectPolicy | null {
-  if (r === undefined || r === false) return null;
-  if (r === true) return DEFAULT_RECONNECT;
-  const retries = r.retries ?? DEFAULT_RECONNECT.retries;
-  const delayMs = r.delayMs ?? DEFAULT_RECONNECT.delayMs;
-  if (!Number.isInteger(retries) || retries < 0)
-    throw new RangeError(`reconnect.retries must be an integer ≥ 0, got ${retries}`);
-  if (!Number.isFinite(delayMs) || delayMs < 0)
-    throw new RangeError(`reconnect.delayMs must be ≥ 0, got ${delayMs}`);
-  return { retries, delayMs };
-}
-
-function globs(v: string | string[] | undefined, what: string): string[] {
-  if (v === undefined) return [];
-  const list = typeof v === 'string' ? [v] : v;
-  if (!Array.isArray(list) || list.some((g) => typeof g !== 'string'))
-    throw new TypeError(`${what} must be a glob string or an array of them`);
-  return list;
-}
-
-function toBytes(data: string | Uint8Array, encoding: BufferEncoding = 'utf8'): Buffer {
-  if (typeof data === 'string') return Buffer.from(data, encoding);
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new TypeError(`data must be a string, Buffer or Uint8Array, got ${typeof data}`);
-}
-
-function checkMode(mode: unknown): number {
-  if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777)
-    throw new RangeError(
-      `mode must be POSIX permission bits between 0 and 0o7777 (e.g. 0o644), got ${String(mode)}`,
-    );
-  return mode;
-}
-
-function checkDate(d: unknown, what: string): Date {
-  if (!(d instanceof Date) || !Number.isFinite(d.getTime()))
-    throw new TypeError(`${what} must be a valid Date`);
-  return d;
-}
 
 /**
  * A connection to an Outpost (or Inedo) agent, speaking protocol v1.
@@ -260,12 +182,12 @@ export class AgentClient {
   private constructor(channel: Channel, info: AgentInfo, agentType: ProductType) {
     this.channel = channel;
     this.cachedInfo = info;
-    this.ctx = new ClientContext(channel, agentType, new RemotePaths(info.directorySeparator || '/'));
+    this.ctx = new ClientContext(channel, agentType, new RemotePaths(info.platform === 'win32' ? '\\' : '/'));
   }
 
   /**
-   * Connects to an agent and performs the handshake (and GetAgentInfo, to
-   * learn its message limit and path separator).
+   * Connects to an agent and performs the handshake, then GetAgentInfo (to
+   * learn its platform's path separator and the agent types it serves).
    *
    * @throws HandshakeError when the agent refuses, uses another mode, or its
    *   certificate does not verify (the message names expected and presented thumbprints).
@@ -284,6 +206,7 @@ export class AgentClient {
       options.mode ??
       (key ? 'aes' : options.ca !== undefined || options.thumbprint !== undefined ? 'ssl' : 'none');
     const agentType = productType(options.agentType);
+    const agentLimit = checkMessageLimit(options.agentMaxMessageSize);
     const sessionId = options.sessionId ?? 0;
     if (!Number.isInteger(sessionId) || sessionId < 0 || sessionId > 0x7fffffff)
       throw new RangeError(
@@ -309,8 +232,9 @@ export class AgentClient {
       options.signal,
     );
     try {
-      const info = await channel.request(0, 'GetAgentInfo', {}, { signal: options.signal });
-      channel.agentMaxMessageSize = info.maxMessageSize;
+      const info = await channel.meta('GetAgentInfo', {}, { signal: options.signal });
+      channel.agentMaxMessageSize = agentLimit;
+      channel.supportedAgentTypes = new Set(info.supportedAgentTypes);
       return new AgentClient(channel, info, agentType);
     } catch (err) {
       await channel.close().catch(noop);
@@ -340,6 +264,16 @@ export class AgentClient {
     return this.channel.connected;
   }
 
+  /** The agent's version from the handshake as `major.minor.build.revision`. */
+  get agentVersion(): string {
+    return formatVersion(this.channel.agentVersion);
+  }
+
+  /** The agent's path separator (`\\` for a Windows agent, else `/`), from its platform. */
+  get pathSeparator(): string {
+    return this.ctx.paths.sep;
+  }
+
   /** What the agent reported when this client connected (see {@link info} for a fresh copy). */
   get agentInfo(): AgentInfo {
     return this.cachedInfo;
@@ -350,50 +284,61 @@ export class AgentClient {
   /** Round-trips a Ping; resolves with the time it took in milliseconds. */
   async ping(options: CallOptions = {}): Promise<number> {
     const t0 = performance.now();
-    await this.channel.request(0, 'Ping', {}, options);
+    await this.channel.ping(options);
     return performance.now() - t0;
   }
 
-  /** The agent's version, host name, OS, processor count, path separator and message limit. */
+  /** The agent's product, version, host name, OS, architecture, process, uptime, agent types and mode. */
   async info(options: CallOptions = {}): Promise<AgentInfo> {
-    this.cachedInfo = await this.channel.request(0, 'GetAgentInfo', {}, options);
+    this.cachedInfo = await this.channel.meta('GetAgentInfo', {}, options);
     return this.cachedInfo;
   }
 
   /** The configured root path of a product (default: this client's agent type), created on demand. */
   async rootPath(agentType?: AgentTypeInput, options: CallOptions = {}): Promise<string> {
     const t = productType(agentType ?? this.agentType);
-    return (await this.channel.request(0, 'GetAgentRootPath', { agentType: t }, options)).path;
+    return (await this.channel.meta('GetAgentRootPath', { agentType: t }, options)).path;
+  }
+
+  /** The product's base working directory (GetBaseWorkingDirectory): where relative paths resolve. */
+  async getBaseWorkingDirectory(options: CallOptions = {}): Promise<string> {
+    return (await this.ctx.call('GetBaseWorkingDirectory', {}, { signal: options.signal })).path;
+  }
+
+  /** An environment variable of the product's host on the agent, or null when it is not set. */
+  async getEnvironmentVariable(name: string, options: CallOptions = {}): Promise<string | null> {
+    if (typeof name !== 'string' || name === '') throw new TypeError('name must be a non-empty string');
+    return (await this.ctx.call('GetEnvironmentVariable', { name }, { signal: options.signal })).value;
   }
 
   /**
-   * Stores extension files on the agent (UpdateAgent) under
-   * `ExtensionCachePath/<instance>/<product>/`, each atomically, then
-   * confirms with a Ping that the agent still answers.
+   * Stores binaries and extensions (`.upack` files) on the agent
+   * (UpdateAgent), under `ExtensionCachePath/<this client's address>/<product>/`.
+   * UpdateAgent has no reply on success, so a Ping follows it: resolves once
+   * the agent has confirmed, rejects with `MetaError` when it refused.
    */
   async update(
-    update: {
-      instance: string;
-      product?: AgentTypeInput;
-      files: { name: string; data: string | Uint8Array }[];
-    },
+    update: { product?: AgentTypeInput; binaries?: UpdateFileInput[]; extensions?: UpdateFileInput[] },
     options: CallOptions = {},
   ): Promise<void> {
-    if (typeof update?.instance !== 'string' || update.instance === '')
-      throw new TypeError('update.instance must be a non-empty name');
-    if (!Array.isArray(update.files)) throw new TypeError('update.files must be an array of { name, data }');
-    const files = update.files.map((f, i) => {
-      if (typeof f?.name !== 'string' || f.name === '')
-        throw new TypeError(`update.files[${i}].name must be a non-empty file name`);
-      return { name: f.name, data: toBytes(f.data) };
-    });
-    await this.channel.request(
-      0,
-      'UpdateAgent',
-      { instance: update.instance, product: productType(update.product ?? this.agentType), files },
+    if (update === null || typeof update !== 'object') throw new TypeError('update() needs an object');
+    const files = (list: UpdateFileInput[] | undefined, what: string) => {
+      if (list === undefined) return [];
+      if (!Array.isArray(list)) throw new TypeError(`update.${what} must be an array of { name, data }`);
+      return list.map((f, i) => ({
+        fileName: checkUpdateName(f?.name, `update.${what}[${i}].name`),
+        lastWriteUtc: dateToTicks(f.mtime === undefined ? new Date() : checkDate(f.mtime, 'mtime')),
+        contents: toBytes(f.data),
+      }));
+    };
+    await this.channel.updateAgent(
+      {
+        targetType: productType(update.product ?? this.agentType),
+        binaries: files(update.binaries, 'binaries'),
+        extensions: files(update.extensions, 'extensions'),
+      },
       options,
     );
-    await this.ping(options);
   }
 
   /** Ends the session on the agent: its processes are terminated and its handles closed. Closes the client. */
@@ -441,16 +386,24 @@ export class AgentClient {
     return (await this.ctx.call('DirectoryExists', { path }, { path, signal: options.signal })).exists;
   }
 
-  /** Kind, size, last-write time and mode of `path` (a symbolic link is reported as itself). */
-  async stat(path: string, options: CallOptions = {}): Promise<RemoteStats> {
+  /**
+   * Full path, type, size, last-write time and mode of `path` (a symbolic
+   * link is reported as itself). A missing path rejects with `RemoteError`
+   * `NotFound` (the wire answers null; the SDK keeps its throwing contract).
+   */
+  async stat(path: string, options: CallOptions = {}): Promise<RemoteEntry> {
     checkPath(path);
-    return toStats(await this.ctx.call('GetFileInfo', { path }, { path, signal: options.signal }));
+    const { entry } = await this.ctx.call('GetFileInfo', { path }, { path, signal: options.signal });
+    if (!entry)
+      throw new RemoteError('NotFound', `${path}: no such file or directory`, 'GetFileInfo', { path });
+    return toEntry(entry);
   }
 
   /**
-   * Lists a directory, sorted by name. Names are relative and `/`-separated.
-   * A listing larger than one message fails with `TooLarge` unless it is
-   * recursive, in which case it is fetched directory by directory.
+   * Lists the entries below a directory (not the directory itself), sorted
+   * by full path. A listing larger than one message fails with `TooLarge`
+   * unless it is recursive without globs: it is then fetched directory by
+   * directory. `entryName()` gives an entry's name.
    */
   async list(path: string, options: ListOptions = {}): Promise<RemoteEntry[]> {
     checkPath(path);
@@ -467,7 +420,9 @@ export class AgentClient {
               { path, signal: options.signal },
             )
           ).entries;
-    return entries.map((e) => ({ name: e.name, ...toStats(e) }));
+    return entries
+      .map(toEntry)
+      .sort((a, b) => (a.fullPath < b.fullPath ? -1 : a.fullPath > b.fullPath ? 1 : 0));
   }
 
   /** Creates a directory and its parents; an existing directory is fine. */
@@ -476,12 +431,15 @@ export class AgentClient {
     await this.ctx.call('CreateDirectory', { path }, { path, signal: options.signal });
   }
 
-  /** Deletes a file, or several (one DeleteFiles request); absent files are fine, directories are `IsDirectory`. */
+  /**
+   * Deletes a file, or several (one DeleteFiles request, an Outpost
+   * extension; against an agent without it, one DeleteFile per path).
+   * Absent files are fine.
+   */
   async rm(path: string | string[], options: CallOptions = {}): Promise<void> {
     if (Array.isArray(path)) {
       for (const [i, p] of path.entries()) checkPath(p, `path[${i}]`);
-      if (path.length === 0) return;
-      await this.ctx.call('DeleteFiles', { paths: path }, { path: path[0], signal: options.signal });
+      await this.ctx.deleteFiles(path, options.signal);
       return;
     }
     checkPath(path);
@@ -514,7 +472,7 @@ export class AgentClient {
     checkPath(destination, 'destination');
     await this.ctx.call(
       'Move',
-      { source, destination, overwrite: options.overwrite ?? false },
+      { source, target: destination, overwrite: options.overwrite ?? false },
       { path: source, signal: options.signal },
     );
   }
@@ -529,7 +487,7 @@ export class AgentClient {
     checkPath(destination, 'destination');
     await this.ctx.call(
       'CopyFile',
-      { source, destination, overwrite: options.overwrite ?? false },
+      { source, target: destination, overwrite: options.overwrite ?? false },
       { path: source, signal: options.signal },
     );
   }
@@ -548,7 +506,7 @@ export class AgentClient {
     let data: Buffer;
     try {
       const r = await this.ctx.call('ReadAllBytes', { path }, { path, signal: options.signal });
-      data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+      data = Buffer.from(r.contents.buffer, r.contents.byteOffset, r.contents.byteLength);
     } catch (err) {
       if (!isRemoteError(err, 'TooLarge')) throw err;
       const chunks: Buffer[] = [];
@@ -577,7 +535,7 @@ export class AgentClient {
     if (bytes.length <= this.ctx.chunkSize(Number.MAX_SAFE_INTEGER, Buffer.byteLength(path))) {
       await this.ctx.call(
         'WriteAllBytes',
-        { path, data: bytes, mode, lastWriteTime: mtime === null ? null : dateToTicks(mtime) },
+        { path, contents: bytes, lastWriteUtc: mtime === null ? null : dateToTicks(mtime), mode },
         { path, signal: options.signal },
       );
       return;
@@ -594,18 +552,19 @@ export class AgentClient {
   /** The file's hash computed on the agent (streamed there, never read whole), as lower-case hex. */
   async hash(path: string, algorithm: HashName = 'sha256', options: CallOptions = {}): Promise<string> {
     checkPath(path);
-    const code = HASH_CODES[algorithm];
-    if (code === undefined)
-      throw new TypeError(`algorithm must be 'sha256', 'sha1' or 'md5', got ${JSON.stringify(algorithm)}`);
-    const r = await this.ctx.call('GetFileHash', { path, algorithm: code }, { path, signal: options.signal });
-    return Buffer.from(r.hash.buffer, r.hash.byteOffset, r.hash.byteLength).toString('hex');
+    if (typeof algorithm !== 'string' || !isHashAlgorithm(algorithm))
+      throw new TypeError(
+        `algorithm must be one of ${HASH_ALGORITHMS.join(', ')}, got ${JSON.stringify(algorithm)}`,
+      );
+    const r = await this.ctx.call('GetFileHash', { path, algorithm }, { path, signal: options.signal });
+    return r.hash.toLowerCase();
   }
 
   /** Sets a file's last-write time. */
   async setMtime(path: string, mtime: Date, options: CallOptions = {}): Promise<void> {
     checkPath(path);
     const ticks = dateToTicks(checkDate(mtime, 'mtime'));
-    await this.ctx.call('SetLastWriteTime', { path, lastWriteTime: ticks }, { path, signal: options.signal });
+    await this.ctx.call('SetLastWriteTime', { path, lastWriteUtc: ticks }, { path, signal: options.signal });
   }
 
   /** Sets POSIX permission bits (on Windows only the read-only bit applies). */
@@ -678,7 +637,7 @@ export class AgentClient {
     args: readonly string[] = [],
     options: SpawnOptions = {},
   ): Promise<RemoteProcess> {
-    const startArgs = startArguments(file, args, options);
+    const startArgs = startArguments(file, args, options, this.ctx.paths.sep === '\\');
     const { signal } = options;
     throwIfAborted(signal, `starting ${file}`);
     const token = this.channel.allocateToken();
@@ -688,8 +647,8 @@ export class AgentClient {
     });
     this.channel.registerProcess(token, proc, this.ctx.agentType);
     try {
-      const { pid } = await this.ctx.call('StartProcess', startArgs, { token, path: file });
-      proc.started(pid);
+      const { osProcessId } = await this.ctx.call('StartProcess', startArgs, { token, path: file });
+      proc.started(osProcessId);
     } catch (err) {
       this.channel.unregisterProcess(token);
       proc.onFailure(err as Error);
@@ -769,8 +728,21 @@ export class AgentClient {
     return { ...exit, stdout, stderr, truncated };
   }
 
-  /** Processes started in this session (by any of its connections), running or recently finished. */
+  /**
+   * Processes started in this session (by any of its connections), running
+   * or recently finished. ListProcesses is an Outpost extension: an agent
+   * without it rejects with `RemoteError` `Unsupported`, saying so.
+   */
   async listProcesses(options: CallOptions = {}): Promise<ProcessInfo[]> {
-    return (await this.ctx.call('ListProcesses', {}, { signal: options.signal })).processes;
+    try {
+      return (await this.ctx.call('ListProcesses', {}, { signal: options.signal })).processes;
+    } catch (err) {
+      if (!isRemoteError(err, 'Unsupported')) throw err;
+      throw new RemoteError(
+        'Unsupported',
+        'this agent cannot list processes: ListProcesses (44) is an Outpost extension it does not implement',
+        'ListProcesses',
+      );
+    }
   }
 }

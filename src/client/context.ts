@@ -4,6 +4,8 @@
  */
 import type { ProductCommand, RequestOf, ResultOf } from '../protocol/index.js';
 import { type Channel, FRAME_OVERHEAD } from './channel.js';
+import { isRemoteError } from './errors.js';
+import { forEachLimited } from './limit.js';
 import type { RemotePaths } from './paths.js';
 
 /** Default bytes per ReadFile/WriteFile request. */
@@ -12,9 +14,16 @@ export const DEFAULT_CHUNK_SIZE = 1024 * 1024;
 export const DEFAULT_WINDOW = 8;
 /** Room for a request's fields besides its data (header, handle, position, length prefix, path). */
 const REQUEST_ALLOWANCE = 64;
+/** Paths per DeleteFiles request. */
+const DELETE_BATCH = 1000;
+/** DeleteFile requests in flight when DeleteFiles is not available. */
+const DELETE_WINDOW = 16;
 
 /** The channel plus the agent type, path rules and chunk limits requests use. */
 export class ClientContext {
+  /** Outpost extensions this agent answered `Unsupported` (another contract implementation lacks them). */
+  private readonly missing = new Set<'DeleteFiles'>();
+
   constructor(
     readonly channel: Channel,
     readonly agentType: number,
@@ -33,6 +42,33 @@ export class ClientContext {
     options: { signal?: AbortSignal | undefined; path?: string | undefined; token?: number } = {},
   ): Promise<ResultOf<N>> {
     return this.channel.request(this.agentType, name, args, options);
+  }
+
+  /**
+   * Deletes files (absent ones are fine): DeleteFiles (an Outpost extension)
+   * in batches, or, when the agent answers `Unsupported`, one DeleteFile
+   * per path — remembered, so later calls go straight to the fallback.
+   */
+  async deleteFiles(paths: readonly string[], signal?: AbortSignal): Promise<void> {
+    let i = 0;
+    for (; i < paths.length && !this.missing.has('DeleteFiles'); i += DELETE_BATCH) {
+      const batch = paths.slice(i, i + DELETE_BATCH);
+      try {
+        await this.call('DeleteFiles', { paths: batch }, { path: batch[0], signal });
+      } catch (err) {
+        if (!isRemoteError(err, 'Unsupported')) throw err;
+        this.missing.add('DeleteFiles');
+        break;
+      }
+    }
+    await forEachLimited(
+      paths.slice(i),
+      DELETE_WINDOW,
+      async (path) => {
+        await this.call('DeleteFile', { path }, { path, signal });
+      },
+      signal,
+    );
   }
 
   /** `requested` (or the default) clamped to what one message can carry. */

@@ -3,8 +3,9 @@
  * with a machine-readable `code`:
  *
  * - {@link RemoteError}: the agent answered with an Error message; `code` is
- *   the wire kind name (`'NotFound'`, `'AccessDenied'`, …) and `path` the
- *   path the request named, when there was one.
+ *   the wire kind (`'NotFound'`, `'AccessDenied'`, `'Canceled'`, …; an
+ *   unknown kind is `'RemoteFailure'`) and `path` the path the request named.
+ * - {@link MetaError}: the agent answered a meta request with MetaError.
  * - {@link ConnectionError}: the connection dropped, was closed, or the
  *   session was lost ({@link SessionLostError}); `retryable` says whether
  *   the same call may succeed once the client has reconnected.
@@ -18,7 +19,7 @@
  * Mistakes in the arguments (a bad path type, a negative chunk size…) are
  * thrown as `TypeError` / `RangeError` before anything is sent.
  */
-import { type ErrorKindName, errorKindName } from '../protocol/index.js';
+import { type ErrorKindName, isErrorKind } from '../protocol/index.js';
 
 /** Options shared by every SDK error. */
 export interface OutpostErrorOptions {
@@ -48,20 +49,81 @@ export class OutpostError extends Error {
   }
 }
 
-/** The agent answered a request with an Error message (PROTOCOL.md §5, "Error kinds"). */
+/** What the SDK makes of each wire error kind (PROTOCOL.md §5.2): one table, spelled once. */
+const REMOTE_KINDS: Record<ErrorKindName, { retryable: boolean }> = {
+  NotFound: { retryable: false },
+  AlreadyExists: { retryable: false },
+  AccessDenied: { retryable: false },
+  IsDirectory: { retryable: false },
+  NotDirectory: { retryable: false },
+  NotEmpty: { retryable: false },
+  InvalidArgument: { retryable: false },
+  TooLarge: { retryable: false },
+  Unsupported: { retryable: false },
+  Canceled: { retryable: false },
+  Timeout: { retryable: true },
+  // The session's host process crashed; the agent starts a new one for the next request.
+  HostCrashed: { retryable: true },
+  IOError: { retryable: false },
+  Internal: { retryable: false },
+  // A configured limit (open handles, processes, hosts) is reached; it frees up as work ends.
+  LimitExceeded: { retryable: true },
+};
+
+/** `code` of a {@link RemoteError} whose wire kind this SDK does not know. */
+export const UNKNOWN_REMOTE_KIND = 'RemoteFailure';
+
+/**
+ * The agent answered a product request with an Error message (PROTOCOL.md
+ * §5.2). `code` is the wire kind (`'NotFound'`, `'Canceled'`, …) or, for a
+ * kind this SDK does not know, `'RemoteFailure'`; `kind` always holds the
+ * string the agent sent, and `detail` its optional detail text.
+ */
 export class RemoteError extends OutpostError {
   override name = 'RemoteError';
-  declare readonly code: ErrorKindName;
-  /** The numeric error kind from the wire. */
-  readonly errorKind: number;
+  declare readonly code: ErrorKindName | typeof UNKNOWN_REMOTE_KIND;
+  /** The error kind exactly as it came over the wire. */
+  readonly kind: string;
+  /** The agent's optional detail text (e.g. an OS error), or null. */
+  readonly detail: string | null;
   /** The command that failed, e.g. `'ReadAllBytes'`. */
   readonly command: string;
 
-  constructor(errorKind: number, agentMessage: string, command: string, path?: string) {
-    const code = errorKindName(errorKind);
-    const text = agentMessage.startsWith(`${code}:`) ? agentMessage : `${code}: ${agentMessage}`;
-    super(code, `${text} (${command})`, { path, retryable: code === 'HostCrashed' });
-    this.errorKind = errorKind;
+  constructor(
+    kind: string,
+    agentMessage: string,
+    command: string,
+    options: { path?: string | undefined; detail?: string | null } = {},
+  ) {
+    const known = isErrorKind(kind);
+    const code = known ? kind : UNKNOWN_REMOTE_KIND;
+    const detail = options.detail ?? null;
+    const text = agentMessage.startsWith(`${kind}:`) ? agentMessage : `${kind}: ${agentMessage}`;
+    super(code, `${text}${detail ? ` (${detail})` : ''} (${command})`, {
+      path: options.path,
+      retryable: known && REMOTE_KINDS[kind].retryable,
+    });
+    this.kind = kind;
+    this.detail = detail;
+    this.command = command;
+  }
+}
+
+/**
+ * The agent answered a meta request (agent type 0) with MetaError (code 9):
+ * e.g. an UpdateAgent it could not store, or a request it does not know.
+ */
+export class MetaError extends OutpostError {
+  override name = 'MetaError';
+  declare readonly code: 'MetaError';
+  /** The command code the agent says failed (the request's own code). */
+  readonly requestCommand: number;
+  /** The SDK's name of the failed request, e.g. `'UpdateAgent'`. */
+  readonly command: string;
+
+  constructor(requestCommand: number, agentMessage: string, command: string) {
+    super('MetaError', `${command} failed on the agent: ${agentMessage}`);
+    this.requestCommand = requestCommand;
     this.command = command;
   }
 }
@@ -158,7 +220,10 @@ export class VerificationError extends OutpostError {
 }
 
 /** True when `err` is a {@link RemoteError}, optionally of the given wire kind. */
-export function isRemoteError(err: unknown, code?: ErrorKindName): err is RemoteError {
+export function isRemoteError(
+  err: unknown,
+  code?: ErrorKindName | typeof UNKNOWN_REMOTE_KIND,
+): err is RemoteError {
   return err instanceof RemoteError && (code === undefined || err.code === code);
 }
 

@@ -18,7 +18,7 @@ import { ConnectionError } from './errors.js';
 
 /** How a remote process ended. */
 export interface ProcessExit {
-  /** Exit code, or null when it was ended by a signal. */
+  /** Exit code, or null when it was ended by a signal (the wire's exit code −1 is not passed on). */
   code: number | null;
   /** The signal that ended it (e.g. `'SIGKILL'`), or null. */
   signal: string | null;
@@ -32,7 +32,11 @@ export interface SpawnOptions {
   env?: Record<string, string | undefined>;
   /** Start from an empty environment (only `env`). */
   clearEnv?: boolean;
-  /** Run through the shell (`/bin/sh -c`; `cmd.exe /d /s /c` on Windows): `file` is the command line, `args` are quoted onto it. */
+  /**
+   * Run through the shell (`/bin/sh -c`; `cmd.exe /d /s /c` on Windows):
+   * `file` is the command line and the SDK quotes `args` onto it (the wire
+   * would pass them as positional parameters, `$1`…, which cmd.exe lacks).
+   */
   shell?: boolean;
   /** Keep stdin open and expose it as `stdin` (default false: stdin is closed at once and `stdin` is null). */
   stdin?: boolean;
@@ -116,7 +120,7 @@ export class RemoteProcess implements ProcessSink {
     if (this.exit) return;
     await this.ctx.call(
       'TerminateProcess',
-      { process: this.token, entireTree: options.tree ?? true },
+      { processToken: this.token, entireTree: options.tree ?? true },
       { signal: options.signal },
     );
   }
@@ -125,7 +129,7 @@ export class RemoteProcess implements ProcessSink {
   onEvent(event: number, body: Buffer): void {
     if (event === EventCode.Exited) {
       const e = decodeEventBody('Exited', body);
-      this.finish({ code: e.exitCode, signal: e.signal });
+      this.finish(e.signal !== null ? { code: null, signal: e.signal } : { code: e.exitCode, signal: null });
       return;
     }
     const stream = event === EventCode.Stdout ? this.stdout : event === EventCode.Stderr ? this.stderr : null;
@@ -187,20 +191,32 @@ export class RemoteProcess implements ProcessSink {
     for (let off = 0; off < data.length; off += max) {
       const piece = data.subarray(off, off + max);
       const last = off + max >= data.length;
-      await this.ctx.call('WriteStdin', { process: this.token, data: piece, close: close && last });
+      await this.ctx.call('WriteStdin', { processToken: this.token, data: piece, close: close && last });
     }
-    if (data.length === 0) await this.ctx.call('WriteStdin', { process: this.token, data, close });
+    if (data.length === 0) await this.ctx.call('WriteStdin', { processToken: this.token, data, close });
   }
 }
 
-/** Validates spawn options and builds the StartProcess arguments. */
+/** One POSIX shell word, taken literally. */
+function shQuote(s: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One cmd.exe/CRT argument, quoted when needed (best effort: `%` still expands). */
+function cmdQuote(s: string): string {
+  if (s !== '' && !/[\s"&|<>^()]/.test(s)) return s;
+  return `"${s.replace(/(\\*)"/g, '$1$1\\"').replace(/(\\+)$/, '$1$1')}"`;
+}
+
+/** Validates spawn options and builds the StartProcess arguments (`windows`: the agent's shell is cmd.exe). */
 export function startArguments(
   file: string,
   args: readonly string[],
   options: SpawnOptions,
+  windows = false,
 ): {
   fileName: string;
-  arguments: string[];
+  args: string[];
   workingDirectory: string | null;
   environment: Record<string, string>;
   flags: number;
@@ -222,9 +238,12 @@ export function startArguments(
   if (options.stdin) flags |= ProcessFlags.KeepStdinOpen;
   if (options.shell) flags |= ProcessFlags.UseShell;
   if (options.clearEnv) flags |= ProcessFlags.EmptyEnvironment;
+  // With the shell, the arguments become words of the command line.
+  const quote = windows ? cmdQuote : shQuote;
+  const shellLine = options.shell && args.length > 0;
   return {
-    fileName: file,
-    arguments: [...args],
+    fileName: shellLine ? [file, ...args.map(quote)].join(' ') : file,
+    args: shellLine ? [] : [...args],
     workingDirectory: options.cwd ?? null,
     environment,
     flags,

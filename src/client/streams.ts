@@ -4,9 +4,10 @@
  * round trip, and memory bounded by `window × chunkSize`.
  */
 import { Readable, Writable } from 'node:stream';
-import { dateToTicks, EntryKind, ErrorKind, FileAccess, FileMode } from '../protocol/index.js';
-import { raceAbort } from './channel.js';
+import { dateToTicks, ErrorKind, FileAccess, FileMode } from '../protocol/index.js';
 import { type ClientContext, checkWindow, noop } from './context.js';
+import { raceAbort } from './dial.js';
+import { entryType } from './entries.js';
 import { abortReason, isRemoteError, RemoteError } from './errors.js';
 
 /** Options of {@link AgentClient.createReadStream}. */
@@ -84,7 +85,7 @@ export class RemoteReadStream extends Readable {
     this.ctx
       .call(
         'OpenFile',
-        { path: this.path, fileMode: FileMode.Open, fileAccess: FileAccess.Read },
+        { path: this.path, fileMode: FileMode.Open, access: FileAccess.Read },
         { path: this.path },
       )
       .then(
@@ -109,7 +110,11 @@ export class RemoteReadStream extends Readable {
         while (!this.eof && this.queue.length < this.window && this.next < this.endExclusive) {
           const count = Math.min(this.chunk, this.endExclusive - this.next);
           const p = this.ctx
-            .call('ReadFile', { handle: this.handle, position: this.next, count }, { path: this.path })
+            .call(
+              'ReadFile',
+              { handle: this.handle, position: this.next, maxCount: count },
+              { path: this.path },
+            )
             .then((r) => Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength));
           this.track(p);
           this.queue.push({ p, count });
@@ -249,7 +254,7 @@ export class RemoteWriteStream extends Writable {
     const open = this.ctx
       .call(
         'OpenFile',
-        { path: this.tempPath, fileMode: FileMode.CreateNew, fileAccess: FileAccess.Write },
+        { path: this.tempPath, fileMode: FileMode.CreateNew, access: FileAccess.Write },
         { path: this.tempPath },
       )
       .then((r) => {
@@ -258,17 +263,21 @@ export class RemoteWriteStream extends Writable {
       });
     const info = this.ctx
       .call('GetFileInfo', { path: this.path }, { path: this.path })
+      .then((r) => r.entry)
       .catch((err: unknown) => {
         if (isRemoteError(err, 'NotFound')) return null;
         throw err;
       });
     Promise.all([open, info]).then(
       ([, st]) => {
-        if (st?.kind === EntryKind.Directory)
+        if (st && entryType(st) === 'directory')
           return callback(
-            new RemoteError(ErrorKind.IsDirectory, `${this.path}: is a directory`, 'OpenFile', this.path),
+            new RemoteError(ErrorKind.IsDirectory, `${this.path}: is a directory`, 'OpenFile', {
+              path: this.path,
+            }),
           );
-        if (st?.kind === EntryKind.File) this.preservedMode = st.mode;
+        // Keep the replaced file's permission bits (the wire's mode also carries its type bits).
+        if (st && entryType(st) === 'file' && st.mode !== 0) this.preservedMode = st.mode & 0o7777;
         callback();
       },
       (err: Error) => {
@@ -298,14 +307,14 @@ export class RemoteWriteStream extends Writable {
       if (this.options.mtime)
         await this.ctx.call(
           'SetLastWriteTime',
-          { path: this.tempPath, lastWriteTime: dateToTicks(this.options.mtime) },
+          { path: this.tempPath, lastWriteUtc: dateToTicks(this.options.mtime) },
           { path: this.tempPath },
         );
       await this.hooks.beforeCommit?.(this.tempPath);
       if (this.signal?.aborted) throw abortReason(this.signal, `writing ${this.path}`);
       await this.ctx.call(
         'Move',
-        { source: this.tempPath, destination: this.path, overwrite: this.options.overwrite ?? true },
+        { source: this.tempPath, target: this.path, overwrite: this.options.overwrite ?? true },
         { path: this.path },
       );
       this.committed = true;

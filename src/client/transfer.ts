@@ -18,10 +18,11 @@ import {
 import * as fsp from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { dateToTicks, EntryKind, HashAlgorithm, type ResultOf, ticksToDate } from '../protocol/index.js';
+import { dateToTicks, type FileEntry, ticksToDate } from '../protocol/index.js';
 import type { ClientContext } from './context.js';
 import { noop } from './context.js';
-import { abortReason, isRemoteError, OutpostError, VerificationError } from './errors.js';
+import { entryName, entryType, relativeName } from './entries.js';
+import { abortReason, isRemoteError, OutpostError, RemoteError, VerificationError } from './errors.js';
 import { checkConcurrency, forEachLimited } from './limit.js';
 import { TEMP_SUFFIX } from './paths.js';
 import { RemoteReadStream, RemoteWriteStream } from './streams.js';
@@ -102,7 +103,10 @@ interface LocalTree {
   skipped: string[];
 }
 
-type ListEntry = ResultOf<'ListDirectory'>['entries'][number];
+/** A remote entry of a listed tree, with its name relative to the tree's root (`/`-separated). */
+interface TreeEntry extends FileEntry {
+  rel: string;
+}
 
 /**
  * Local files up to this size are read with synchronous calls when uploaded
@@ -185,35 +189,52 @@ async function walkLocal(root: string, signal?: AbortSignal): Promise<LocalTree>
   return tree;
 }
 
+/**
+ * Names the entries of one unfiltered recursive listing after its root. The
+ * wire gives full paths only; the root's own spelling is the shortest parent
+ * among them (its direct children have it as their parent), so no extra
+ * request is needed and whatever spelling the agent uses is kept.
+ */
+function nameTree(ctx: ClientContext, entries: FileEntry[]): TreeEntry[] {
+  let root: string | null = null;
+  for (const e of entries) {
+    const parent = ctx.paths.dirname(e.fullPath);
+    if (root === null || parent.length < root.length) root = parent;
+  }
+  return entries.map((e) => ({
+    ...e,
+    rel: (root !== null && relativeName(root, e.fullPath)) || entryName(e),
+  }));
+}
+
 /** Lists a remote tree; when one recursive listing exceeds the message limit, walks it directory by directory. */
 export async function listRemoteTree(
   ctx: ClientContext,
   root: string,
   signal?: AbortSignal,
-): Promise<ListEntry[]> {
+): Promise<TreeEntry[]> {
   try {
     const r = await ctx.call(
       'ListDirectory',
       { path: root, recursive: true, include: [], exclude: [] },
       { path: root, signal },
     );
-    return r.entries;
+    return nameTree(ctx, r.entries);
   } catch (err) {
     if (!isRemoteError(err, 'TooLarge')) throw err;
   }
-  const out: ListEntry[] = [];
-  const queue: string[] = [''];
-  for (let rel = queue.shift(); rel !== undefined; rel = queue.shift()) {
-    const dir = ctx.paths.join(root, rel);
+  const out: TreeEntry[] = [];
+  const queue: { path: string; rel: string }[] = [{ path: root, rel: '' }];
+  for (let dir = queue.shift(); dir !== undefined; dir = queue.shift()) {
     const r = await ctx.call(
       'ListDirectory',
-      { path: dir, recursive: false, include: [], exclude: [] },
-      { path: dir, signal },
+      { path: dir.path, recursive: false, include: [], exclude: [] },
+      { path: dir.path, signal },
     );
     for (const e of r.entries) {
-      const name = rel === '' ? e.name : `${rel}/${e.name}`;
-      out.push({ ...e, name });
-      if (e.kind === EntryKind.Directory) queue.push(name);
+      const rel = dir.rel === '' ? entryName(e) : `${dir.rel}/${entryName(e)}`;
+      out.push({ ...e, rel });
+      if (entryType(e) === 'directory') queue.push({ path: e.fullPath, rel });
     }
   }
   return out;
@@ -258,13 +279,9 @@ function tap(hash: Hash | null, progress: Progress, rel: string) {
   };
 }
 
-function hexOf(hash: Uint8Array): string {
-  return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString('hex');
-}
-
 async function remoteSha256(ctx: ClientContext, p: string, signal?: AbortSignal): Promise<string> {
-  const r = await ctx.call('GetFileHash', { path: p, algorithm: HashAlgorithm.SHA256 }, { path: p, signal });
-  return hexOf(r.hash);
+  const r = await ctx.call('GetFileHash', { path: p, algorithm: 'sha256' }, { path: p, signal });
+  return r.hash.toLowerCase();
 }
 
 interface TransferSettings {
@@ -298,7 +315,7 @@ async function uploadFile(
       (file.size <= SYNC_READ_MAX ? readSmallSync(file.abs, SYNC_READ_MAX) : null) ??
       (await fsp.readFile(file.abs, { signal: s.signal }));
     if (data.length > small) return uploadFile(ctx, { ...file, size: data.length }, remote, s, progress);
-    const args = { data, mode: file.mode, lastWriteTime: dateToTicks(mtime) };
+    const args = { contents: data, lastWriteUtc: dateToTicks(mtime), mode: file.mode };
     if (!s.verify) {
       await ctx.call('WriteAllBytes', { path: remote, ...args }, { path: remote, signal: s.signal });
     } else {
@@ -310,7 +327,7 @@ async function uploadFile(
         if (actual !== expected) throw new VerificationError(remote, expected, actual);
         await ctx.call(
           'Move',
-          { source: tmp, destination: remote, overwrite: true },
+          { source: tmp, target: remote, overwrite: true },
           { path: remote, signal: s.signal },
         );
       } catch (err) {
@@ -436,7 +453,7 @@ async function downloadFile(
     if (file.size <= ctx.chunkSize(s.chunkSize)) {
       try {
         const r = await ctx.call('ReadAllBytes', { path: file.path }, { path: file.path, signal: s.signal });
-        data = Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength);
+        data = Buffer.from(r.contents.buffer, r.contents.byteOffset, r.contents.byteLength);
       } catch (err) {
         if (!isRemoteError(err, 'TooLarge')) throw err; // it grew meanwhile: stream it
       }
@@ -466,7 +483,8 @@ async function downloadFile(
     }
     const fh = await fsp.open(tmp, 'r+');
     try {
-      await fh.chmod(file.mode);
+      // An agent without POSIX modes reports 0: keep the temp file's own bits then.
+      if ((file.mode & 0o7777) !== 0) await fh.chmod(file.mode & 0o7777);
       // Half a microsecond past the millisecond, so float rounding in utimes cannot land below it.
       const seconds = (file.mtime.getTime() + 0.0005) / 1000;
       await fh.utimes(seconds, seconds);
@@ -492,14 +510,21 @@ export async function download(
 ): Promise<TransferResult> {
   const s = settings(options);
   const concurrency = checkConcurrency(options.concurrency, 4);
-  const st = await ctx.call('GetFileInfo', { path: remote }, { path: remote, signal: s.signal });
-  let isDir = st.kind === EntryKind.Directory;
-  if (st.kind === EntryKind.Symlink)
+  const { entry: st } = await ctx.call('GetFileInfo', { path: remote }, { path: remote, signal: s.signal });
+  if (!st)
+    throw new RemoteError('NotFound', `${remote}: no such file or directory`, 'GetFileInfo', {
+      path: remote,
+    });
+  const type = entryType(st);
+  let isDir = type === 'directory';
+  if (type === 'symlink')
     isDir = (await ctx.call('DirectoryExists', { path: remote }, { path: remote, signal: s.signal })).exists;
   if (!isDir) {
-    const size = st.kind === EntryKind.Symlink ? Number.POSITIVE_INFINITY : st.size;
+    const size = type === 'symlink' ? Number.POSITIVE_INFINITY : st.size;
     const progress = new Progress(Number.isFinite(size) ? size : 0, 1, options.onProgress);
-    const file = { rel: '', path: remote, size, mode: st.mode, mtime: ticksToDate(st.lastWriteTime) };
+    // A symlink's own mode says nothing of its target's permissions.
+    const mode = type === 'symlink' ? 0 : st.mode;
+    const file = { rel: '', path: remote, size, mode, mtime: ticksToDate(st.lastWriteUtc) };
     await downloadFile(ctx, file, local, s, progress);
     return { files: 1, bytes: progress.bytes, directories: 0, skipped: [] };
   }
@@ -508,16 +533,17 @@ export async function download(
   const dirs: string[] = [];
   const skipped: string[] = [];
   for (const e of entries) {
-    if (e.kind === EntryKind.Directory) dirs.push(e.name);
-    else if (e.kind === EntryKind.File && !isTempName(e.name.slice(e.name.lastIndexOf('/') + 1)))
+    const type = entryType(e);
+    if (type === 'directory') dirs.push(e.rel);
+    else if (type === 'file' && !isTempName(entryName(e)))
       files.push({
-        rel: e.name,
-        path: ctx.paths.join(remote, e.name),
+        rel: e.rel,
+        path: e.fullPath,
         size: e.size,
         mode: e.mode,
-        mtime: ticksToDate(e.lastWriteTime),
+        mtime: ticksToDate(e.lastWriteUtc),
       });
-    else if (e.kind !== EntryKind.File) skipped.push(e.name);
+    else if (type !== 'file') skipped.push(e.rel);
   }
   await fsp.mkdir(local, { recursive: true });
   for (const d of dirs) await fsp.mkdir(path.join(local, ...d.split('/')), { recursive: true });
@@ -565,37 +591,27 @@ export async function sync(
     await ctx.call('DirectoryExists', { path: remote }, { path: remote, signal: s.signal })
   ).exists;
   const entries = remoteExists ? await listRemoteTree(ctx, remote, s.signal) : [];
-  const remoteByName = new Map(entries.map((e) => [e.name, e]));
+  const remoteByName = new Map(entries.map((e) => [e.rel, e]));
   const localFiles = new Set(tree.files.map((f) => f.rel));
   const localDirs = new Set(tree.dirs);
 
   // Remote entries with no local counterpart, or of another kind.
   const deleted: string[] = [];
   if (options.delete) {
-    const stale = entries.filter((e) => {
-      if (e.kind === EntryKind.Directory) return !localDirs.has(e.name);
-      return !localFiles.has(e.name);
-    });
+    const isDir = (e: TreeEntry) => entryType(e) === 'directory';
+    const stale = entries.filter((e) => (isDir(e) ? !localDirs.has(e.rel) : !localFiles.has(e.rel)));
     // Only the top-most stale directories need deleting.
-    const staleDirs = stale.filter((e) => e.kind === EntryKind.Directory).map((e) => e.name);
+    const staleDirs = stale.filter(isDir).map((e) => e.rel);
     const covered = (name: string) => staleDirs.some((d) => name.startsWith(`${d}/`));
     const dirsToDelete = staleDirs.filter((d) => !covered(d));
-    const filesToDelete = stale
-      .filter((e) => e.kind !== EntryKind.Directory && !covered(e.name))
-      .map((e) => e.name);
-    for (let i = 0; i < filesToDelete.length; i += 1000) {
-      const batch = filesToDelete.slice(i, i + 1000);
-      await ctx.call(
-        'DeleteFiles',
-        { paths: batch.map((n) => ctx.paths.join(remote, n)) },
-        { path: remote, signal: s.signal },
-      );
-    }
+    const filesToDelete = stale.filter((e) => !isDir(e) && !covered(e.rel)).map((e) => e.rel);
+    const fullPath = (rel: string) => remoteByName.get(rel)?.fullPath ?? ctx.paths.join(remote, rel);
+    await ctx.deleteFiles(filesToDelete.map(fullPath), s.signal);
     await forEachLimited(
       dirsToDelete,
       concurrency,
       async (d) => {
-        const p = ctx.paths.join(remote, d);
+        const p = fullPath(d);
         await ctx.call('DeleteDirectory', { path: p, recursive: true }, { path: p, signal: s.signal });
       },
       s.signal,
@@ -609,14 +625,14 @@ export async function sync(
   const sameSize: LocalFile[] = [];
   for (const f of tree.files) {
     const r = remoteByName.get(f.rel);
-    if (!r || r.kind !== EntryKind.File || r.size !== f.size) changed.push(f);
+    if (!r || entryType(r) !== 'file' || r.size !== f.size) changed.push(f);
     else sameSize.push(f);
   }
   let unchanged = 0;
   if (compare === 'mtime') {
     for (const f of sameSize) {
       const r = remoteByName.get(f.rel)!;
-      if (ticksToDate(r.lastWriteTime).getTime() !== Math.round(f.mtimeMs)) changed.push(f);
+      if (ticksToDate(r.lastWriteUtc).getTime() !== Math.round(f.mtimeMs)) changed.push(f);
       else unchanged++;
     }
   } else {
@@ -637,7 +653,10 @@ export async function sync(
   changed.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 
   // Directories that are missing remotely (files create their own parents).
-  const missingDirs = tree.dirs.filter((d) => remoteByName.get(d)?.kind !== EntryKind.Directory);
+  const missingDirs = tree.dirs.filter((d) => {
+    const r = remoteByName.get(d);
+    return !r || entryType(r) !== 'directory';
+  });
   if (!remoteExists) await ctx.call('CreateDirectory', { path: remote }, { path: remote, signal: s.signal });
   await forEachLimited(
     missingDirs,

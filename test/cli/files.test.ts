@@ -23,7 +23,9 @@ describe('outpost ping and info', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(
       r.stdout,
-      new RegExp(`^connected to ${a.target} \\(agent \\S+ on \\S+, mode aes\\) in \\d+\\.\\d\\d ms\n`),
+      new RegExp(
+        `^connected to ${a.target} \\(agent Outpost \\d+\\.\\d+\\.\\d+\\.\\d+ on \\S+, mode aes\\) in \\d+\\.\\d\\d ms\n`,
+      ),
     );
     assert.equal(r.stdout.match(/^reply from 127\.0\.0\.1:\d+: time=\d+\.\d\d ms$/gm)?.length, 3);
     assert.match(r.stdout, /^3 replies: min\/avg\/max = [\d.]+\/[\d.]+\/[\d.]+ ms$/m);
@@ -35,14 +37,20 @@ describe('outpost ping and info', () => {
       cli(['info', a.target, '--json', '--agent-type', 'otter'], env),
     ]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /^version: +\d+\.\d+\.\d+$/m);
-    assert.match(text.stdout, /^separator: +\/$/m);
+    assert.match(text.stdout, /^product: +Outpost$/m);
+    assert.match(text.stdout, /^version: +\S+ \(handshake \d+\.\d+\.\d+\.\d+\)$/m);
+    assert.match(text.stdout, /^protocol: +1000$/m);
+    assert.match(text.stdout, /^agent types: +Meta, Otter, BuildMaster, Hedgehog$/m);
+    assert.match(text.stdout, /^encryption: +aes$/m);
     const info = JSON.parse(json.stdout) as Record<string, unknown>;
     assert.equal(info.port, a.agent.port);
-    assert.equal(info.directorySeparator, '/');
+    assert.equal(info.protocolVersion, 1000);
+    assert.equal(info.platform, process.platform);
+    assert.equal(typeof info.processId, 'number');
+    assert.match(String(info.handshakeVersion), /^\d+\.\d+\.\d+\.\d+$/);
+    assert.deepEqual(info.supportedAgentTypes, ['Meta', 'Otter', 'BuildMaster', 'Hedgehog']);
     assert.equal(info.agentType, 'Otter');
     assert.equal(info.rootPath, join(a.root, 'otter'));
-    assert.equal(typeof info.maxMessageSize, 'number');
   });
 });
 
@@ -84,12 +92,21 @@ describe('files', () => {
     assert.equal(long.length, 2, lsl.stdout);
     assert.match(long[0]!, /^-rw-r--r-- +7 +\d{4}-\d\d-\d\d \d\d:\d\d +css\/a\.css$/);
     assert.match(long[1]!, new RegExp(`^-rw-r--r-- +${big.length} +.* css/deep/big\\.bin$`));
-    const entries = JSON.parse(lsj.stdout) as { name: string; kind: string; size: number; mode: number }[];
+    const entries = JSON.parse(lsj.stdout) as {
+      name: string;
+      fullPath: string;
+      type: string;
+      size: number;
+      mode: number;
+    }[];
     assert.deepEqual(
-      entries.map((e) => `${e.kind}:${e.name}`),
+      entries.map((e) => `${e.type}:${e.name}`),
       ['directory:empty', 'file:index.html', 'file:run.sh'],
     );
-    assert.equal(entries.find((e) => e.name === 'run.sh')!.mode, 0o755);
+    const run = entries.find((e) => e.name === 'run.sh')!;
+    assert.equal(run.mode & 0o7777, 0o755);
+    assert.equal(run.mode & 0o170000, 0o100000, 'the wire mode carries the type bits');
+    assert.equal(run.fullPath, join(a.root, 'remote/site/run.sh'));
 
     // get into an existing directory: lands under the remote name; -q prints nothing.
     const back = join(a.root, 'local', 'back');

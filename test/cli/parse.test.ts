@@ -228,7 +228,9 @@ describe('errors', () => {
       /^cannot connect to the agent at h:1 \(connection refused\); check the host/,
     );
     assert.equal(describeError(new TimeoutError('x timed out')).exitCode, EXIT.CONNECTION);
-    const nf = describeError(new RemoteError(1, '/x: no such file or directory', 'GetFileInfo', '/x'));
+    const nf = describeError(
+      new RemoteError('NotFound', '/x: no such file or directory', 'GetFileInfo', { path: '/x' }),
+    );
     assert.equal(nf.exitCode, EXIT.REMOTE);
     assert.match(nf.message, /^NotFound: \/x: no such file or directory \(GetFileInfo\); check the path/);
   });

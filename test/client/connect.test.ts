@@ -35,10 +35,14 @@ describe('AgentClient in mode aes', () => {
       const ms = await client.ping();
       assert.ok(typeof ms === 'number' && ms >= 0 && ms < 5000, `ping took ${ms} ms`);
       const info = await client.info();
-      assert.equal(info.protocolVersion, 0x10000);
-      assert.equal(info.directorySeparator, '/');
-      assert.equal(info.maxMessageSize, 16 * 1024 * 1024);
-      assert.deepEqual(client.agentInfo, info);
+      assert.equal(info.protocolVersion, 1000);
+      assert.equal(info.product, 'Outpost');
+      assert.equal(info.platform, process.platform);
+      assert.deepEqual([...info.supportedAgentTypes], [0, 1, 2, 3]);
+      assert.equal(info.encryptionMode, 2, 'aes');
+      assert.match(client.agentVersion, /^\d+\.\d+\.\d+\.\d+$/);
+      assert.equal(client.pathSeparator, '/');
+      assert.deepEqual({ ...client.agentInfo, uptimeMs: 0 }, { ...info, uptimeMs: 0 });
       assert.equal(await client.rootPath(), join(env.root, 'bm'));
       assert.equal(await client.rootPath('Otter'), join(env.root, 'otter'));
       assert.equal(await client.dirExists(join(env.root, 'bm')), true, 'root path created on demand');
@@ -52,7 +56,7 @@ describe('AgentClient in mode aes', () => {
   it('sends file and process requests to the chosen product type', async () => {
     const client = await env.connect({ agentType: 'Otter' });
     try {
-      assert.equal(client.agentType, 2);
+      assert.equal(client.agentType, 1);
       assert.equal(await client.rootPath(), join(env.root, 'otter'));
       const r = await client.exec('pwd', [], { encoding: 'utf8' });
       assert.equal(r.stdout.trim(), join(env.root, 'otter'), "processes start in the product's root path");
@@ -61,17 +65,29 @@ describe('AgentClient in mode aes', () => {
     }
   });
 
-  it('keeps many requests in flight on one connection, matched by token', async () => {
+  it('keeps many requests in flight on one connection: product ones by token, meta ones in order', async () => {
     const client = await env.connect();
     try {
-      const calls = Array.from({ length: 200 }, (_, i) =>
-        i % 2 === 0 ? client.ping() : client.rootPath(((i % 3) + 1) as 1 | 2 | 3),
+      const bm = join(env.root, 'bm');
+      await client.mkdir(bm);
+      const calls = Array.from({ length: 300 }, (_, i) =>
+        i % 3 === 0
+          ? client.dirExists(i % 2 ? bm : join(bm, 'missing'))
+          : i % 3 === 1
+            ? client.ping()
+            : client.rootPath(((Math.floor(i / 3) % 3) + 1) as 1 | 2 | 3),
       );
-      const inFlight = internals(client).channel.pending.size;
-      assert.ok(inFlight >= 100, `${inFlight} requests in flight`);
+      const { pending, metaQueue } = internals(client).channel;
+      assert.ok(pending.size >= 100, `${pending.size} product requests in flight`);
+      assert.ok(metaQueue.length >= 200, `${metaQueue.length} meta requests in flight`);
       const results = await Promise.all(calls);
-      for (let i = 1; i < results.length; i += 2)
-        assert.equal(results[i], join(env.root, ['bm', 'otter', 'hedgehog'][i % 3]!));
+      for (let i = 0; i < results.length; i += 3) assert.equal(results[i], i % 2 === 1, `dirExists #${i}`);
+      for (let i = 2; i < results.length; i += 3)
+        assert.equal(
+          results[i],
+          join(env.root, ['otter', 'bm', 'hedgehog'][Math.floor(i / 3) % 3]!),
+          `rootPath #${i}`,
+        );
     } finally {
       await client.close();
     }
@@ -96,24 +112,19 @@ describe('AgentClient in mode aes', () => {
     }
   });
 
-  it('update() stores extension files atomically and confirms with a ping', async () => {
+  it('update() stores binaries and extensions per client address and product, confirmed by a ping', async () => {
     const client = await env.connect();
     try {
       await client.update({
-        instance: 'sdk-test',
-        files: [
-          { name: 'a.dll', data: Buffer.from([1, 2, 3]) },
-          { name: 'b.txt', data: 'text' },
-        ],
+        binaries: [{ name: 'a.dll', data: Buffer.from([1, 2, 3]) }],
+        extensions: [{ name: 'b.upack', data: 'text' }],
       });
-      const dir = join(env.agent.dir, 'ext-cache', 'sdk-test', 'BuildMaster');
-      assert.deepEqual([...(await readFile(join(dir, 'a.dll')))], [1, 2, 3]);
-      assert.equal(await readFile(join(dir, 'b.txt'), 'utf8'), 'text');
-      await assert.rejects(
-        client.update({ instance: 'sdk-test', files: [{ name: '../escape', data: 'x' }] }),
-        (e: unknown) => isRemoteError(e, 'InvalidArgument') && e.command === 'UpdateAgent',
-      );
-      await assert.rejects(client.update({ instance: '', files: [] }), TypeError);
+      // The instance is the client's address (127.0.0.1), the product BuildMaster.
+      const dir = join(env.agent.dir, 'ext-cache', '127.0.0.1', 'BuildMaster');
+      assert.deepEqual([...(await readFile(join(dir, 'binaries', 'a.dll')))], [1, 2, 3]);
+      assert.equal(await readFile(join(dir, 'extensions', 'b.upack'), 'utf8'), 'text');
+      await assert.rejects(client.update({ binaries: [{ name: '../escape', data: 'x' }] }), TypeError);
+      assert.ok((await client.ping()) >= 0, 'the meta FIFO is intact after a refused update');
     } finally {
       await client.close();
     }
@@ -125,7 +136,7 @@ describe('AgentClient in mode aes', () => {
     await assert.rejects(bad({ key: Buffer.alloc(7) }), { name: 'TypeError', message: /16, 24 or 32 bytes/ });
     await assert.rejects(bad({ agentType: 'Jenkins' }), {
       name: 'TypeError',
-      message: /BuildMaster.*Otter.*Hedgehog/,
+      message: /Otter.*BuildMaster.*Hedgehog/,
     });
     await assert.rejects(bad({ port: 0 }), { name: 'RangeError', message: /port/ });
     await assert.rejects(bad({ host: '' }), { name: 'TypeError', message: /host/ });

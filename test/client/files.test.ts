@@ -8,7 +8,17 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type AgentClient, isRemoteError, RemoteError } from '../../src/index.js';
+import {
+  type AgentClient,
+  entryName,
+  entryType,
+  isRemoteError,
+  type RemoteEntry,
+  RemoteError,
+  relativeName,
+  S_IFMT,
+  S_IFREG,
+} from '../../src/index.js';
 import { type ClientAgent, startClientAgent } from './helpers.js';
 
 describe('AgentClient file methods', () => {
@@ -46,11 +56,14 @@ describe('AgentClient file methods', () => {
     assert.equal(st.mode & 0o777, 0o640);
     assert.equal(st.mtime.getTime(), mtime.getTime());
     const remote = await client.stat(p);
-    assert.equal(remote.kind, 'file');
+    assert.equal(entryType(remote), 'file');
+    assert.equal(remote.fullPath, p);
+    assert.equal(remote.isDirectory, false);
     assert.equal(remote.size, 4);
-    assert.equal(remote.mode, 0o640);
-    assert.equal(remote.mtime.getTime(), mtime.getTime());
-    assert.equal(typeof remote.mtimeTicks, 'bigint');
+    assert.equal(remote.mode & 0o7777, 0o640);
+    assert.equal(remote.mode & S_IFMT, S_IFREG);
+    assert.equal(remote.lastWriteUtc.getTime(), mtime.getTime());
+    assert.equal(typeof remote.lastWriteTicks, 'bigint');
     assert.deepEqual(await readdir(join(d, 'sub')), ['a.txt'], 'no temp file left behind');
   });
 
@@ -63,8 +76,9 @@ describe('AgentClient file methods', () => {
     assert.equal(await client.exists(join(d, 'nope')), false);
     assert.equal(await client.dirExists(d), true);
     assert.equal(await client.dirExists(join(d, 'f')), false);
-    assert.equal((await client.stat(d)).kind, 'directory');
-    assert.equal((await client.stat(join(d, 'link'))).kind, 'symlink');
+    assert.equal(entryType(await client.stat(d)), 'directory');
+    assert.equal((await client.stat(d)).isDirectory, true);
+    assert.equal(entryType(await client.stat(join(d, 'link'))), 'symlink');
     await assert.rejects(client.stat(join(d, 'nope')), (e: unknown) => {
       assert.ok(e instanceof RemoteError);
       assert.equal(e.code, 'NotFound');
@@ -79,27 +93,19 @@ describe('AgentClient file methods', () => {
     await client.mkdir(join(d, 'a', 'b', 'c')); // existing is fine
     await writeFile(join(d, 'a', 'one.txt'), '1');
     await writeFile(join(d, 'a', 'b', 'two.log'), '22');
+    const rel = (e: RemoteEntry) => relativeName(d, e.fullPath);
     const flat = await client.list(d);
     assert.deepEqual(
-      flat.map((e) => [e.name, e.kind]),
-      [['a', 'directory']],
+      flat.map((e) => [entryName(e), entryType(e), e.fullPath]),
+      [['a', 'directory', join(d, 'a')]],
     );
     const all = await client.list(d, { recursive: true });
-    assert.deepEqual(
-      all.map((e) => e.name),
-      ['a', 'a/b', 'a/b/c', 'a/b/two.log', 'a/one.txt'],
-    );
-    assert.equal(all.find((e) => e.name === 'a/b/two.log')?.size, 2);
+    assert.deepEqual(all.map(rel), ['a', 'a/b', 'a/b/c', 'a/b/two.log', 'a/one.txt']);
+    assert.equal(all.find((e) => rel(e) === 'a/b/two.log')?.size, 2);
     const logs = await client.list(d, { recursive: true, include: '**/*.log' });
-    assert.deepEqual(
-      logs.map((e) => e.name),
-      ['a/b/two.log'],
-    );
+    assert.deepEqual(logs.map(rel), ['a/b/two.log']);
     const noB = await client.list(d, { recursive: true, exclude: ['a/b'] });
-    assert.deepEqual(
-      noB.map((e) => e.name),
-      ['a', 'a/one.txt'],
-    );
+    assert.deepEqual(noB.map(rel), ['a', 'a/one.txt']);
     await assert.rejects(client.list(join(d, 'a', 'one.txt')), (e: unknown) =>
       isRemoteError(e, 'NotDirectory'),
     );
@@ -185,6 +191,12 @@ describe('AgentClient file methods', () => {
       name: 'TypeError',
       message: /valid Date/,
     });
+  });
+
+  it('getBaseWorkingDirectory is the product root; getEnvironmentVariable reads the host environment', async () => {
+    assert.equal(await client.getBaseWorkingDirectory(), await client.rootPath());
+    assert.equal(typeof (await client.getEnvironmentVariable('PATH')), 'string');
+    assert.equal(await client.getEnvironmentVariable('OUTPOST_TEST_SURELY_UNSET_9F2'), null);
   });
 
   it('bad paths are refused before anything is sent', async () => {

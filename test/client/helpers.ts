@@ -38,6 +38,8 @@ export async function startClientAgent(options: AgentProcessOptions = {}): Promi
     mode: agent.mode,
     ...(agent.key ? { key: agent.key } : {}),
     ...(agent.certificate ? { thumbprint: agent.certificate.thumbprint } : {}),
+    // The wire does not report the agent's MaxMessageSize: tell the client.
+    ...(options.maxMessageSize !== undefined ? { agentMaxMessageSize: options.maxMessageSize } : {}),
     timeoutMs: 5000,
   };
   return {
@@ -56,6 +58,7 @@ export async function startClientAgent(options: AgentProcessOptions = {}): Promi
 export interface ClientInternals {
   channel: {
     pending: Map<number, unknown>;
+    metaQueue: unknown[];
     conn: { isPaused: boolean; socket: { destroy(): void } } | null;
   };
 }

@@ -39,7 +39,7 @@ function fakeChannel() {
     async request(_agentType: number, name: string, args: Record<string, unknown>) {
       const path = String(args.path);
       const rec: Recorded = { name, path };
-      if (args.data instanceof Uint8Array) rec.size = args.data.length;
+      if (args.contents instanceof Uint8Array) rec.size = args.contents.length;
       requests.push(rec);
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
