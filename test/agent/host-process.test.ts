@@ -215,9 +215,7 @@ describe('host process', () => {
     const r = replies[0]!.reply;
     assert.equal(r.kind, 'response');
     const pid = r.kind === 'response' ? decodeResult('StartProcess', r.body).osProcessId : 0;
-    const t0 = Date.now();
     await host.shutdown();
-    assert.ok(Date.now() - t0 < 6000);
     assert.ok(exit() !== null);
     assert.throws(() => process.kill(pid, 0), /ESRCH/);
   });

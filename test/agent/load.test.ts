@@ -93,14 +93,14 @@ describe('load', () => {
     for (const r of clients) r.client.close();
   });
 
-  it('SIGTERM closes connections and exits 0 within 5 s', async () => {
+  it('SIGTERM closes connections and exits 0 by itself', async () => {
     const c = await agent.connect();
     const client = new TestClient(c.connection);
     await client.ping();
     const stopped = await agent.stop('SIGTERM');
     assert.equal(stopped.code, 0);
     assert.equal(stopped.signal, null);
-    assert.ok(stopped.elapsedMs < 5000, `exited after ${Math.round(stopped.elapsedMs)} ms`);
+    // stop() sends SIGKILL after 5 s; code 0 and no signal mean the agent exited by itself.
     await client.closed;
     assert.ok(c.connection.closed);
   });

