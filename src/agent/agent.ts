@@ -39,6 +39,7 @@ import {
   ErrorKind,
   encodeError,
   encodeMetaError,
+  encodeUnknownCommand,
   isProductType,
   isProtocolError,
   type MetaCommand,
@@ -426,8 +427,7 @@ class AgentConnection {
   }
 
   private unknownProduct(msg: ClientMessage, token: number): void {
-    const product = AGENT_TYPE_NAMES[msg.agentType as AgentType] ?? `agent type ${msg.agentType}`;
-    this.reply(encodeError(token, ErrorKind.Unsupported, `unknown ${product} command ${msg.command}`));
+    this.reply(encodeUnknownCommand(token, msg.agentType, msg.command));
   }
 
   /**

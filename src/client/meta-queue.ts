@@ -9,6 +9,7 @@
 import {
   AgentType,
   decodeMetaResult,
+  hasNoReply,
   META_COMMANDS,
   type MetaCommand,
   type Reply,
@@ -65,7 +66,7 @@ export class MetaQueue {
         agentType: AgentType.Meta,
         isStart: false,
         code: META_COMMANDS[name].code,
-        noReply: name === 'UpdateAgent',
+        noReply: hasNoReply(name),
         resolve: (b) => {
           signal?.removeEventListener('abort', onAbort);
           resolve(b);

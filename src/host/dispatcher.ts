@@ -27,6 +27,7 @@ import {
   encodeError,
   encodeEvent,
   encodeResponse,
+  encodeUnknownCommand,
   hasNoReply,
   PRODUCT_COMMANDS,
   type ProductCommand,
@@ -154,10 +155,11 @@ export class HostDispatcher {
 
   /** Handles one client message from `route`; never throws. */
   handle(route: number, message: Buffer): void {
+    let agentType: number;
     let command: number;
     let data: Buffer;
     try {
-      ({ command, data } = decodeClientMessage(message));
+      ({ agentType, command, data } = decodeClientMessage(message));
     } catch {
       return; // shorter than a header: the agent never routes one
     }
@@ -165,7 +167,7 @@ export class HostDispatcher {
     if (token === null) return; // no token to answer: the agent closes such connections
     const name = productCommandName(command);
     if (name === undefined) {
-      this.fail(route, token, 'Unsupported', `command ${command} is not supported by this host`);
+      this.channel.send(route, encodeUnknownCommand(token, agentType, command));
       return;
     }
     const silent = NO_REPLY.has(name);

@@ -343,6 +343,17 @@ export function requestProblem(msg: ClientMessage): RequestProblem | null {
   return null;
 }
 
+/** The one answer to a product command nobody knows: `Error Unsupported` naming it (§5.2). */
+export function encodeUnknownCommand(token: number, agentType: number, command: number): Buffer {
+  const product = isProductType(agentType) ? PRODUCT_TYPE_LABELS[agentType] : `agent type ${agentType}`;
+  return encodeError(
+    token,
+    'Unsupported',
+    `unknown ${product} command ${command}: this agent does not implement it`,
+  );
+}
+const PRODUCT_TYPE_LABELS: Record<1 | 2 | 3, string> = { 1: 'Otter', 2: 'BuildMaster', 3: 'Hedgehog' };
+
 // ------------------------------------------------------- agent → client
 
 /** An agent message split into its command and data (a view). */
