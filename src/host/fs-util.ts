@@ -34,9 +34,13 @@ export function asBool(v: unknown, what: string): boolean {
   if (typeof v !== 'boolean') throw bad(what, 'must be a boolean');
   return v;
 }
+/** A value for a message, whatever it is (String() throws on some objects). */
+function shown(v: unknown): string {
+  return typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean' ? String(v) : typeof v;
+}
 export function asInt(v: unknown, what: string, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
-    throw bad(what, `must be an integer in [${min}, ${max}], got ${String(v)}`);
+    throw bad(what, `must be an integer in [${min}, ${max}], got ${shown(v)}`);
   }
   return v;
 }
