@@ -14,10 +14,10 @@
  * nothing per byte, where hashing a 1 MiB frame with SHA-256 costs about a
  * millisecond here (docs/PROTOCOL.md, "Replay cache").
  *
- * Memory: an open-addressing table of 2^21 64-bit slots (two Uint32Arrays,
- * 16 MiB) with linear probing and backward-shift deletion, and a ring of
- * the last `capacity` digests (8 MiB for 1,000,000) that says which to
- * forget. The arrays are zero pages until written, so an agent that never
+ * Memory: an open-addressing table of 2^21 64-bit slots (one Uint32Array,
+ * the two words of a slot side by side, 16 MiB) with linear probing and
+ * backward-shift deletion, and a ring of the last `capacity` digests (8 MiB
+ * for 1,000,000) that says which to forget. The arrays are zero pages until written, so an agent that never
  * sees an AES frame does not pay for them.
  */
 
@@ -27,10 +27,10 @@ export const REPLAY_CACHE_CAPACITY = 1_000_000;
 export class ReplayCache {
   readonly capacity: number;
   private readonly mask: number;
-  private readonly hi: Uint32Array;
-  private readonly lo: Uint32Array;
-  private readonly ringHi: Uint32Array;
-  private readonly ringLo: Uint32Array;
+  /** Slot i holds its digest at [2i] (high word) and [2i+1]: one cache line for both. */
+  private readonly table: Uint32Array;
+  /** The digests in arrival order, interleaved the same way. */
+  private readonly ring: Uint32Array;
   private head = 0;
   private count = 0;
   /** Frames refused as replays since start. */
@@ -44,10 +44,8 @@ export class ReplayCache {
     let slots = 1;
     while (slots < capacity * 2) slots *= 2;
     this.mask = slots - 1;
-    this.hi = new Uint32Array(slots);
-    this.lo = new Uint32Array(slots);
-    this.ringHi = new Uint32Array(capacity);
-    this.ringLo = new Uint32Array(capacity);
+    this.table = new Uint32Array(slots * 2);
+    this.ring = new Uint32Array(capacity * 2);
   }
 
   /** Digests remembered now. */
@@ -78,12 +76,12 @@ export class ReplayCache {
     }
     if (this.count === this.capacity) {
       const oldest = (this.head + this.capacity - this.count) % this.capacity;
-      this.remove(this.ringHi[oldest]!, this.ringLo[oldest]!);
+      this.remove(this.ring[2 * oldest]!, this.ring[2 * oldest + 1]!);
       this.count--;
     }
     this.insert(h, l);
-    this.ringHi[this.head] = h;
-    this.ringLo[this.head] = l;
+    this.ring[2 * this.head] = h;
+    this.ring[2 * this.head + 1] = l;
     this.head = (this.head + 1) % this.capacity;
     this.count++;
     return true;
@@ -95,8 +93,8 @@ export class ReplayCache {
 
   private find(h: number, l: number): number {
     for (let i = this.slotOf(h, l); ; i = (i + 1) & this.mask) {
-      const sh = this.hi[i]!;
-      const sl = this.lo[i]!;
+      const sh = this.table[2 * i]!;
+      const sl = this.table[2 * i + 1]!;
       if (sh === 0 && sl === 0) return -1;
       if (sh === h && sl === l) return i;
     }
@@ -104,9 +102,9 @@ export class ReplayCache {
 
   private insert(h: number, l: number): void {
     let i = this.slotOf(h, l);
-    while (this.hi[i] !== 0 || this.lo[i] !== 0) i = (i + 1) & this.mask;
-    this.hi[i] = h;
-    this.lo[i] = l;
+    while (this.table[2 * i] !== 0 || this.table[2 * i + 1] !== 0) i = (i + 1) & this.mask;
+    this.table[2 * i] = h;
+    this.table[2 * i + 1] = l;
   }
 
   /** Backward-shift deletion keeps every probe chain unbroken without tombstones. */
@@ -114,20 +112,20 @@ export class ReplayCache {
     let i = this.find(h, l);
     if (i < 0) return;
     for (;;) {
-      this.hi[i] = 0;
-      this.lo[i] = 0;
+      this.table[2 * i] = 0;
+      this.table[2 * i + 1] = 0;
       let j = i;
       for (;;) {
         j = (j + 1) & this.mask;
-        const jh = this.hi[j]!;
-        const jl = this.lo[j]!;
+        const jh = this.table[2 * j]!;
+        const jl = this.table[2 * j + 1]!;
         if (jh === 0 && jl === 0) return;
         const home = this.slotOf(jh, jl);
         // Move j back to i when its home is not cyclically within (i, j].
         const inRange = i <= j ? home > i && home <= j : home > i || home <= j;
         if (!inRange) {
-          this.hi[i] = jh;
-          this.lo[i] = jl;
+          this.table[2 * i] = jh;
+          this.table[2 * i + 1] = jl;
           i = j;
           break;
         }
