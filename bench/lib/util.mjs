@@ -236,7 +236,8 @@ function readStatus(pid) {
   }
 }
 
-function childPids(pid) {
+/** Direct children of a process, from /proc (all its threads). */
+export function childPids(pid) {
   const kids = [];
   let tasks;
   try {
