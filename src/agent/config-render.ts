@@ -23,6 +23,8 @@ export interface ConfigTemplate {
   detachedSessionTimeout?: number;
   maxProcessesPerSession?: number;
   maxOpenFilesPerSession?: number;
+  hostIdleTimeout?: number;
+  maxHostProcesses?: number;
   maxConcurrentHandshakes?: number;
   maxHandshakesPerAddress?: number;
   handshakeTimeout?: number;
@@ -55,6 +57,8 @@ export function renderConfigXml(t: ConfigTemplate): string {
   x += el(i1, 'DetachedSessionTimeout', t.detachedSessionTimeout);
   x += el(i1, 'MaxProcessesPerSession', t.maxProcessesPerSession);
   x += el(i1, 'MaxOpenFilesPerSession', t.maxOpenFilesPerSession);
+  x += el(i1, 'HostIdleTimeout', t.hostIdleTimeout);
+  x += el(i1, 'MaxHostProcesses', t.maxHostProcesses);
   x += `${i1}<Listener Enabled="true">\n`;
   x += `${i2}<Encryption Mode="${t.mode}">\n`;
   x += el(i3, 'Key', t.keyHex);

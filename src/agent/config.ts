@@ -7,6 +7,7 @@
  *     <AllowedRoots>path;path</AllowedRoots>
  *     <SessionIdleTimeout>1800</SessionIdleTimeout> <DetachedSessionTimeout>1800</DetachedSessionTimeout>
  *     <MaxProcessesPerSession>64</MaxProcessesPerSession> <MaxOpenFilesPerSession>1024</MaxOpenFilesPerSession>
+ *     <HostIdleTimeout>60</HostIdleTimeout> <MaxHostProcesses>64</MaxHostProcesses>
  *     <Listener Enabled="true">
  *       <Encryption Mode="none|ssl|aes"><Key>hex</Key><CertificateFile/><KeyFile/></Encryption>
  *       <Address>0.0.0.0</Address> <Port>46336</Port>
@@ -64,6 +65,8 @@ export const DEFAULTS = {
   detachedSessionTimeoutSeconds: 1800,
   maxProcessesPerSession: 64,
   maxOpenFilesPerSession: 1024,
+  hostIdleTimeoutSeconds: 60,
+  maxHostProcesses: 64,
   maxConcurrentHandshakes: 100,
   maxHandshakesPerAddress: 32,
   handshakeTimeoutSeconds: 30,
@@ -126,6 +129,10 @@ export interface AgentConfig {
   detachedSessionTimeoutMs: number;
   maxProcessesPerSession: number;
   maxOpenFilesPerSession: number;
+  /** A host process that holds nothing (no handle, process, job or request) is stopped after this. */
+  hostIdleTimeoutMs: number;
+  /** Host processes of the agent at once, warm spares included. */
+  maxHostProcesses: number;
   listener: ListenerConfig;
   /** Non-fatal findings (unknown elements, risky settings), to log at start. */
   warnings: string[];
@@ -185,6 +192,8 @@ const TOP_ELEMENTS = [
   'DetachedSessionTimeout',
   'MaxProcessesPerSession',
   'MaxOpenFilesPerSession',
+  'HostIdleTimeout',
+  'MaxHostProcesses',
   'Listener',
   'Connections',
 ];
@@ -366,6 +375,13 @@ export async function parseConfig(
       1,
       1_000_000,
     ),
+    hostIdleTimeoutMs: parseSeconds(
+      root,
+      'HostIdleTimeout',
+      DEFAULTS.hostIdleTimeoutSeconds,
+      MAX_TIMEOUT_SECONDS,
+    ),
+    maxHostProcesses: parseInteger(root, 'MaxHostProcesses', DEFAULTS.maxHostProcesses, 1, 100_000),
     listener: {
       enabled,
       encryption,

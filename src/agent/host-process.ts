@@ -7,8 +7,10 @@
  *
  * Control (src/protocol/pipe.ts): the agent's first message is Init with the
  * host's `HostSettings` (a spare waits for it until it is assigned); the
- * host sends a Ping when it is up and echoes the agent's Pings; Shutdown
- * asks it to end its processes and exit.
+ * host sends a Ping when it is up and echoes the agent's Pings, and Handles
+ * when its open file handles go from none to some and back; Shutdown asks
+ * it to end its processes and exit. Spares and the bound on hosts:
+ * host-pool.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
@@ -24,6 +26,8 @@ export interface HostHandlers {
   onExit(reason: string): void;
   /** Lines the host wrote to stdout/stderr. */
   onLog?(line: string): void;
+  /** The host's open file handles went from none to some, or back (HostControl.Handles). */
+  onHandles?(holds: boolean): void;
 }
 
 export interface HostProcessOptions extends Partial<HostHandlers> {
@@ -66,6 +70,8 @@ export class HostProcess {
   private readonly startedAt = Date.now();
   /** Requests sent and not yet answered (maintained by the caller via busy()). */
   private outstanding = 0;
+  /** The host said it has file handles open (HostControl.Handles). */
+  private handles = false;
 
   constructor(opts: HostProcessOptions) {
     this.handlers = {
@@ -99,6 +105,9 @@ export class HostProcess {
       if (message.control === HostControl.Ping) {
         this.ready = true;
         this.probeSentAt = 0;
+      } else if (message.control === HostControl.Handles) {
+        this.handles = message.open > 0;
+        this.handlers.onHandles?.(this.handles);
       }
     });
     this.pipe.on('corrupt', (err) => this.kill(`corrupt pipe: ${err.message}`));
@@ -155,6 +164,16 @@ export class HostProcess {
   /** Tells the host supervisor how many requests are outstanding (probes run only then). */
   busy(delta: number): void {
     this.outstanding = Math.max(0, this.outstanding + delta);
+  }
+
+  /** Requests sent to it and not answered (as told by busy()). */
+  get pendingRequests(): number {
+    return this.outstanding;
+  }
+
+  /** True while the host has file handles open. */
+  get holdsHandles(): boolean {
+    return this.handles;
   }
 
   /** Sends one wire message for `route` as it is. Returns false when the pipe is full. */
@@ -221,96 +240,5 @@ export class HostProcess {
     this.pipe.releaseWaiters();
     this.pipe.socket.destroy();
     this.handlers.onExit(reason);
-  }
-}
-
-/**
- * Keeps one host process started ahead of need, so a session's first
- * product request does not wait for a Node process to boot. A spare is
- * started when a session's host ends (so the next session finds one ready)
- * and retired after `spareIdleMs` (default 5 minutes) without being taken,
- * so an agent nobody uses goes back to its idle size. Never at agent start,
- * never when a client merely connects (idle connections cost no host), and
- * never right after a spare is taken (not beside a session at work).
- */
-/** How long an untaken spare host lives (ms). */
-export const DEFAULT_SPARE_IDLE_MS = 5 * 60_000;
-
-export class HostPool {
-  private spare: HostProcess | null = null;
-  private spareTimer: NodeJS.Timeout | null = null;
-  private closed = false;
-  private readonly opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & {
-    spares: number;
-    spareIdleMs: number;
-  };
-
-  constructor(
-    opts: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'> & {
-      spares?: number;
-      spareIdleMs?: number;
-    },
-  ) {
-    this.opts = { ...opts, spares: opts.spares ?? 1, spareIdleMs: opts.spareIdleMs ?? DEFAULT_SPARE_IDLE_MS };
-  }
-
-  /** True while a spare host is up (or booting) and unassigned. */
-  get hasSpare(): boolean {
-    return !!this.spare?.alive && !this.spare.isAssigned;
-  }
-
-  /** A host for a session: the warm spare when there is one, else a new one. */
-  take(settings: HostSettings, handlers: HostHandlers): HostProcess {
-    let host = this.spare;
-    this.spare = null;
-    this.clearSpareTimer();
-    if (!host?.alive || host.isAssigned) host = new HostProcess(this.opts);
-    // The next spare starts when this host ends, not now: a session at work
-    // (a 1 GiB transfer) should not share the machine with a second idle
-    // Node process booting beside it.
-    host.assign(settings, {
-      ...handlers,
-      onExit: (reason) => {
-        handlers.onExit(reason);
-        if (this.opts.spares > 0 && !this.closed) setImmediate(() => this.replenish());
-      },
-    });
-    return host;
-  }
-
-  private replenish(): void {
-    if (this.closed || this.hasSpare) return;
-    const spare: HostProcess = new HostProcess({
-      ...this.opts,
-      onExit: () => {
-        if (this.spare === spare) {
-          this.spare = null;
-          this.clearSpareTimer();
-        }
-      },
-    });
-    this.spare = spare;
-    // An agent nobody uses any more goes back to its idle size.
-    this.spareTimer = setTimeout(() => {
-      this.spareTimer = null;
-      if (this.spare !== spare) return;
-      this.spare = null;
-      void spare.shutdown(1000);
-    }, this.opts.spareIdleMs);
-    this.spareTimer.unref();
-  }
-
-  private clearSpareTimer(): void {
-    if (this.spareTimer) clearTimeout(this.spareTimer);
-    this.spareTimer = null;
-  }
-
-  /** Stops the spare (agent shutdown). */
-  async close(): Promise<void> {
-    this.closed = true;
-    this.clearSpareTimer();
-    const s = this.spare;
-    this.spare = null;
-    if (s?.alive) await s.shutdown(1000);
   }
 }

@@ -1,6 +1,8 @@
 /**
  * The real product router: each session gets a `SessionHosts` (one host
- * process per product type, started on first use); product requests are
+ * process per product type, started on first use and stopped when it has
+ * held nothing for HostIdleTimeout); all hosts come from one `HostPool`,
+ * which keeps the warm spare and the MaxHostProcesses bound; product requests are
  * forwarded to it as they came, replies go back to the connection that
  * asked, and the messages of reserved tokens (processes, jobs) to the
  * connection that started them, or to the next one that attaches.
@@ -9,7 +11,7 @@ import { join } from 'node:path';
 import { type HostSettings, PRODUCT_NAMES, type ProductType, pipeFrameLimit } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
-import { HostPool } from './host-process.js';
+import { HostPool } from './host-pool.js';
 import type { Logger } from './log.js';
 import { instanceName } from './meta.js';
 import type { ProductRequestContext, ProductRouter } from './product.js';
@@ -94,6 +96,8 @@ export class HostRouter implements ProductRouter {
       spares: Number.isInteger(spares) && spares >= 0 ? spares : 1,
       ...(opts.heartbeatMs !== undefined ? { heartbeatMs: opts.heartbeatMs } : {}),
       ...(opts.heartbeatTimeoutMs !== undefined ? { heartbeatTimeoutMs: opts.heartbeatTimeoutMs } : {}),
+      idleMs: opts.config.hostIdleTimeoutMs,
+      maxHosts: opts.config.maxHostProcesses,
       frameLimit: pipeFrameLimit(opts.config.listener.maxMessageSize),
       onLog: (line) => opts.logger.warn({ line }, 'spare host output'),
     });

@@ -25,6 +25,16 @@
  * with `Error HostCrashed`; the agent kills the orphaned process groups; the
  * next request starts a fresh host.
  *
+ * Idle hosts (docs/ARCHITECTURE.md, "Idle hosts"): a host holds something
+ * while a request sent to it is unanswered (also one whose connection has
+ * gone: it still runs there), while a token of its product type is reserved
+ * (a process until its Exited is delivered, a job until its result is), and
+ * while it says it has file handles open. A host that holds nothing is
+ * handed to the pool as idle, which stops it after HostIdleTimeout (or to
+ * make room); the next request of its product type starts a fresh one. At
+ * MaxHostProcesses with no idle host, a request that needs a new host gets
+ * `Error LimitExceeded`.
+ *
  * Backpressure runs both ways: a full host pipe pauses the requesting
  * connection until it drains (or the host is gone); a full client socket
  * pauses reading from the host, which in turn stops the host reading its
@@ -44,7 +54,8 @@ import {
   peekReply,
   ReplyCode,
 } from '../protocol/index.js';
-import type { HostPool, HostProcess } from './host-process.js';
+import { HostLimitError, type HostPool } from './host-pool.js';
+import type { HostProcess } from './host-process.js';
 
 /** What the router needs of a client connection. */
 export interface RouteConnection {
@@ -94,6 +105,8 @@ interface Pending {
 interface RouteState {
   readonly conn: RouteConnection;
   readonly pending: Map<number, Pending>;
+  /** The connection left while requests were pending: the state goes with its last answer. */
+  gone: boolean;
 }
 
 interface Buffered {
@@ -135,7 +148,9 @@ export class SessionHosts {
   }
 
   get attachedConnections(): number {
-    return this.routes.size;
+    let n = 0;
+    for (const state of this.routes.values()) if (!state.gone) n++;
+    return n;
   }
 
   isReserved(token: number): boolean {
@@ -169,14 +184,17 @@ export class SessionHosts {
     }
   }
 
-  /** A connection left: replies to its requests are dropped; its reserved tokens are buffered. */
+  /**
+   * A connection left: replies to its requests are dropped; its reserved
+   * tokens are buffered. Its pending requests still run in their hosts, so
+   * they count (a host is not stopped under them) until the host answers.
+   */
   detach(conn: RouteConnection): void {
     const state = this.routes.get(conn.id);
     if (!state) return;
-    this.routes.delete(conn.id);
-    for (const p of state.pending.values()) this.answered(p.agentType);
     for (const r of this.reserved.values()) if (r.conn === conn) r.conn = null;
-    this.busyChanged();
+    if (state.pending.size === 0) this.routes.delete(conn.id);
+    else state.gone = true;
   }
 
   /** Routes one product request from `conn`: `message` is the client message as received. */
@@ -210,6 +228,18 @@ export class SessionHosts {
       );
       return;
     }
+    let host: HostProcess;
+    try {
+      host = this.hostFor(agentType);
+    } catch (err) {
+      if (!(err instanceof HostLimitError)) throw err;
+      this.opts.log('warn', 'no host for a request: MaxHostProcesses reached', {
+        sessionId: this.opts.sessionId,
+        agentType,
+      });
+      conn.send(encodeError(token, ErrorKind.LimitExceeded, err.message));
+      return;
+    }
     let reservation: Reservation | null = null;
     if (name === 'StartProcess' || name === 'ExecuteJob') {
       reservation = {
@@ -223,8 +253,8 @@ export class SessionHosts {
       this.reserved.set(token, reservation);
     }
     state.pending.set(token, { agentType, reservation });
-    const host = this.hostFor(agentType);
     host.busy(1);
+    this.opts.pool.setIdle(host, null);
     this.inFlight++;
     this.busyChanged();
     if (!host.send(conn.id, message)) {
@@ -252,15 +282,42 @@ export class SessionHosts {
   private stateOf(conn: RouteConnection): RouteState {
     let state = this.routes.get(conn.id);
     if (!state) {
-      state = { conn, pending: new Map() };
+      state = { conn, pending: new Map(), gone: false };
       this.routes.set(conn.id, state);
     }
     return state;
   }
 
-  private answered(agentType: ProductType): void {
-    this.hosts.get(agentType)?.busy(-1);
+  /** The request of `token` on `state` is answered (or its host is gone). */
+  private settle(state: RouteState, token: number, agentType: ProductType, hostGone = false): void {
+    state.pending.delete(token);
+    if (state.gone && state.pending.size === 0 && this.routes.get(state.conn.id) === state)
+      this.routes.delete(state.conn.id);
     this.inFlight--;
+    if (hostGone) return;
+    this.hosts.get(agentType)?.busy(-1);
+    this.checkIdle(agentType);
+  }
+
+  /** Hands the host of `agentType` to the pool as idle when it holds nothing (see the file header). */
+  private checkIdle(agentType: ProductType): void {
+    const host = this.hosts.get(agentType);
+    if (!host || this.closed) return;
+    let idle = host.pendingRequests === 0 && !host.holdsHandles;
+    if (idle) for (const r of this.reserved.values()) if (r.agentType === agentType) idle = false;
+    this.opts.pool.setIdle(host, idle ? () => this.stopIdle(agentType, host) : null);
+  }
+
+  /** The pool stops an idle host: it leaves the session at once, so the next request starts a fresh one. */
+  private stopIdle(agentType: ProductType, host: HostProcess): void {
+    if (this.hosts.get(agentType) !== host) return;
+    this.hosts.delete(agentType);
+    this.opts.log('info', 'host stopped: it held nothing', {
+      sessionId: this.opts.sessionId,
+      agentType,
+      pid: host.pid,
+    });
+    void host.shutdown();
   }
 
   private busyChanged(): void {
@@ -277,6 +334,7 @@ export class SessionHosts {
     const host: HostProcess = this.opts.pool.take(this.opts.settingsFor(agentType), {
       onMessage: (route, message) => this.fromHost(host, agentType, route, message),
       onExit: (reason) => this.hostExited(host, agentType, reason),
+      onHandles: () => this.checkIdle(agentType),
       onLog: (line) =>
         this.opts.log('warn', 'host output', { sessionId: this.opts.sessionId, agentType, line }),
     });
@@ -297,10 +355,7 @@ export class SessionHosts {
       if (isResult) {
         // Answered: no longer in flight on the connection that asked (if it is still here).
         const origin = this.routes.get(r.origin.id);
-        if (origin?.pending.get(token)?.reservation === r) {
-          origin.pending.delete(token);
-          this.answered(agentType);
-        }
+        if (origin?.pending.get(token)?.reservation === r) this.settle(origin, token, agentType);
         final = !(r.kind === 'process' && command === ReplyCode.Response);
         if (!final) r.pid = startedPid(message);
       } else {
@@ -310,13 +365,13 @@ export class SessionHosts {
       this.busyChanged();
       return;
     }
-    if (!state || !pending) return; // its connection went away: nobody asks any more
+    if (!state || !pending) return;
     if (isResult) {
-      state.pending.delete(token);
-      this.answered(agentType);
+      this.settle(state, token, agentType);
       this.busyChanged();
     }
-    this.sendTo(host, state.conn, message);
+    // A connection that has gone gets nothing: nobody asks any more.
+    if (!state.gone) this.sendTo(host, state.conn, message);
   }
 
   private deliverReserved(host: HostProcess | null, r: Reservation, message: Buffer, final: boolean): void {
@@ -340,6 +395,7 @@ export class SessionHosts {
   private release(r: Reservation): void {
     if (this.reserved.get(r.token) === r) this.reserved.delete(r.token);
     this.busyChanged();
+    this.checkIdle(r.agentType);
   }
 
   private sendTo(host: HostProcess | null, conn: RouteConnection, message: Buffer): void {
@@ -350,16 +406,17 @@ export class SessionHosts {
   }
 
   private hostExited(host: HostProcess, agentType: ProductType, reason: string): void {
-    if (this.hosts.get(agentType) === host) this.hosts.delete(agentType);
+    // Not the session's host any more: stopped for being idle, it held nothing.
+    if (this.hosts.get(agentType) !== host) return;
+    this.hosts.delete(agentType);
     if (this.closed) return;
     this.opts.log('error', 'host process ended', { sessionId: this.opts.sessionId, agentType, reason });
     const text = `the ${AGENT_TYPE_NAMES[agentType]} host process ended (${reason}); the request was not completed — a retry starts a fresh host`;
-    for (const state of this.routes.values())
-      for (const [token, p] of state.pending) {
+    for (const state of [...this.routes.values()])
+      for (const [token, p] of [...state.pending]) {
         if (p.agentType !== agentType) continue;
-        state.pending.delete(token);
-        this.inFlight--;
-        if (!p.reservation) state.conn.send(encodeError(token, ErrorKind.HostCrashed, text));
+        this.settle(state, token, agentType, true);
+        if (!p.reservation && !state.gone) state.conn.send(encodeError(token, ErrorKind.HostCrashed, text));
       }
     for (const r of [...this.reserved.values()]) {
       if (r.agentType !== agentType) continue;

@@ -304,12 +304,17 @@ export async function withClient<T>(
   }
 }
 
-/** Ends the session, giving up after a few seconds (the agent also ends detached sessions itself). */
+/**
+ * Ends the session at once (CloseSession, also with requests in flight: an
+ * interrupted command ends its processes), giving up after a few seconds —
+ * then it only closes the connection, and the agent ends the detached
+ * session itself.
+ */
 export async function endSession(client: AgentClient): Promise<void> {
   try {
     await client.closeSession({ signal: AbortSignal.timeout(3000) });
   } catch {
-    await client.close().catch(() => {});
+    await client.close({ keepSession: true }).catch(() => {});
   }
 }
 

@@ -382,6 +382,40 @@ export class Channel {
   }
 
   /**
+   * Ends the session, then closes: once requests in flight have settled,
+   * CloseSession (its processes terminated, its handles closed, its hosts
+   * stopped). When the agent cannot be told (not connected, or CloseSession
+   * fails or is aborted) it closes all the same: the agent then ends the
+   * session after its DetachedSessionTimeout.
+   */
+  async end(options: RequestOptions): Promise<void> {
+    if (this.state === 'closed' || this.state === 'closing') return this.whenIdle();
+    this.failProcesses(
+      new ConnectionError('CLOSED', `the client was closed; session ${this.id} ends with its processes`),
+    );
+    this.releaseBlocks();
+    try {
+      await raceAbort(this.whenIdle(), options.signal, 'close');
+    } catch {
+      // aborted: close without telling the agent
+    }
+    if (this.state === 'open' && !options.signal?.aborted) {
+      try {
+        await this.closeSession(options);
+        // Closed by its user, as close() without a session to end would leave it.
+        this.downError = new ConnectionError(
+          'CLOSED',
+          'the client is closed; connect again with AgentClient.connect',
+        );
+        return;
+      } catch {
+        // not told: the detached timeout ends the session
+      }
+    }
+    await this.close();
+  }
+
+  /**
    * Sends CloseSession. The agent ends the connection right after its
    * Response, so that close is expected, not a drop to recover from.
    */

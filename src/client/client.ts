@@ -169,10 +169,18 @@ export type HashName = HashAlgorithm;
 
 const DEFAULT_MAX_OUTPUT = 10 * 1024 * 1024;
 
+/** Options of {@link AgentClient.close}. */
+export interface CloseOptions {
+  /** Keep the session on the agent for a later resume (default false: it ends). */
+  keepSession?: boolean;
+  /** Stops waiting for the agent to confirm CloseSession (the client closes all the same). */
+  signal?: AbortSignal;
+}
+
 /**
  * A connection to an Outpost (or Inedo) agent, speaking protocol v1.
  * Create one with {@link AgentClient.connect}; end it with {@link close}
- * (the session lives on and can be resumed) or {@link closeSession}.
+ * (which ends its session too, unless asked to keep it for a resume).
  */
 export class AgentClient {
   private readonly channel: Channel;
@@ -347,13 +355,21 @@ export class AgentClient {
   }
 
   /**
-   * Closes the connection once requests in flight have settled. The session
-   * stays on the agent (until its detached timeout): reconnect to it with
-   * `AgentClient.connect({ …, sessionId })`. Processes this client followed
-   * reject their `exited` with `ConnectionError` `CLOSED`.
+   * Closes the client once requests in flight have settled, and ends its
+   * session on the agent (CloseSession: its processes are terminated, its
+   * handles closed, its host processes stopped). Processes this client
+   * followed reject their `exited` with `ConnectionError` `CLOSED`.
+   *
+   * `keepSession: true` keeps the session on the agent (its processes run
+   * on, until its DetachedSessionTimeout) for a later
+   * `AgentClient.connect({ …, sessionId })`. When the agent cannot be told
+   * (no connection, or `signal` fires first), the client closes all the
+   * same and the agent ends the session after its DetachedSessionTimeout.
+   * Never rejects.
    */
-  async close(): Promise<void> {
-    await this.channel.close();
+  async close(options: CloseOptions = {}): Promise<void> {
+    if (options.keepSession === true) await this.channel.close();
+    else await this.channel.end({ signal: options.signal });
   }
 
   /**

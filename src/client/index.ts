@@ -7,6 +7,7 @@ export {
   type AgentTypeInput,
   type CallOptions,
   type ClientOptions,
+  type CloseOptions,
   type ExecOptions,
   type ExecResult,
   type HashName,

@@ -48,6 +48,12 @@ export interface ReplyChannel {
   /** `route` is the requester's route, or EVENT_ROUTE for process events. */
   send(route: number, message: Buffer): boolean;
   whenWritable(): Promise<void>;
+  /**
+   * The number of open file handles went from 0 to `open` or back to 0;
+   * called before the reply of the request that changed it goes out, so the
+   * agent never sees that reply before it knows (HostControl.Handles).
+   */
+  handles?(open: number): void;
 }
 
 export interface HostDispatcherOptions {
@@ -137,6 +143,8 @@ export class HostDispatcher {
   private readonly handlers: Handlers;
   /** Requests in flight, by route, then token. */
   private readonly running = new Map<number, Map<number, Request>>();
+  /** Whether the agent was last told that handles are open. */
+  private toldHandles = false;
 
   constructor(
     readonly settings: HostContext,
@@ -261,6 +269,8 @@ export class HostDispatcher {
   /** The handler is done: its one reply goes out, unless a Cancel answered for it already. */
   private finish(request: Request, ok: boolean, value: unknown): void {
     const { route, token } = request;
+    // Only requests open and close handles: checking here, before the reply, keeps the agent's view ordered.
+    this.reportHandles();
     const map = this.running.get(route);
     if (map?.get(token) === request) {
       map.delete(token);
@@ -275,6 +285,13 @@ export class HostDispatcher {
       ? this.respond(route, token, request.name, value as ResultOf<typeof request.name>)
       : this.failWith(route, token, request.name, value);
     request.settled(sent);
+  }
+
+  private reportHandles(): void {
+    const open = this.files.openHandles;
+    if (open > 0 === this.toldHandles) return;
+    this.toldHandles = open > 0;
+    this.channel.handles?.(open);
   }
 
   /** A command with no reply of its own (Cancel): run it; its failures go nowhere. */

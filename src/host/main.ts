@@ -10,6 +10,8 @@
  *   spare waits for it before it can serve requests.
  * - Requests arrive on their connection's route and are answered there;
  *   process events go out on EVENT_ROUTE.
+ * - It tells the agent when its open file handles go from none to some and
+ *   back (Handles control): the agent stops a host that holds nothing.
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
@@ -26,6 +28,7 @@ function main(): void {
   const channel = {
     send: (route: number, message: Buffer) => pipe.send(route, message),
     whenWritable: () => pipe.whenWritable(),
+    handles: (open: number) => pipe.sendControl({ control: HostControl.Handles, open }),
   };
   let dispatcher: HostDispatcher | null = null;
   let shuttingDown = false;

@@ -34,6 +34,13 @@ export const HostControl = {
   Shutdown: 2,
   /** agent → host, first message: the host's settings (JSON). */
   Init: 3,
+  /**
+   * host → agent: `i32 open` file handles, sent when that number goes from 0
+   * to more or back to 0, before the reply of the request that changed it.
+   * The one thing a host holds that the agent cannot see in what it routes
+   * (docs/ARCHITECTURE.md, "Idle hosts").
+   */
+  Handles: 4,
 } as const;
 export type HostControl = (typeof HostControl)[keyof typeof HostControl];
 
@@ -96,11 +103,13 @@ export function decodePipeFrame(body: Buffer): { route: number; message: Buffer 
 export type ControlMessage =
   | { control: typeof HostControl.Ping; token: number }
   | { control: typeof HostControl.Shutdown }
-  | { control: typeof HostControl.Init; settings: HostSettings };
+  | { control: typeof HostControl.Init; settings: HostSettings }
+  | { control: typeof HostControl.Handles; open: number };
 
 export function encodeControl(message: ControlMessage): Buffer {
   const w = new BinaryWriter(64).u8(message.control);
   if (message.control === HostControl.Ping) w.i32(message.token);
+  else if (message.control === HostControl.Handles) w.i32(message.open);
   else if (message.control === HostControl.Init) w.string(JSON.stringify(message.settings));
   return w.view();
 }
@@ -113,6 +122,8 @@ export function decodeControl(message: Uint8Array): ControlMessage {
       return { control, token: r.i32() };
     case HostControl.Shutdown:
       return { control };
+    case HostControl.Handles:
+      return { control, open: r.i32() };
     case HostControl.Init: {
       let settings: HostSettings;
       try {

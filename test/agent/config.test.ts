@@ -54,6 +54,8 @@ describe('config', () => {
     assert.equal(c.detachedSessionTimeoutMs, 1_800_000);
     assert.equal(c.sessionIdleTimeoutMs, 1_800_000);
     assert.equal(c.maxProcessesPerSession, 64);
+    assert.equal(c.hostIdleTimeoutMs, 60_000);
+    assert.equal(c.maxHostProcesses, 64);
     assert.equal(c.rootPaths[AgentType.Otter], join(dir, 'state', 'Otter'));
     assert.equal(c.extensionCachePath, join(dir, 'state', 'ExtensionCache'));
     assert.equal(c.allowedRoots, null);
@@ -78,6 +80,8 @@ describe('config', () => {
       detachedSessionTimeout: 60,
       maxProcessesPerSession: 3,
       maxOpenFilesPerSession: 7,
+      hostIdleTimeout: 0.5,
+      maxHostProcesses: 9,
       maxConcurrentHandshakes: 5,
       maxHandshakesPerAddress: 3,
       handshakeTimeout: 0.25,
@@ -95,6 +99,8 @@ describe('config', () => {
     assert.equal(c.detachedSessionTimeoutMs, 60_000);
     assert.equal(c.maxProcessesPerSession, 3);
     assert.equal(c.maxOpenFilesPerSession, 7);
+    assert.equal(c.hostIdleTimeoutMs, 500);
+    assert.equal(c.maxHostProcesses, 9);
     assert.equal(c.listener.maxConcurrentHandshakes, 5);
     assert.equal(c.listener.maxHandshakesPerAddress, 3);
     assert.equal(c.listener.handshakeTimeoutMs, 250);
@@ -187,6 +193,12 @@ describe('config', () => {
       'SessionIdleTimeout',
       /not a number/,
     );
+    await expectError(
+      wrap(AES, '<MaxHostProcesses>0</MaxHostProcesses>'),
+      'MaxHostProcesses',
+      /out of range/,
+    );
+    await expectError(wrap(AES, '<HostIdleTimeout>0</HostIdleTimeout>'), 'HostIdleTimeout', /out of range/);
     await expectError(
       wrap(AES, '<MaxProcessesPerSession>0</MaxProcessesPerSession>'),
       'MaxProcessesPerSession',

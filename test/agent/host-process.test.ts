@@ -9,7 +9,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { HostPool, HostProcess } from '../../src/agent/host-process.js';
+import { HostLimitError, HostPool } from '../../src/agent/host-pool.js';
+import { HostProcess } from '../../src/agent/host-process.js';
 import {
   AgentType,
   decodeEventBody,
@@ -270,6 +271,54 @@ describe('spare host pool', () => {
       await until(() => exited);
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(pool.hasSpare, false);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('the bound counts the spare; at it a busy pool refuses, an idle host is stopped for room', async () => {
+    const pool = new HostPool({ spares: 1, maxHosts: 1, idleMs: 600_000 });
+    try {
+      let firstExited = false;
+      const first = pool.take(settings(), { onMessage() {}, onExit: () => (firstExited = true) });
+      assert.equal(pool.size, 1);
+      assert.throws(() => pool.take(settings(), { onMessage() {}, onExit() {} }), HostLimitError);
+      await first.shutdown(2000);
+      await until(() => firstExited && pool.hasSpare);
+      assert.equal(pool.size, 1, 'the spare counts');
+      const second = pool.take(settings(), { onMessage() {}, onExit() {} });
+      assert.equal(pool.size, 1, 'taking the spare starts nothing');
+      let stopped = 0;
+      pool.setIdle(second, () => {
+        stopped++;
+        void second.shutdown(2000);
+      });
+      const third = pool.take(settings(), { onMessage() {}, onExit() {} });
+      assert.equal(stopped, 1, 'the idle host made room');
+      assert.equal(pool.size, 1);
+      assert.throws(
+        () => pool.take(settings(), { onMessage() {}, onExit() {} }),
+        (e: unknown) => e instanceof HostLimitError && /MaxHostProcesses/.test(e.message),
+      );
+      await third.shutdown(2000);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test('an idle host is stopped after idleMs unless it is busy again', async () => {
+    const pool = new HostPool({ spares: 0, idleMs: 200 });
+    try {
+      const h = pool.take(settings(), { onMessage() {}, onExit() {} });
+      let stopped = false;
+      pool.setIdle(h, () => (stopped = true));
+      pool.setIdle(h, null);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(stopped, false, 'busy again before its time: kept');
+      pool.setIdle(h, () => (stopped = true));
+      await until(() => stopped);
+      assert.equal(pool.size, 0, 'a stopped host no longer counts');
+      await h.shutdown(2000);
     } finally {
       await pool.close();
     }

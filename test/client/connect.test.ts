@@ -93,10 +93,10 @@ describe('AgentClient in mode aes', () => {
     }
   });
 
-  it('resumes a session after close() and reports a lost one after closeSession()', async () => {
+  it('resumes a session after close({ keepSession }) and reports a lost one after closeSession()', async () => {
     const first = await env.connect();
     const id = first.sessionId;
-    await first.close();
+    await first.close({ keepSession: true });
     const second = await env.connect({ sessionId: id });
     assert.equal(second.sessionId, id, 'same session granted');
     await second.closeSession();

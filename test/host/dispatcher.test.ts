@@ -320,3 +320,49 @@ describe('StartProcess over the dispatcher', () => {
     await svc.shutdown();
   });
 });
+
+describe('open handles reported to the agent (issue 18, item 2)', () => {
+  /** Records handle reports in one sequence with the replies, to check their order. */
+  class HandlesChannel extends RecordingChannel {
+    readonly seen: string[] = [];
+    override send(route: number, message: Buffer): boolean {
+      const r = decodeReply(message);
+      this.seen.push(`${r.kind}:${'token' in r ? r.token : ''}`);
+      return super.send(route, message);
+    }
+    handles(open: number): void {
+      this.seen.push(`handles:${open}`);
+    }
+  }
+
+  it('says when handles go from none to some and back, before the reply that changed it', async () => {
+    const dir = await tempDir();
+    const channel = new HandlesChannel();
+    const svc = new HostDispatcher(settingsFor(dir), channel);
+    const open = (token: number, name: string) =>
+      svc.handle(ROUTE, req('OpenFile', token, { path: join(dir, name), fileMode: 2, access: 2 }));
+    open(1, 'a');
+    await channel.until(() => channel.sent.length === 1);
+    open(2, 'b');
+    await channel.until(() => channel.sent.length === 2);
+    const [h1, h2] = [1, 2].map((t) =>
+      decodeResult('OpenFile', (ofToken(channel, t)[0] as { body: Buffer }).body),
+    );
+    svc.handle(ROUTE, req('CloseFile', 3, { handle: h1!.handle }));
+    await channel.until(() => channel.sent.length === 3);
+    svc.handle(ROUTE, req('FileExists', 4, { path: 'x' }));
+    await channel.until(() => channel.sent.length === 4);
+    svc.handle(ROUTE, req('CloseFile', 5, { handle: h2!.handle }));
+    await channel.until(() => channel.sent.length === 5);
+    assert.deepEqual(channel.seen, [
+      'handles:1',
+      'response:1',
+      'response:2',
+      'response:3',
+      'response:4',
+      'handles:0',
+      'response:5',
+    ]);
+    await svc.shutdown();
+  });
+});

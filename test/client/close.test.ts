@@ -1,0 +1,63 @@
+/**
+ * What `close()` leaves on the agent (issue 18, item 2): by default it ends
+ * its session (CloseSession), so the session's hosts go too; with
+ * `keepSession: true` the session stays for a later resume. And the probe's
+ * scenario: 40 rounds of connect, exists(), close() leave a small bounded
+ * number of host processes, not one (or two) per round.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { alive, childrenOf, until } from '../agent/e2e-helpers.js';
+import { type ClientAgent, startClientAgent } from './helpers.js';
+
+describe('AgentClient close()', () => {
+  let env: ClientAgent;
+  before(async () => {
+    env = await startClientAgent();
+  });
+  after(async () => {
+    await env?.stop();
+  });
+
+  it('ends the session by default: it cannot be resumed, and its process is terminated', async () => {
+    const first = await env.connect();
+    const id = first.sessionId;
+    const proc = await first.spawn('sleep', ['30']);
+    const exited = proc.exited.catch((e: unknown) => e);
+    await first.close();
+    assert.ok((await exited) instanceof Error, 'the followed process is lost to the client');
+    await until(() => !alive(proc.pid), 20_000, 'the process to end with its session');
+    const second = await env.connect({ sessionId: id });
+    try {
+      assert.notEqual(second.sessionId, id, 'the session is gone: a new one is granted');
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('keeps the session with keepSession: true, for a later resume', async () => {
+    const first = await env.connect();
+    const id = first.sessionId;
+    await first.close({ keepSession: true });
+    const second = await env.connect({ sessionId: id });
+    try {
+      assert.equal(second.sessionId, id, 'the same session is granted');
+      assert.equal(await second.exists(join(env.root, 'nothing')), false);
+    } finally {
+      await second.close();
+    }
+  });
+
+  it('40 rounds of connect, exists(), close() leave a small bounded number of host processes', async () => {
+    const agentPid = env.agent.child.pid!;
+    for (let i = 0; i < 40; i++) {
+      const client = await env.connect({ timeoutMs: 20_000 });
+      assert.equal(await client.exists(join(env.root, `none-${i}`)), false);
+      await client.close();
+    }
+    // Sessions end with close(): their hosts exit; the warm spare (1) may stay.
+    await until(() => childrenOf(agentPid).length <= 2, 15_000, 'the hosts of closed sessions to exit');
+    assert.ok(childrenOf(agentPid).length <= 2, `${childrenOf(agentPid).length} host processes left`);
+  });
+});
