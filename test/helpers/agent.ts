@@ -450,20 +450,11 @@ export class TestClient {
   /** Sends a raw product message and waits for the reply with `token`. */
   sendRaw(message: Buffer, token: number, timeoutMs = 5000): Promise<Reply> {
     return new Promise<Reply>((resolvePromise, reject) => {
-      const timer = setTimeout(() => {
+      const settle = timedSettlers(resolvePromise, reject, timeoutMs, () => {
         this.waiting.delete(token);
-        reject(new Error(`no reply to token ${token} within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.waiting.set(token, {
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolvePromise(r);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
+        return new Error(`no reply to token ${token} within ${timeoutMs} ms`);
       });
+      this.waiting.set(token, settle);
       this.connection.send(message);
     });
   }
@@ -476,22 +467,13 @@ export class TestClient {
     confirmedBy: number | null = null,
   ): Promise<Reply> {
     return new Promise<Reply>((resolvePromise, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`no meta reply to command ${command} within ${timeoutMs} ms`)),
+      const settle = timedSettlers(
+        resolvePromise,
+        reject,
         timeoutMs,
+        () => new Error(`no meta reply to command ${command} within ${timeoutMs} ms`),
       );
-      this.metaWaiting.push({
-        command,
-        confirmedBy,
-        resolve: (r) => {
-          clearTimeout(timer);
-          resolvePromise(r);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      });
+      this.metaWaiting.push({ command, confirmedBy, ...settle });
       this.connection.send(message);
     });
   }
@@ -611,4 +593,24 @@ export function rawExchange(
     });
     socket.on('close', () => finish(true));
   });
+}
+
+/** resolve/reject that also clear a timer which rejects with `onTimeout()` after `ms`. */
+function timedSettlers<T>(
+  resolve: (v: T) => void,
+  reject: (e: Error) => void,
+  ms: number,
+  onTimeout: () => Error,
+): { resolve: (v: T) => void; reject: (e: Error) => void } {
+  const timer = setTimeout(() => reject(onTimeout()), ms);
+  return {
+    resolve: (v) => {
+      clearTimeout(timer);
+      resolve(v);
+    },
+    reject: (e) => {
+      clearTimeout(timer);
+      reject(e);
+    },
+  };
 }
