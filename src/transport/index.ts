@@ -1,6 +1,7 @@
 /** Sockets → frames: plain, TLS and AES connections, client and agent handshakes. */
 export * from './connect.js';
 export * from './framed.js';
+export * from './local-socket.js';
 export * from './pipe.js';
 export * from './read.js';
 export * from './server.js';
