@@ -1,7 +1,7 @@
 /**
  * Session lifetimes and many sessions at once, end to end against the real
  * `outpost serve` process (PROTOCOL.md §7): DetachedSessionTimeout and
- * SessionIdleTimeout, a running process holding a session, 20 sessions × 3
+ * SessionIdleTimeout, a running process holding a session, 8 sessions × 3
  * product types each with its own host.
  */
 import assert from 'node:assert/strict';
@@ -66,11 +66,11 @@ describe('many sessions and product types at once (real agent)', () => {
     await agent?.stop();
   });
 
-  test('20 sessions × 3 product types, each with its own host, all answered', async () => {
+  test('8 sessions × 3 product types, each with its own host, all answered', async () => {
     const clients = await Promise.all(
-      Array.from({ length: 20 }, async () => new TestClient((await agent.connect()).connection)),
+      Array.from({ length: 8 }, async () => new TestClient((await agent.connect()).connection)),
     );
-    // 60 host processes start at once on 2 cores: allow them time.
+    // 24 host processes start at once on 2 cores: allow them time.
     const call = async <N extends 'WriteAllBytes' | 'ReadAllBytes'>(
       c: TestClient,
       t: number,
@@ -100,7 +100,7 @@ describe('many sessions and product types at once (real agent)', () => {
       results,
       clients.flatMap((_c, i) => [1, 2, 3].map((t) => `${i}/${t}`)),
     );
-    assert.ok(childrenOf(agent.child.pid!).length >= 60, 'a host per session and product type');
+    assert.ok(childrenOf(agent.child.pid!).length >= 24, 'a host per session and product type');
     for (const c of clients) c.close();
   });
 });
