@@ -1,8 +1,8 @@
 /**
  * Outpost agents for the benchmarks: `node dist/cli/main.js serve --config F`
  * with a config written into the bench's temp dir (Port 0, 127.0.0.1 only,
- * AllowedRoots = the temp dir), in mode none, ssl (a certificate made with
- * openssl) or aes (AES-256).
+ * AllowedRoots = the temp dir), in mode none, ssl (a certificate made
+ * in-process, dist/transport/certs.js) or aes (AES-256).
  *
  * `unprivileged: true` (the stress suite): when this process is root, the
  * agent runs as `nobody`, owns only its own directory, and AllowedRoots is
@@ -36,25 +36,14 @@ export async function makeSecrets(dir) {
   mkdirSync(d, { recursive: true });
   const certFile = join(d, 'agent-cert.pem');
   const keyFile = join(d, 'agent-key.pem');
-  await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    keyFile,
-    '-out',
-    certFile,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
+  const { makeSelfSignedCertificate } = await import(join(ROOT, 'dist', 'transport', 'certs.js'));
+  const made = await makeSelfSignedCertificate({
+    commonName: '127.0.0.1',
+    ipAddresses: ['127.0.0.1'],
+    days: 2,
+  });
+  await writeFile(keyFile, made.keyPem, { mode: 0o600 });
+  await writeFile(certFile, made.certPem);
   const certPem = readFileSync(certFile, 'utf8');
   const thumbprint = new X509Certificate(certPem).fingerprint256.replaceAll(':', '');
   const aesKey = randomBytes(32);

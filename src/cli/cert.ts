@@ -1,21 +1,20 @@
 /**
  * `outpost cert [--out DIR] [--name N] [--host H…] [--days D] [--force]`:
  * makes a self-signed certificate and its private key for an agent in mode
- * ssl (the same openssl recipe as `outpost init --mode ssl`), writes
+ * ssl (made in-process, the same recipe as `outpost init --mode ssl`), writes
  * DIR/N.crt and DIR/N.key (mode 0600) atomically, and prints the
  * certificate's SHA-256 thumbprint on stdout (what clients pin with
  * --thumbprint). File names and what to do next go to stderr.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { thumbprintOfPem } from '../transport/index.js';
+import { makeSelfSignedCertificate } from '../transport/index.js';
 import { collect } from './connection.js';
 import { UsageError } from './errors.js';
-import { CERT_FILE_NAME, createSelfSignedCertificate, writeFileAtomic } from './init.js';
+import { CERT_FILE_NAME, writeFileAtomic } from './init.js';
 
 export interface CertOptions {
   out?: string | undefined;
@@ -73,30 +72,15 @@ export async function cert(options: CertOptions): Promise<CertResult> {
       `--out: cannot create ${dir} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
     );
   }
-  const suffix = randomBytes(4).toString('hex');
-  const tmpCert = `${certFile}.${suffix}.tmp`;
-  const tmpKey = `${keyFile}.${suffix}.tmp`;
-  let thumbprint: string;
-  try {
-    await createSelfSignedCertificate({
-      certFile: tmpCert,
-      keyFile: tmpKey,
-      commonName: dnsNames[0] ?? ipAddresses[0] ?? 'outpost-agent',
-      dnsNames,
-      ipAddresses,
-      days,
-    });
-    const pem = await readFile(tmpCert);
-    thumbprint = thumbprintOfPem(pem);
-    await writeFileAtomic(keyFile, await readFile(tmpKey), {
-      mode: 0o600,
-      overwrite: options.force === true,
-    });
-    await writeFileAtomic(certFile, pem, { mode: 0o644, overwrite: options.force === true });
-  } finally {
-    await unlink(tmpCert).catch(() => {});
-    await unlink(tmpKey).catch(() => {});
-  }
+  const made = await makeSelfSignedCertificate({
+    commonName: dnsNames[0] ?? ipAddresses[0] ?? 'outpost-agent',
+    dnsNames,
+    ipAddresses,
+    days,
+  });
+  const thumbprint = made.thumbprint;
+  await writeFileAtomic(keyFile, made.keyPem, { mode: 0o600, overwrite: options.force === true });
+  await writeFileAtomic(certFile, made.certPem, { mode: 0o644, overwrite: options.force === true });
   return { certFile, keyFile, thumbprint };
 }
 
@@ -122,7 +106,7 @@ Examples:
 
 Output: the thumbprint (AB:CD:…, 32 pairs) on stdout; file names on stderr. Put the files in the
 agent's <Encryption Mode="ssl"><CertificateFile>…</CertificateFile><KeyFile>…</KeyFile>, then connect
-with --thumbprint THUMBPRINT (or --ca NAME.crt). Needs the openssl command.`,
+with --thumbprint THUMBPRINT (or --ca NAME.crt).`,
     )
     .action(async (opts: CertOptions) => {
       const r = await cert(opts);

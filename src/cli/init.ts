@@ -3,7 +3,7 @@
  *
  * Writes a new agent configuration:
  *   - aes (default): a fresh AES-256 key from the OS's CSPRNG;
- *   - ssl: a self-signed certificate made with the `openssl` CLI (EC P-256,
+ *   - ssl: a self-signed certificate made in-process (EC P-256,
  *     10 years, SANs for this host name, localhost, 127.0.0.1, ::1 and the
  *     listen address), stored next to the config; its SHA-256 thumbprint is
  *     printed for clients to pin;
@@ -12,16 +12,15 @@
  * 0600, and never over an existing one without --force. The key or
  * thumbprint is printed once, with the command to run next.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { CONFIG_FILE_NAME, type ConfigTemplate, loadConfig, renderConfigXml } from '../agent/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
-import { type EncryptionMode, formatThumbprint } from '../transport/index.js';
+import { type EncryptionMode, formatThumbprint, makeSelfSignedCertificate } from '../transport/index.js';
 import { UsageError } from './errors.js';
 
 export const CERT_FILE_NAME = 'outpost-agent.crt';
@@ -117,8 +116,9 @@ function parseMode(value: string | undefined): EncryptionMode {
 }
 
 /**
- * Makes a self-signed certificate and key with the openssl CLI.
- * Throws a UsageError saying what to do if openssl is missing or fails.
+ * Makes a self-signed certificate (EC P-256, SHA-256, default 10 years) and
+ * its key in-process (src/transport/certs.ts) and writes them to `certFile`
+ * (0644) and `keyFile` (0600). Needs no `openssl` binary.
  */
 export async function createSelfSignedCertificate(options: {
   certFile: string;
@@ -128,44 +128,14 @@ export async function createSelfSignedCertificate(options: {
   ipAddresses: string[];
   days?: number;
 }): Promise<void> {
-  const san = [
-    ...options.dnsNames.map((d) => `DNS:${d}`),
-    ...options.ipAddresses.map((ip) => `IP:${ip}`),
-  ].join(',');
-  const args = [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-sha256',
-    '-days',
-    String(options.days ?? 3650),
-    '-subj',
-    `/CN=${options.commonName.replace(/[/\\=+,]/g, '_')}`,
-    '-addext',
-    `subjectAltName=${san}`,
-    '-keyout',
-    options.keyFile,
-    '-out',
-    options.certFile,
-  ];
-  await new Promise<void>((resolvePromise, reject) => {
-    execFile('openssl', args, { timeout: 30_000 }, (err, _stdout, stderr) => {
-      if (!err) return resolvePromise();
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT')
-        return reject(
-          new UsageError(
-            'mode ssl needs the openssl command to make a certificate, and it was not found on PATH; install OpenSSL ' +
-              '(e.g. `apt-get install openssl`), or make a certificate yourself and set ' +
-              'Listener/Encryption/CertificateFile and KeyFile',
-          ),
-        );
-      reject(new UsageError(`openssl failed to make a certificate: ${String(stderr).trim() || err.message}`));
-    });
+  const made = await makeSelfSignedCertificate({
+    commonName: options.commonName,
+    dnsNames: options.dnsNames,
+    ipAddresses: options.ipAddresses,
+    ...(options.days !== undefined ? { days: options.days } : {}),
   });
+  await writeFile(options.keyFile, made.keyPem, { mode: 0o600 });
+  await writeFile(options.certFile, made.certPem, { mode: 0o644 });
 }
 
 export async function init(options: InitOptions): Promise<InitResult> {
@@ -201,22 +171,9 @@ export async function init(options: InitOptions): Promise<InitResult> {
       ips.push(address);
     const dns = [...new Set([host, 'localhost'].filter((d) => /^[A-Za-z0-9.-]+$/.test(d)))];
     if (isIP(address) === 0 && !dns.includes(address)) dns.push(address);
-    const tmpCert = `${certFile}.${randomBytes(4).toString('hex')}.tmp`;
-    const tmpKey = `${keyFile}.${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      await createSelfSignedCertificate({
-        certFile: tmpCert,
-        keyFile: tmpKey,
-        commonName: host,
-        dnsNames: dns,
-        ipAddresses: ips,
-      });
-      await writeFileAtomic(keyFile, await readFile(tmpKey), { mode: 0o600, overwrite: force });
-      await writeFileAtomic(certFile, await readFile(tmpCert), { mode: 0o644, overwrite: force });
-    } finally {
-      await unlink(tmpCert).catch(() => {});
-      await unlink(tmpKey).catch(() => {});
-    }
+    const made = await makeSelfSignedCertificate({ commonName: host, dnsNames: dns, ipAddresses: ips });
+    await writeFileAtomic(keyFile, made.keyPem, { mode: 0o600, overwrite: force });
+    await writeFileAtomic(certFile, made.certPem, { mode: 0o644, overwrite: force });
     template.certificateFile = CERT_FILE_NAME;
     template.keyFile = KEY_FILE_NAME;
     result.certificateFile = certFile;

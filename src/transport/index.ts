@@ -1,4 +1,5 @@
 /** Sockets → frames: plain, TLS and AES connections, client and agent handshakes. */
+export * from './certs.js';
 export * from './connect.js';
 export * from './framed.js';
 export * from './local-socket.js';

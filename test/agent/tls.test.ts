@@ -1,6 +1,6 @@
 /**
  * Mode ssl against a real `outpost serve` process, with a certificate made in
- * the test by the openssl CLI.
+ * the test in-process (src/transport/certs.ts).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';

@@ -18,8 +18,8 @@
  * and removes the temp dir.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { randomBytes, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -46,7 +46,7 @@ import {
   connectToAgent,
   type EncryptionMode,
   type FramedConnection,
-  thumbprintOfDer,
+  makeSelfSignedCertificate,
 } from '../../src/transport/index.js';
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -107,38 +107,19 @@ export interface TestCertificate {
   thumbprint: string;
 }
 
-/** Makes a self-signed RSA certificate for 127.0.0.1 / ::1 / localhost with the openssl CLI. */
+/** Makes a self-signed EC certificate for 127.0.0.1 / ::1 / localhost, in-process (src/transport/certs.ts). */
 export async function makeTestCertificate(dir: string, name = 'agent'): Promise<TestCertificate> {
   const certFile = join(dir, `${name}.crt`);
   const keyFile = join(dir, `${name}.key`);
-  await new Promise<void>((resolvePromise, reject) =>
-    execFile(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-sha256',
-        '-days',
-        '2',
-        '-subj',
-        '/CN=localhost',
-        '-addext',
-        'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1',
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-      ],
-      { timeout: 30_000 },
-      (err, _o, stderr) =>
-        err ? reject(new Error(`openssl failed: ${stderr || err.message}`)) : resolvePromise(),
-    ),
-  );
-  const certPem = await readFile(certFile, 'utf8');
-  return { certFile, keyFile, certPem, thumbprint: thumbprintOfDer(new X509Certificate(certPem).raw) };
+  const made = await makeSelfSignedCertificate({
+    commonName: 'localhost',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1', '::1'],
+    days: 2,
+  });
+  await writeFile(keyFile, made.keyPem, { mode: 0o600 });
+  await writeFile(certFile, made.certPem);
+  return { certFile, keyFile, certPem: made.certPem, thumbprint: made.thumbprint };
 }
 
 export interface AgentProcessOptions extends Partial<Omit<ConfigTemplate, 'mode'>> {
