@@ -277,7 +277,9 @@ export class HostDispatcher {
       if (map.size === 0) this.running.delete(route);
     }
     if (request.answered) {
+      // Canceled: what it opened is closed again (OpenFile's afterReply), then the agent is told.
       request.settled(false);
+      this.reportHandles();
       return;
     }
     request.answered = true;

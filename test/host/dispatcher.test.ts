@@ -198,6 +198,25 @@ describe('Cancel', () => {
     assert.deepEqual(aborted.sort(), [false, true], 'a handler can see it was canceled');
   });
 
+  it('an OpenFile that completes after its Cancel closes its handle again (the host can go idle)', async () => {
+    const dir = await tempDir();
+    const told: number[] = [];
+    const channel = Object.assign(new RecordingChannel(), { handles: (open: number) => told.push(open) });
+    const svc = new HostDispatcher(settingsFor(dir), channel);
+    await writeFile(join(dir, 'f.txt'), 'x');
+    // The Cancel arrives in the same tick: it answers first, the open still completes.
+    svc.handle(ROUTE, req('OpenFile', 80, { path: 'f.txt', fileMode: 3, access: 1 }));
+    svc.handle(ROUTE, req('Cancel', 81, { targetToken: 80 }));
+    await channel.until(() => ofToken(channel, 80).length === 1);
+    assert.equal((ofToken(channel, 80)[0] as { errorKind: string }).errorKind, 'Canceled');
+    // A request after it: its reply goes out after the open has finished.
+    await svc.call('FileExists', { path: 'f.txt' });
+    await settle();
+    assert.equal(svc.files.openHandles, 0, 'nobody knows that handle: it is closed');
+    assert.equal(told.at(-1) ?? 0, 0, 'the agent is told no handle is open');
+    assert.equal(ofToken(channel, 80).length, 1, 'one reply only');
+  });
+
   it('a running process ends with Exited (−1, SIGTERM) and no other reply', async () => {
     const { svc, channel } = await tempHost({ allowedRoots: null });
     svc.handle(
