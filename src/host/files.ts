@@ -428,6 +428,7 @@ export class FileService {
   async setMode(a: RequestOf<'SetMode'>): Promise<ResultOf<'SetMode'>> {
     const p = this.paths.resolve(a.path, { followFinal: true });
     const mode = asMode(a.mode, 'mode');
+    this.paths.guardMode(p, mode);
     try {
       chmodSync(p, mode);
     } catch (err) {

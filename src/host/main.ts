@@ -18,7 +18,6 @@
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
-import { mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { type ControlMessage, HostControl } from '../protocol/index.js';
 import { PipeConnection } from '../transport/index.js';
@@ -61,8 +60,13 @@ function main(): void {
         return;
       case HostControl.Init:
         if (dispatcher) return; // settings come once
-        mkdirSync(message.settings.rootPath, { recursive: true });
         dispatcher = new HostDispatcher(message.settings, channel);
+        {
+          // A root that cannot be used is refused per request, naming it, never a crash at boot (which
+          // every request of the product would meet again).
+          const problem = dispatcher.files.paths.checkRoot();
+          if (problem) process.stderr.write(`outpost host: ${problem.message}\n`);
+        }
         return;
     }
   });

@@ -70,6 +70,8 @@ export interface HostSettings {
   readonly maxOpenFiles: number;
   /** Concurrent processes allowed per session. */
   readonly maxProcesses: number;
+  /** Every product's root path (the SetMode guard protects them all), if known. */
+  readonly productRoots?: readonly string[];
   /** Where this host's instance keeps UpdateAgent files (extensions), if known. */
   readonly extensionPath?: string | null;
 }
