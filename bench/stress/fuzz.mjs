@@ -205,6 +205,8 @@ const TARGETS = [
       const control = r.pick([
         { control: HostControl.Ping, token: r.u32() | 0 },
         { control: HostControl.Shutdown },
+        { control: HostControl.Handles, open: r.u32() | 0 },
+        { control: HostControl.Temp, exists: r.chance(0.5), path: `/x/.f.${'0'.repeat(12)}.tmp` },
         {
           control: HostControl.Init,
           settings: {

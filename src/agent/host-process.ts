@@ -13,9 +13,11 @@
  * host-pool.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST_BOOT_FRAME_LIMIT, HostControl, type HostSettings } from '../protocol/index.js';
+import { HOST_BOOT_FRAME_LIMIT, HostControl, type HostSettings, isHostTempName } from '../protocol/index.js';
 import { PipeConnection } from '../transport/index.js';
 
 /** Where a host's output goes; replaced when a spare is assigned to a session. */
@@ -42,6 +44,11 @@ export interface HostProcessOptions extends Partial<HostHandlers> {
   /** Largest pipe frame accepted from the host (default: the boot limit). */
   frameLimit?: number;
 }
+
+/** Temp files tracked per host (beyond it, a host's writes are not tracked; a host has one per write under way). */
+const MAX_TRACKED_TEMPS = 4096;
+/** Longest temp path tracked (Linux's PATH_MAX is 4096 bytes). */
+const MAX_TEMP_PATH = 16 * 1024;
 
 function hostEntry(): { script: string; execArgv: string[] } {
   const self = fileURLToPath(import.meta.url);
@@ -72,6 +79,8 @@ export class HostProcess {
   private outstanding = 0;
   /** The host said it has file handles open (HostControl.Handles). */
   private handles = false;
+  /** Temp files of the host's atomic writes under way (HostControl.Temp): removed when it ends. */
+  private readonly temps = new Set<string>();
 
   constructor(opts: HostProcessOptions) {
     this.handlers = {
@@ -97,10 +106,16 @@ export class HostProcess {
       });
     }
     this.pipe.on('message', (route, message) => {
+      if (this.exited) return; // read while draining the pipe of a dead host: nobody waits for it now
       this.ready = true;
       this.handlers.onMessage(route, message);
     });
     this.pipe.on('control', (message) => {
+      if (message.control === HostControl.Temp) {
+        this.trackTemp(message.exists, message.path);
+        return;
+      }
+      if (this.exited) return;
       // The host's "I am up", or the echo of a probe: either way it is alive.
       if (message.control === HostControl.Ping) {
         this.ready = true;
@@ -232,13 +247,76 @@ export class HostProcess {
     clearTimeout(timer);
   }
 
+  /** Temp files the host has said exist now (tests). */
+  get tempFiles(): readonly string[] {
+    return [...this.temps];
+  }
+
+  private trackTemp(exists: boolean, p: string): void {
+    if (!exists) {
+      this.temps.delete(p);
+      return;
+    }
+    // Only what has the form of a host's temp file, and a bounded number of them.
+    if (this.temps.size >= MAX_TRACKED_TEMPS || p.length > MAX_TEMP_PATH) return;
+    if (!path.isAbsolute(p) || !isHostTempName(path.basename(p))) return;
+    this.temps.add(p);
+  }
+
+  /**
+   * Removes the temp files of writes the host never finished (kill -9 mid
+   * write). Synchronous, before onExit: a client told HostCrashed finds
+   * them gone, and a fresh host of the session cannot meet them.
+   */
+  private removeTemps(): void {
+    for (const p of this.temps) {
+      try {
+        rmSync(p, { recursive: true, force: true });
+      } catch (err) {
+        this.handlers.onLog?.(
+          `could not remove the temp file ${p} of a write the host never finished: ${String(err)}`,
+        );
+      }
+    }
+    this.temps.clear();
+  }
+
   private finish(reason: string): void {
     if (this.exited) return;
     this.exited = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.removeTemps();
     // Whoever waits for the pipe to drain would wait forever (issue 18, item 1).
     this.pipe.releaseWaiters();
-    this.pipe.socket.destroy();
     this.handlers.onExit(reason);
+    this.drainPipe();
+  }
+
+  /**
+   * 'exit' can come before the last frames the host wrote have been read: a
+   * Temp it sent just before a kill -9 may still be in the pipe. Read on to
+   * the pipe's end (replies are dropped now), a second at most — a process
+   * the host started may hold the pipe open — then remove what came late.
+   */
+  private drainPipe(): void {
+    const socket = this.pipe.socket;
+    let done = false;
+    const end = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      this.removeTemps();
+      socket.destroy();
+    };
+    const timer = setTimeout(end, 1000);
+    timer.unref();
+    if (socket.destroyed || socket.readableEnded) {
+      end();
+      return;
+    }
+    socket.once('end', end);
+    socket.once('close', end);
+    socket.once('error', end);
+    socket.resume();
   }
 }

@@ -17,6 +17,7 @@ import {
   futimesSync,
   openSync,
   renameSync,
+  rmSync,
   statfsSync,
   unlinkSync,
   writeSync,
@@ -126,6 +127,59 @@ export interface FinishOptions {
   readonly owner?: { uid: number; gid: number } | null;
 }
 
+/**
+ * Who learns of each temp file before it exists and after it is gone: the
+ * agent, which removes what a host killed mid-write leaves
+ * (HostControl.Temp). `created` returns a promise only when the news has
+ * not yet left the process; the file is created after it resolves.
+ */
+export interface TempReporter {
+  created(tmp: string): Promise<void> | null;
+  removed(tmp: string): void;
+}
+
+/**
+ * The temp files of this host's atomic writes that exist now (or are about
+ * to): told to the reporter, and removed by {@link removeAllSync} when the
+ * host shuts down in the middle of a write.
+ */
+export class TempFiles {
+  private readonly live = new Set<string>();
+
+  constructor(private readonly reporter: TempReporter | null = null) {}
+
+  /**
+   * A fresh temp name beside `target`, listed and reported; the caller
+   * creates it after `ready` resolves (null: at once).
+   */
+  begin(target: string): { tmp: string; ready: Promise<void> | null } {
+    const tmp = tempNameFor(target);
+    this.live.add(tmp);
+    return { tmp, ready: this.reporter?.created(tmp) ?? null };
+  }
+
+  /** `tmp` is renamed over its target or removed. */
+  end(tmp: string): void {
+    if (this.live.delete(tmp)) this.reporter?.removed(tmp);
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Removes every temp file still listed (shutdown; the writes that made them will not finish). */
+  removeAllSync(): void {
+    for (const tmp of this.live) {
+      try {
+        rmSync(tmp, { recursive: true, force: true });
+      } catch {
+        // best effort: the agent tries again when the host has gone
+      }
+    }
+    this.live.clear();
+  }
+}
+
 /** How a rename is done: the test seam's function, or renameSync on the small paths. */
 export type RenameHook = ((from: string, to: string) => Promise<void>) | null;
 
@@ -137,7 +191,10 @@ export class AtomicWriter {
   /** The asynchronous rename (the test seam's, else fs.promises.rename). */
   readonly renameAsync: (from: string, to: string) => Promise<void>;
 
-  constructor(private readonly renameHook: RenameHook) {
+  constructor(
+    private readonly renameHook: RenameHook,
+    readonly temps: TempFiles = new TempFiles(),
+  ) {
     this.renameAsync = renameHook ?? rename;
   }
 
@@ -159,20 +216,26 @@ export class AtomicWriter {
    */
   async replaceSmall(target: string, data: Uint8Array, opts: FinishOptions): Promise<void> {
     const dir = path.dirname(target);
-    const tmp = tempNameFor(target);
+    const { tmp, ready } = this.temps.begin(target);
+    if (ready) await ready;
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
     let fd: number;
     try {
-      fd = openSync(tmp, flags, 0o600);
-    } catch (err) {
-      const code = errorCode(err);
-      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fsError(err, target);
-      ensureDirectorySync(dir); // a file in the way is NotDirectory
       try {
         fd = openSync(tmp, flags, 0o600);
-      } catch (again) {
-        throw fsError(again, target);
+      } catch (err) {
+        const code = errorCode(err);
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw fsError(err, target);
+        ensureDirectorySync(dir); // a file in the way is NotDirectory
+        try {
+          fd = openSync(tmp, flags, 0o600);
+        } catch (again) {
+          throw fsError(again, target);
+        }
       }
+    } catch (err) {
+      this.temps.end(tmp);
+      throw err;
     }
     let open = true;
     let free = false;
@@ -194,6 +257,7 @@ export class AtomicWriter {
       open = false;
       closeSync(fd);
       await this.rename(tmp, target);
+      this.temps.end(tmp);
     } catch (err) {
       if (open) {
         try {
@@ -207,6 +271,7 @@ export class AtomicWriter {
       } catch {
         // already gone
       }
+      this.temps.end(tmp);
       throw fsError(err, target);
     }
     if (free) syncDirectorySync(dir);
@@ -251,8 +316,9 @@ export class AtomicWriter {
     fill: (tmp: string) => Promise<void>,
     opts: FinishOptions,
   ): Promise<void> {
-    const tmp = tempNameFor(target);
+    const { tmp, ready } = this.temps.begin(target);
     try {
+      if (ready) await ready;
       await fill(tmp);
       const fh = await open(tmp, fsc.O_RDWR);
       try {
@@ -270,8 +336,10 @@ export class AtomicWriter {
         await fh.close();
       }
       await this.renameAsync(tmp, target);
+      this.temps.end(tmp);
     } catch (err) {
       await rm(tmp, { force: true }).catch(() => {});
+      this.temps.end(tmp);
       throw fsError(err, target);
     }
     await this.dirSyncs.sync(path.dirname(target));

@@ -37,6 +37,7 @@ import {
   type ResultOf,
   readToken,
 } from '../protocol/index.js';
+import type { TempReporter } from './atomic.js';
 import { FileService, type FileServiceHooks } from './files.js';
 import { errorCode, fsError } from './fs-errors.js';
 import { HANDLERS, type Handler, type HandlerContext, type Handlers } from './handlers.js';
@@ -54,6 +55,8 @@ export interface ReplyChannel {
    * agent never sees that reply before it knows (HostControl.Handles).
    */
   handles?(open: number): void;
+  /** Told of every temp file of an atomic write before it is created and when it is gone (HostControl.Temp). */
+  readonly temps?: TempReporter;
 }
 
 export interface HostDispatcherOptions {
@@ -152,7 +155,7 @@ export class HostDispatcher {
     options: HostDispatcherOptions = {},
   ) {
     this.handlers = options.handlers ?? HANDLERS;
-    this.files = new FileService(settings, options.fileHooks);
+    this.files = new FileService(settings, options.fileHooks, channel.temps ?? null);
     const sink: EventSink = {
       send: <N extends EventName>(token: number, name: N, data: EventOf<N>): boolean =>
         channel.send(EVENT_ROUTE, encodeEvent(token, name, data)),
@@ -277,7 +280,9 @@ export class HostDispatcher {
       if (map.size === 0) this.running.delete(route);
     }
     if (request.answered) {
+      // Canceled: what it opened is closed again (OpenFile's afterReply), then the agent is told.
       request.settled(false);
+      this.reportHandles();
       return;
     }
     request.answered = true;

@@ -47,7 +47,14 @@ import {
 import { mkdir, open, opendir, rm, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { isHashAlgorithm, type RequestOf, type ResultOf, TOKEN_SIZE } from '../protocol/index.js';
-import { AtomicWriter, type FinishOptions, type RenameHook, SMALL_WRITE } from './atomic.js';
+import {
+  AtomicWriter,
+  type FinishOptions,
+  type RenameHook,
+  SMALL_WRITE,
+  TempFiles,
+  type TempReporter,
+} from './atomic.js';
 import { FileHandles } from './file-handles.js';
 import { errorCode, fsError, pathError } from './fs-errors.js';
 import {
@@ -96,11 +103,12 @@ export class FileService {
   constructor(
     private readonly ctx: HostContext,
     hooks: FileServiceHooks = {},
+    temps: TempReporter | null = null,
   ) {
     this.paths = new PathResolver(ctx);
     this.handles = new FileHandles(ctx, this.paths);
     const hook: RenameHook = hooks.rename ?? null;
-    this.atomic = new AtomicWriter(hook);
+    this.atomic = new AtomicWriter(hook, new TempFiles(temps));
     this.moves = new MoveCopy(this.paths, this.atomic);
   }
 
@@ -109,9 +117,15 @@ export class FileService {
     return this.handles.size;
   }
 
-  /** Closes every open handle (session end). */
-  closeAll(): Promise<void> {
-    return this.handles.closeAll();
+  /** Temp files of atomic writes under way. */
+  get tempFiles(): number {
+    return this.atomic.temps.size;
+  }
+
+  /** Closes every open handle and removes the temp files of unfinished writes (session end). */
+  async closeAll(): Promise<void> {
+    await this.handles.closeAll();
+    this.atomic.temps.removeAllSync();
   }
 
   // ---------------------------------------------------------- queries
@@ -414,6 +428,7 @@ export class FileService {
   async setMode(a: RequestOf<'SetMode'>): Promise<ResultOf<'SetMode'>> {
     const p = this.paths.resolve(a.path, { followFinal: true });
     const mode = asMode(a.mode, 'mode');
+    this.paths.guardMode(p, mode);
     try {
       chmodSync(p, mode);
     } catch (err) {

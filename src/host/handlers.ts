@@ -41,6 +41,7 @@ export type Handler<N extends ProductCommand> = (
 export type Handlers = { readonly [N in ProductCommand]?: Handler<N> };
 
 const EMPTY = {} as const;
+const noop = (): void => {};
 
 export const HANDLERS: Handlers = {
   // — → string path
@@ -70,7 +71,12 @@ export const HANDLERS: Handlers = {
   // string path, bytes contents, nullable<datetime> lastWriteUtc, nullable<int32> mode → —
   WriteAllBytes: (a, { files }) => files.writeAllBytes(a),
   // string path, byte fileMode, byte access → int32 handle
-  OpenFile: (a, { files }) => files.handles.open(a),
+  OpenFile: async (a, ctx) => {
+    const opened = await ctx.files.handles.open(a);
+    // A Cancel that lost the race answered for it: nobody will ever know this handle.
+    ctx.afterReply(noop, () => void ctx.files.handles.close(opened).catch(noop));
+    return opened;
+  },
   // int32 handle, int64 position, int32 maxCount → bytes data
   ReadFile: (a, { files }) => files.handles.read(a),
   // int32 handle, int64 position, bytes data → —

@@ -12,10 +12,12 @@
  *   process events go out on EVENT_ROUTE.
  * - It tells the agent when its open file handles go from none to some and
  *   back (Handles control): the agent stops a host that holds nothing.
+ * - It tells the agent each temp file of an atomic write before creating it
+ *   and when it is gone (Temp control): the agent removes what a host killed
+ *   mid-write leaves.
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
-import { mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { type ControlMessage, HostControl } from '../protocol/index.js';
 import { PipeConnection } from '../transport/index.js';
@@ -29,6 +31,13 @@ function main(): void {
     send: (route: number, message: Buffer) => pipe.send(route, message),
     whenWritable: () => pipe.whenWritable(),
     handles: (open: number) => pipe.sendControl({ control: HostControl.Handles, open }),
+    temps: {
+      // Before the create, and in the kernel's buffer: a kill -9 right after cannot lose it.
+      created: (path: string) => pipe.sendControlNow({ control: HostControl.Temp, exists: true, path }),
+      removed: (path: string) => {
+        pipe.sendControl({ control: HostControl.Temp, exists: false, path });
+      },
+    },
   };
   let dispatcher: HostDispatcher | null = null;
   let shuttingDown = false;
@@ -51,8 +60,13 @@ function main(): void {
         return;
       case HostControl.Init:
         if (dispatcher) return; // settings come once
-        mkdirSync(message.settings.rootPath, { recursive: true });
         dispatcher = new HostDispatcher(message.settings, channel);
+        {
+          // A root that cannot be used is refused per request, naming it, never a crash at boot (which
+          // every request of the product would meet again).
+          const problem = dispatcher.files.paths.checkRoot();
+          if (problem) process.stderr.write(`outpost host: ${problem.message}\n`);
+        }
         return;
     }
   });

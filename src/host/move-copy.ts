@@ -17,7 +17,6 @@ import {
   asBool,
   ensureDirectory,
   ensureDirectorySync,
-  tempNameFor,
   tryLstatSync,
   tryStat,
   writeTarget,
@@ -75,13 +74,16 @@ export class MoveCopy {
         atime: sst.atimeMs / 1000,
       });
     } else {
-      const tmp = tempNameFor(dst);
+      const { tmp, ready } = this.atomic.temps.begin(dst);
       try {
+        if (ready) await ready;
         await this.copyTree(src, tmp);
         await this.atomic.renameAsync(tmp, dst);
       } catch (err) {
         await rm(tmp, { recursive: true, force: true }).catch(() => {});
         throw fsError(err, dst);
+      } finally {
+        this.atomic.temps.end(tmp);
       }
     }
     try {

@@ -31,7 +31,16 @@
  * few microseconds, less than one promise round trip through libuv's thread
  * pool, and the host is one process per session, so nothing else waits.
  */
-import { type BigIntStats, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  type BigIntStats,
+  constants as fsc,
+  lstatSync,
+  mkdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import { errorCode, fsError, pathError } from './fs-errors.js';
 import type { HostContext, HostError } from './types.js';
@@ -136,11 +145,73 @@ export interface Resolved {
   readonly st: BigIntStats | null;
 }
 
+/** Owner read, write and search: what every session needs of a root (SetMode guard). */
+const OWNER_RWX = 0o700;
+
 export class PathResolver {
   private readonly roots: readonly string[] | null;
+  /** Why the base directory cannot be used (see {@link checkRoot}); null: it can. */
+  private rootProblem: HostError | null = null;
 
   constructor(private readonly ctx: HostContext) {
     this.roots = ctx.allowedRoots ? ctx.allowedRoots.map((r) => path.resolve(ctx.baseDirectory, r)) : null;
+  }
+
+  /**
+   * Creates the product's root path when it is missing and checks that the
+   * base directory can be used (read, write, search); remembers why not.
+   * A host whose root cannot be used still serves: a relative path or the
+   * default working directory is then refused with that reason (the errno's
+   * kind, naming the root), absolute paths are served as usual, and every
+   * such request checks again, so a repaired root works at once.
+   */
+  checkRoot(): HostError | null {
+    try {
+      mkdirSync(this.ctx.rootPath, { recursive: true });
+      accessSync(this.ctx.baseDirectory, fsc.R_OK | fsc.W_OK | fsc.X_OK);
+      this.rootProblem = null;
+    } catch (err) {
+      const e = fsError(err, this.ctx.baseDirectory);
+      this.rootProblem = pathError(
+        e.kind,
+        this.ctx.baseDirectory,
+        `the product's root path cannot be used (${e.message.slice(e.message.lastIndexOf(': ') + 2)}): ` +
+          'relative paths and the default working directory resolve against it; fix its permissions ' +
+          "(owner rwx) or the product's RootPath in the agent's configuration, or use absolute paths",
+      );
+    }
+    return this.rootProblem;
+  }
+
+  /** Throws why the base directory cannot be used, if it still cannot. */
+  private usableBase(): void {
+    if (this.rootProblem && this.checkRoot()) throw this.rootProblem;
+  }
+
+  /**
+   * The SetMode guard: a mode without the owner's rwx is refused on a
+   * file-system root, an allowed root, a product root path, or a directory
+   * that holds one of them — it would lock every session (and every host the
+   * agent starts for that product) out of it, and only root could undo it.
+   */
+  guardMode(abs: string, mode: number): void {
+    if ((mode & OWNER_RWX) === OWNER_RWX) return;
+    const real = realLocationSync(abs);
+    const isFsRoot = isFilesystemRoot(abs) || isFilesystemRoot(real);
+    const held = [...(this.roots ?? []), this.ctx.rootPath, ...(this.ctx.productRoots ?? [])].find((r) => {
+      const rr = path.resolve(this.ctx.baseDirectory, r);
+      return isInside(rr, abs) || isInside(rr, real) || isInside(realLocationSync(rr), real);
+    });
+    if (!isFsRoot && held === undefined) return;
+    const what = isFsRoot
+      ? 'a file-system root'
+      : `${held === abs ? '' : 'a directory holding '}the root ${held}`;
+    throw pathError(
+      'AccessDenied',
+      abs,
+      `refusing to take the owner's permissions (rwx) from ${what}: every session needs them; ` +
+        `give a mode that keeps 0o700 (asked: 0o${mode.toString(8)})`,
+    );
   }
 
   /** Whether paths are restricted at all. */
@@ -167,6 +238,7 @@ export class PathResolver {
    * against `allowedRoots`; it must be an existing directory.
    */
   workingDirectory(input: string | null): string {
+    if (input === null || input === '') this.usableBase();
     const given = input === null || input === '' ? this.ctx.baseDirectory : input;
     const cwd = this.resolve(given, { followFinal: true, what: 'working directory' });
     let st: BigIntStats | undefined;
@@ -182,6 +254,7 @@ export class PathResolver {
 
   private lookupInner(input: unknown, opts: ResolveOptions, wantStat: boolean): Resolved {
     const abs = absolutePath(this.ctx, input, opts.what);
+    if (this.rootProblem && typeof input === 'string' && !path.isAbsolute(input)) this.usableBase();
     // Lexical guard first: `/` is refused as a root before any other check.
     if (opts.guard) this.guardLexical(abs, opts.guard);
     if (this.roots !== null) this.checkLexical(abs, opts.what);

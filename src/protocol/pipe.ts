@@ -41,6 +41,16 @@ export const HostControl = {
    * (docs/ARCHITECTURE.md, "Idle hosts").
    */
   Handles: 4,
+  /**
+   * host → agent: `bool exists | string path` — the temp file (or directory)
+   * of an atomic write at `path` is about to be created (true), or is gone
+   * (false: renamed over its target or removed). A host killed mid-write
+   * cannot remove its temp file; the agent removes the ones still listed
+   * when the host ends (docs/ARCHITECTURE.md, "Temp files of a dead host").
+   * The host makes sure "exists" has reached the pipe's kernel buffer before
+   * it creates the file, so a kill -9 cannot lose it.
+   */
+  Temp: 5,
 } as const;
 export type HostControl = (typeof HostControl)[keyof typeof HostControl];
 
@@ -60,6 +70,8 @@ export interface HostSettings {
   readonly maxOpenFiles: number;
   /** Concurrent processes allowed per session. */
   readonly maxProcesses: number;
+  /** Every product's root path (the SetMode guard protects them all), if known. */
+  readonly productRoots?: readonly string[];
   /** Where this host's instance keeps UpdateAgent files (extensions), if known. */
   readonly extensionPath?: string | null;
 }
@@ -104,12 +116,23 @@ export type ControlMessage =
   | { control: typeof HostControl.Ping; token: number }
   | { control: typeof HostControl.Shutdown }
   | { control: typeof HostControl.Init; settings: HostSettings }
-  | { control: typeof HostControl.Handles; open: number };
+  | { control: typeof HostControl.Handles; open: number }
+  | { control: typeof HostControl.Temp; exists: boolean; path: string };
+
+/**
+ * Whether `name` (a file name, no directory) has the form of a host's temp
+ * file, `.<name>.<12 hex digits>.tmp` (src/host/fs-util.ts tempNameFor):
+ * the agent removes nothing else on a host's behalf.
+ */
+export function isHostTempName(name: string): boolean {
+  return /^\..+\.[0-9a-f]{12}\.tmp$/s.test(name);
+}
 
 export function encodeControl(message: ControlMessage): Buffer {
   const w = new BinaryWriter(64).u8(message.control);
   if (message.control === HostControl.Ping) w.i32(message.token);
   else if (message.control === HostControl.Handles) w.i32(message.open);
+  else if (message.control === HostControl.Temp) w.bool(message.exists).string(message.path);
   else if (message.control === HostControl.Init) w.string(JSON.stringify(message.settings));
   return w.view();
 }
@@ -124,6 +147,10 @@ export function decodeControl(message: Uint8Array): ControlMessage {
       return { control };
     case HostControl.Handles:
       return { control, open: r.i32() };
+    case HostControl.Temp: {
+      const exists = r.bool();
+      return { control, exists, path: r.string() };
+    }
     case HostControl.Init: {
       let settings: HostSettings;
       try {

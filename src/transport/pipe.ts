@@ -64,6 +64,27 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
     return this.send(CONTROL_ROUTE, encodeControl(message));
   }
 
+  /**
+   * Sends a control message and hands it to the kernel at once: null when it
+   * is in the pipe's kernel buffer on return (a kill -9 of this process can
+   * no longer lose it), else a promise that resolves once it is (or the pipe
+   * has failed) — only when earlier frames are still queued here.
+   */
+  sendControlNow(message: ControlMessage): Promise<void> | null {
+    if (this.socket.destroyed || !this.socket.writable) return null;
+    let written = false;
+    let resolve: (() => void) | null = null;
+    this.writer.write(encodePipeFrame(CONTROL_ROUTE, encodeControl(message)), () => {
+      written = true;
+      resolve?.();
+    });
+    this.writer.flush();
+    if (written || this.socket.writableLength === 0) return null;
+    return new Promise<void>((r) => {
+      resolve = r;
+    });
+  }
+
   get writableNeedDrain(): boolean {
     return this.socket.writableNeedDrain;
   }

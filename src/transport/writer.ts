@@ -15,14 +15,27 @@ export class CorkedWriter {
 
   constructor(private readonly socket: Socket) {}
 
-  /** Writes the pieces of one frame, in order. False: the socket's buffer is full (wait for 'drain'). */
-  write(pieces: readonly Buffer[]): boolean {
+  /**
+   * Writes the pieces of one frame, in order; `written` (if given) runs once
+   * they have left for the kernel or failed. False: the socket's buffer is
+   * full (wait for 'drain').
+   */
+  write(pieces: readonly Buffer[], written?: () => void): boolean {
     if (!this.corked) {
       this.corked = true;
       this.socket.cork();
       process.nextTick(this.uncork);
     }
-    for (const piece of pieces) this.socket.write(piece);
+    const last = pieces.length - 1;
+    for (let i = 0; i < last; i++) this.socket.write(pieces[i]!);
+    if (last >= 0) this.socket.write(pieces[last]!, written);
     return !this.socket.writableNeedDrain;
+  }
+
+  /** Hands what this tick corked to the socket now instead of at the end of the tick. */
+  flush(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 }

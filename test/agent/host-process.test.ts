@@ -5,7 +5,8 @@
  * while the agent waits for the pipe to drain.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -198,6 +199,44 @@ describe('host process', () => {
     await wait;
     assert.equal(released, true, 'the wait ended with the host');
     assert.equal(host.send(1, Buffer.alloc(5)), true, 'sending to a dead host never blocks');
+  });
+
+  test('a host killed in the middle of a whole-file write leaves no temp file (issue 18)', async () => {
+    const target = join(dir, 'killed-mid-write', 'big.bin');
+    const parent = join(dir, 'killed-mid-write');
+    await mkdir(parent);
+    await writeFile(target, 'old');
+    // Rounds until the kill lands before the rename (a fast disk may finish 32 MiB first).
+    let midway = false;
+    for (let round = 0; round < 3 && !midway; round++) {
+      const { host, until, exit } = startHost();
+      await until(() => host.isReady, 20000);
+      const seen = new Promise<void>((resolve) => {
+        const watcher = watch(parent, (_e, name) => {
+          if (name?.endsWith('.tmp')) {
+            process.kill(host.pid!, 'SIGKILL');
+            watcher.close();
+            resolve();
+          }
+        });
+      });
+      host.send(
+        1,
+        encodeProductRequest(AgentType.Otter, 'WriteAllBytes', 1, {
+          path: target,
+          contents: Buffer.alloc(32 << 20, 7),
+          lastWriteUtc: null,
+          mode: null,
+        }),
+      );
+      await seen;
+      await until(() => exit() !== null);
+      midway = (await readFile(target, 'utf8').catch(() => '')) === 'old';
+      // The pipe's last frames are read within a second of the exit.
+      await until(() => host.tempFiles.length === 0, 5000);
+      assert.deepEqual(await readdir(parent), ['big.bin'], 'only the target is left');
+    }
+    assert.ok(midway, 'a kill landed before the rename');
   });
 
   test('shutdown terminates running processes and exits', async () => {

@@ -8,8 +8,9 @@
  * last.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { readdir, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { HostDispatcher } from '../../src/host/dispatcher.js';
 import { HANDLERS } from '../../src/host/handlers.js';
@@ -22,6 +23,7 @@ import {
   EventCode,
   encodeClientMessage,
   encodeProductRequest,
+  isHostTempName,
   type ProductCommand,
   type Reply,
   type RequestOf,
@@ -198,6 +200,25 @@ describe('Cancel', () => {
     assert.deepEqual(aborted.sort(), [false, true], 'a handler can see it was canceled');
   });
 
+  it('an OpenFile that completes after its Cancel closes its handle again (the host can go idle)', async () => {
+    const dir = await tempDir();
+    const told: number[] = [];
+    const channel = Object.assign(new RecordingChannel(), { handles: (open: number) => told.push(open) });
+    const svc = new HostDispatcher(settingsFor(dir), channel);
+    await writeFile(join(dir, 'f.txt'), 'x');
+    // The Cancel arrives in the same tick: it answers first, the open still completes.
+    svc.handle(ROUTE, req('OpenFile', 80, { path: 'f.txt', fileMode: 3, access: 1 }));
+    svc.handle(ROUTE, req('Cancel', 81, { targetToken: 80 }));
+    await channel.until(() => ofToken(channel, 80).length === 1);
+    assert.equal((ofToken(channel, 80)[0] as { errorKind: string }).errorKind, 'Canceled');
+    // A request after it: its reply goes out after the open has finished.
+    await svc.call('FileExists', { path: 'f.txt' });
+    await settle();
+    assert.equal(svc.files.openHandles, 0, 'nobody knows that handle: it is closed');
+    assert.equal(told.at(-1) ?? 0, 0, 'the agent is told no handle is open');
+    assert.equal(ofToken(channel, 80).length, 1, 'one reply only');
+  });
+
   it('a running process ends with Exited (−1, SIGTERM) and no other reply', async () => {
     const { svc, channel } = await tempHost({ allowedRoots: null });
     svc.handle(
@@ -364,5 +385,115 @@ describe('open handles reported to the agent (issue 18, item 2)', () => {
       'response:5',
     ]);
     await svc.shutdown();
+  });
+});
+
+describe('temp files of atomic writes reported to the agent (issue 18)', () => {
+  /** Records created/removed, and whether the file already existed when it was announced. */
+  class TempChannel extends RecordingChannel {
+    readonly log: string[] = [];
+    readonly existedAtCreate: boolean[] = [];
+    readonly temps = {
+      created: (p: string) => {
+        this.existedAtCreate.push(existsSync(p));
+        this.log.push(`+${basename(p)}`);
+        return null;
+      },
+      removed: (p: string) => {
+        this.log.push(`-${basename(p)}`);
+      },
+    };
+  }
+
+  it('each temp name is told before it exists and when it is gone: small, large, copy, failed write', async () => {
+    const dir = await tempDir();
+    const channel = new TempChannel();
+    const svc = new HostDispatcher(settingsFor(dir), channel);
+    const write = (name: string, size: number) =>
+      svc.call('WriteAllBytes', {
+        path: name,
+        contents: Buffer.alloc(size, 1),
+        lastWriteUtc: null,
+        mode: null,
+      });
+    await write('small.bin', 10);
+    await write('large.bin', 300 * 1024);
+    await svc.call('CopyFile', { source: 'large.bin', target: 'copy.bin', overwrite: false });
+    await writeFile(join(dir, 'plain'), 'a file');
+    // A write that fails after its temp name was told (a file where its directory should be).
+    await assert.rejects(write('plain/y', 1));
+    assert.equal(existsSync(join(dir, 'plain')), true);
+    const names = channel.log.map((l) => l.slice(1));
+    assert.equal(channel.log.length, 8, channel.log.join());
+    for (let i = 0; i < 8; i += 2) {
+      assert.equal(channel.log[i], `+${names[i]}`);
+      assert.equal(channel.log[i + 1], `-${names[i]}`, 'removed right after, the same name');
+      assert.ok(isHostTempName(names[i]!), names[i]);
+    }
+    assert.deepEqual(channel.existedAtCreate, [false, false, false, false]);
+    assert.equal(svc.files.tempFiles, 0);
+    assert.deepEqual(
+      (await readdir(dir)).filter((n) => n.endsWith('.tmp')),
+      [],
+    );
+  });
+
+  it('a write that waits for the news to leave the process creates its temp file only then', async () => {
+    const dir = await tempDir();
+    const channel = new RecordingChannel();
+    let release!: () => void;
+    let announced = '';
+    const svc = new HostDispatcher(
+      settingsFor(dir),
+      Object.assign(channel, {
+        temps: {
+          created: (p: string) => {
+            announced = p;
+            return new Promise<void>((r) => {
+              release = r;
+            });
+          },
+          removed: () => {},
+        },
+      }),
+    );
+    const done = svc.call('WriteAllBytes', {
+      path: 'w.bin',
+      contents: Buffer.alloc(5),
+      lastWriteUtc: null,
+      mode: null,
+    });
+    await settle();
+    assert.ok(announced);
+    assert.equal(existsSync(announced), false, 'not created while the news is queued');
+    assert.equal(existsSync(join(dir, 'w.bin')), false);
+    release();
+    await done;
+    assert.equal(existsSync(join(dir, 'w.bin')), true);
+  });
+
+  it('shutdown in the middle of a write removes its temp file', async () => {
+    const dir = await tempDir();
+    const channel = new RecordingChannel();
+    let announced = '';
+    let created!: () => void;
+    const gate = new Promise<void>((r) => {
+      created = r;
+    });
+    const svc = new HostDispatcher(settingsFor(dir), channel, {
+      // The rename never comes: the write is stuck between its temp file and the target.
+      fileHooks: { rename: () => new Promise<void>(() => created()) },
+    });
+    void svc.call('WriteAllBytes', {
+      path: 'stuck.bin',
+      contents: Buffer.alloc(5),
+      lastWriteUtc: null,
+      mode: null,
+    });
+    await gate;
+    announced = (await readdir(dir)).find((n) => n.endsWith('.tmp')) ?? '';
+    assert.ok(announced, 'the temp file exists while the write is under way');
+    await svc.shutdown();
+    assert.deepEqual(await readdir(dir), []);
   });
 });

@@ -9,7 +9,7 @@
  * operation run without both in place.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { HostDispatcher } from '../../src/host/dispatcher.js';
@@ -181,3 +181,76 @@ function startIn(svc: HostDispatcher, workingDirectory: string): Promise<unknown
     77,
   );
 }
+
+describe('guards: SetMode never takes the owner’s rwx from a root (issue 18)', () => {
+  it('refuses a mode without owner rwx on the product root, an allowed root, "/" and a directory holding one', async () => {
+    const { root, base, svc } = await fenced();
+    for (const [p, mode] of [
+      ['.', 0],
+      [base, 0o600],
+      [root, 0o000],
+      [join(base, 'root-link'), 0o055],
+      ['/', 0],
+    ] as const) {
+      await rejectsKind(
+        svc.call('SetMode', { path: p, mode }),
+        'AccessDenied',
+        p === '/' ? /outside the allowed roots|file-system root/ : /refusing to take the owner's permissions/,
+      );
+    }
+    assert.equal((await stat(base)).mode & 0o700, 0o700);
+    assert.equal((await stat(root)).mode & 0o700, 0o700);
+  });
+
+  it('any other path, and modes that keep owner rwx, are served', async () => {
+    const { base, svc } = await fenced();
+    await svc.call('SetMode', { path: 'work/a.txt', mode: 0 });
+    assert.equal((await stat(join(base, 'work', 'a.txt'))).mode & 0o777, 0);
+    await svc.call('SetMode', { path: 'work', mode: 0o700 });
+    await svc.call('SetMode', { path: '.', mode: 0o750 });
+    assert.equal((await stat(base)).mode & 0o777, 0o750);
+    await svc.call('SetMode', { path: '.', mode: 0o755 });
+  });
+
+  it('the other products’ roots (productRoots) are protected too', async () => {
+    const t = await tempHost();
+    const other = join(t.dir, 'state', 'BuildMaster');
+    await mkdir(other, { recursive: true });
+    const { svc } = await tempHost({ allowedRoots: [t.dir], productRoots: [other] }, {}, {}, undefined);
+    await rejectsKind(svc.call('SetMode', { path: other, mode: 0 }), 'AccessDenied', /the root/);
+    await rejectsKind(
+      svc.call('SetMode', { path: join(t.dir, 'state'), mode: 0 }),
+      'AccessDenied',
+      /holding/,
+    );
+  });
+});
+
+describe('a product root that cannot be used (issue 18)', () => {
+  it('relative paths are refused naming the root; absolute ones served; a repaired root works at once', async () => {
+    const t = await tempHost();
+    const inTheWay = join(t.dir, 'in-the-way');
+    await writeFile(inTheWay, 'x');
+    const root = join(inTheWay, 'Otter');
+    const { svc } = await tempHost({ rootPath: root, baseDirectory: root, allowedRoots: [t.dir] });
+    const problem = svc.files.paths.checkRoot();
+    assert.equal(problem?.kind, 'NotDirectory');
+    const relative = /root path cannot be used/;
+    await rejectsKind(svc.call('FileExists', { path: 'a' }), 'NotDirectory', relative);
+    await rejectsKind(
+      svc.call('StartProcess', {
+        fileName: 'true',
+        args: [],
+        workingDirectory: null,
+        environment: {},
+        flags: 0,
+      }),
+      'NotDirectory',
+      relative,
+    );
+    assert.deepEqual(await svc.call('DirectoryExists', { path: t.dir }), { exists: true });
+    await rm(inTheWay);
+    assert.deepEqual(await svc.call('FileExists', { path: 'a' }), { exists: false });
+    assert.equal((await stat(root)).isDirectory(), true, 'made on the next request');
+  });
+});

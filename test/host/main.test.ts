@@ -145,6 +145,32 @@ describe('host process over its pipe', () => {
     assert.equal(decodeEventBody('Exited', last13.body).exitCode, -1);
   });
 
+  it('a root it cannot use: the host stays up, refuses relative paths naming the root, serves absolute ones (issue 18)', async (t) => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'in-the-way'), 'a file where the root should be');
+    const root = join(dir, 'in-the-way', 'Otter');
+    const h = startHost();
+    t.after(() => h.child.kill('SIGKILL'));
+    await h.until(() => h.controls.length > 0, 'the up Ping');
+    h.pipe.sendControl({
+      control: HostControl.Init,
+      settings: settingsFor(dir, { rootPath: root, baseDirectory: root }),
+    });
+    h.pipe.send(3, encodeProductRequest(AgentType.Otter, 'FileExists', 20, { path: 'x.txt' }));
+    h.pipe.send(3, encodeProductRequest(AgentType.Otter, 'DirectoryExists', 21, { path: dir }));
+    await h.until(() => ofToken(h, 21).length === 1, 'both answers');
+    const [relative] = ofToken(h, 20);
+    assert.equal(relative?.reply.kind, 'error');
+    const e = relative!.reply as { errorKind: string; message: string };
+    assert.equal(e.errorKind, 'NotDirectory');
+    assert.ok(e.message.includes(root), e.message);
+    assert.match(e.message, /root path cannot be used/);
+    assert.deepEqual(decodeResult('DirectoryExists', (ofToken(h, 21)[0]!.reply as { body: Buffer }).body), {
+      exists: true,
+    });
+    assert.equal(h.child.exitCode, null, 'still running');
+  });
+
   it('exits when the agent end of the pipe closes', async (t) => {
     const h = startHost();
     t.after(() => h.child.kill('SIGKILL'));
