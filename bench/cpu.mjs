@@ -3,8 +3,9 @@
  * CPU cost of Outpost's hot paths, for profiling work on a shared machine:
  * wall time swings with load, CPU seconds per unit of work barely do.
  *
- *   node bench/cpu.mjs [--size MIB] [--ops N] [--files N] [--modes none,aes,ssl] [--only transfer,smallops,files]
- *                       [--profile DIR]   (agent and hosts under --cpu-prof; see lib/prof-summary.mjs)
+ *   node bench/cpu.mjs [--size MIB] [--ops N] [--files N] [--modes none,aes,ssl] [--only transfer,output,smallops,files]
+ *                       [--profile DIR]   (agent and hosts under --cpu-prof; see lib/prof-summary.mjs) [--keep]
+ *   BENCH_AGENT_NODE_OPTIONS='--trace-gc' node bench/cpu.mjs --keep …   (flags for the agent and hosts only)
  *
  * For each mode it starts an agent (dist/, like bench/run.mjs), then reports
  * wall time and the CPU time (user + system) of the client (this process)
@@ -14,7 +15,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeSecrets, startAgent } from './lib/agents.mjs';
-import { connect, endSession } from './lib/outpost.mjs';
+import { connect, endSession, spawnCount } from './lib/outpost.mjs';
 import { installSignalHandlers, makeTempDir, processTree, runCleanups } from './lib/util.mjs';
 
 const { values } = parseArgs({
@@ -23,9 +24,10 @@ const { values } = parseArgs({
     ops: { type: 'string', default: '10000' },
     files: { type: 'string', default: '2000' },
     modes: { type: 'string', default: 'none,aes,ssl' },
-    only: { type: 'string', default: 'transfer,smallops,files' },
+    only: { type: 'string', default: 'transfer,output,smallops,files' },
     'no-sequential': { type: 'boolean', default: false },
     profile: { type: 'string' },
+    keep: { type: 'boolean', default: false },
   },
 });
 const sizeMiB = Number(values.size);
@@ -35,18 +37,23 @@ const modes = values.modes.split(',');
 const only = new Set(values.only.split(','));
 const TICK_MS = 10; // USER_HZ = 100 on Linux
 
+/** CPU ms of the agent process itself and of its descendants (hosts, and their children). */
 function treeCpuMs(pid) {
-  let ticks = 0;
+  let own = 0;
+  let rest = 0;
   for (const p of processTree(pid)) {
     try {
       const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
       const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime
+      // utime + stime, plus cutime + cstime: children reaped during the measurement count too.
+      const t = Number(f[11]) + Number(f[12]) + (p === pid ? 0 : Number(f[13]) + Number(f[14]));
+      if (p === pid) own += t;
+      else rest += t;
     } catch {
       // gone
     }
   }
-  return ticks * TICK_MS;
+  return { agent: own * TICK_MS, hosts: rest * TICK_MS };
 }
 
 async function measure(agent, fn) {
@@ -56,20 +63,21 @@ async function measure(agent, fn) {
   await fn();
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
-  const a = treeCpuMs(agent.pid) - a0;
-  return { wall, client: (c.user + c.system) / 1000, agent: a };
+  const a = treeCpuMs(agent.pid);
+  return { wall, client: (c.user + c.system) / 1000, agent: a.agent - a0.agent, hosts: a.hosts - a0.hosts };
 }
 
 function row(label, r, units, unitName) {
   const per = (v) => ((v / units) * (unitName === 'op' || unitName === 'file' ? 1000 : 1)).toFixed(2);
   const unitLabel = unitName === 'op' || unitName === 'file' ? `µs/${unitName}` : `ms/${unitName}`;
   console.log(
-    `| ${label} | ${r.wall.toFixed(0)} ms | ${per(r.client)} | ${per(r.agent)} | ${per(r.client + r.agent)} | ${unitLabel} |`,
+    `| ${label} | ${r.wall.toFixed(0)} ms | ${per(r.client)} | ${per(r.agent)} | ${per(r.hosts)} | ${per(r.client + r.agent + r.hosts)} | ${unitLabel} |`,
   );
 }
 
 installSignalHandlers();
-const dir = makeTempDir('outpost-cpu-');
+const dir = makeTempDir('outpost-cpu-', { keep: values.keep });
+if (values.keep) console.log(`temp dir (kept): ${dir}`);
 try {
   const secrets = await makeSecrets(dir);
   const data = join(dir, 'data');
@@ -86,14 +94,14 @@ try {
     if (i < 50) mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}`), chunk.subarray(0, 1024));
   }
-  console.log('| work | wall | client | agent+hosts | total | unit |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| work | wall | client | agent | hosts | total | unit |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const mode of modes) {
     const agent = await startAgent({
       dir,
       mode,
       secrets,
-      allowedRoots: [data],
+      allowedRoots: [dir], // the product root paths (a process's default cwd) live in dir too
       ...(values.profile ? { profileDir: join(values.profile, mode) } : {}),
     });
     const client = await connect(agent);
@@ -110,6 +118,18 @@ try {
         await measure(agent, () =>
           client.download(join(data, `up-${mode}.bin`), join(data, `down-${mode}.bin`), { verify: false }),
         ),
+        sizeMiB,
+        'MiB',
+      );
+    }
+    if (only.has('output')) {
+      const bytes = sizeMiB * 1024 * 1024;
+      row(
+        `${mode} process output ${sizeMiB} MiB`,
+        await measure(agent, async () => {
+          const got = await spawnCount(client, '/usr/bin/head', ['-c', String(bytes), '/dev/zero']);
+          if (got !== bytes) throw new Error(`process output: got ${got} bytes, expected ${bytes}`);
+        }),
         sizeMiB,
         'MiB',
       );

@@ -155,9 +155,11 @@ export async function startAgent({
   const fd = openSync(logFile, 'a');
   const env = { ...process.env };
   delete env.NODE_OPTIONS;
+  // BENCH_AGENT_NODE_OPTIONS: node flags for the agents and their hosts only (e.g. --trace-gc).
+  if (process.env.BENCH_AGENT_NODE_OPTIONS) env.NODE_OPTIONS = process.env.BENCH_AGENT_NODE_OPTIONS;
   if (profileDir) {
     mkdirSync(profileDir, { recursive: true });
-    env.NODE_OPTIONS = `--import=${new URL('./cpu-prof.mjs', import.meta.url).href}`;
+    env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${new URL('./cpu-prof.mjs', import.meta.url).href}`.trim();
     env.BENCH_CPU_PROF_DIR = profileDir;
     env.BENCH_CPU_PROF_TAG = id;
   }
