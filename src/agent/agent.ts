@@ -57,6 +57,7 @@ import { type AgentConfig, ConfigError } from './config.js';
 import { Listener, type UnfinishedConnection } from './listener.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { MetaHandler } from './meta.js';
+import { OutboundDialer, type OutboundOptions, type ServerStatus } from './outbound.js';
 import { describeAgentTypes, type ProductRouter, UnsupportedProductRouter } from './product.js';
 import { type Session, SessionLimitError, SessionMismatchError, SessionRegistry } from './sessions.js';
 import { AGENT_VERSION } from './version.js';
@@ -80,12 +81,16 @@ export interface StartAgentOptions {
   logRatePerSecond?: number;
   /** Sessions at once (default 10 000). */
   maxSessions?: number;
+  /** Outbound mode tuning (backoff, idle-link rotation); tests shorten them. */
+  outbound?: OutboundOptions;
 }
 
 export interface AgentHandle {
-  /** The address and port actually listened on (port is real even if the config said 0). */
+  /** The address and port actually listened on (port is real even if the config said 0); '' and 0 with the listener off. */
   address: string;
   port: number;
+  /** Outbound mode (§8): each server's links; empty when <Connections> is off. */
+  outboundStatus(): ServerStatus[];
   sessions: SessionRegistry;
   /** Connections past their first valid frame. */
   readonly connectionCount: number;
@@ -102,8 +107,11 @@ export async function startAgent(
   logger: Logger,
   options: StartAgentOptions = {},
 ): Promise<AgentHandle> {
-  if (!config.listener.enabled)
-    throw new ConfigError('Listener/@Enabled', 'is "false": there is nothing to serve; set it to "true"');
+  if (!config.listener.enabled && !config.connections.enabled)
+    throw new ConfigError(
+      'Listener/@Enabled',
+      'is "false" and <Connections> is off: there is nothing to serve; enable one of them',
+    );
   const router: ProductRouter = options.router ?? new UnsupportedProductRouter();
   const limiter = new RateLimitedLog(logger, options.logRatePerSecond ?? 20);
   const sessions = new SessionRegistry({
@@ -126,20 +134,40 @@ export async function startAgent(
   });
 
   const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay };
-  const listener = new Listener({
-    config: config.listener,
-    logger,
-    limiter,
-    sessions,
-    agentVersion: parseVersion(AGENT_VERSION),
-    replay,
-    onHandshake: (unfinished) => {
-      const c = new AgentConnection(unfinished, deps);
-      connections.add(c);
-      unfinished.connection.once('close', () => connections.delete(c));
-    },
-  });
-  const bound = await listener.listen();
+  const agentVersion = parseVersion(AGENT_VERSION);
+  const adopt = (unfinished: UnfinishedConnection, d: ConnectionDeps) => {
+    const c = new AgentConnection(unfinished, d);
+    connections.add(c);
+    unfinished.connection.once('close', () => connections.delete(c));
+  };
+  let listener: Listener | null = null;
+  let bound = { address: '', port: 0 };
+  if (config.listener.enabled) {
+    listener = new Listener({
+      config: config.listener,
+      logger,
+      limiter,
+      sessions,
+      agentVersion,
+      replay,
+      onHandshake: (unfinished) => adopt(unfinished, deps),
+    });
+    bound = await listener.listen();
+  }
+  // Outbound links run mode 0 inside TLS (§8): the first-frame rules of mode none, no replay cache.
+  const outboundDeps: ConnectionDeps = { ...deps, aes: false, replay: null };
+  const dialer = config.connections.enabled
+    ? new OutboundDialer({
+        servers: config.connections.servers,
+        logger,
+        sessions,
+        agentVersion,
+        maxMessageSize: config.listener.maxMessageSize,
+        onHandshake: (unfinished) => adopt(unfinished, outboundDeps),
+        ...(options.outbound ? { options: options.outbound } : {}),
+      })
+    : null;
+  dialer?.start();
 
   let closing: Promise<void> | null = null;
   return {
@@ -152,15 +180,19 @@ export async function startAgent(
       return n;
     },
     get unfinishedCount() {
-      return listener.handshakeCount;
+      return listener?.handshakeCount ?? 0;
+    },
+    outboundStatus() {
+      return dialer?.status() ?? [];
     },
     get replayHits() {
       return replay?.hits ?? 0;
     },
     close() {
       closing ??= (async () => {
+        dialer?.close();
         await Promise.all([
-          listener.close(),
+          listener?.close(),
           (async () => {
             const all = [...connections].map((c) => c.closed);
             for (const c of connections) c.connection.close(SHUTDOWN_GRACE_MS);

@@ -29,6 +29,10 @@ export interface ConfigTemplate {
   maxHandshakesPerAddress?: number;
   handshakeTimeout?: number;
   maxMessageSize?: number;
+  /** Listener/@Enabled (default true). */
+  listenerEnabled?: boolean;
+  /** Outbound mode (§8): <Connections Enabled="true"> with these servers. */
+  servers?: { host: string; key: string; thumbprint?: string; maxConnections?: number }[];
   /** Raw XML appended inside <Listener> and inside the root (tests, advanced use). */
   extraListenerXml?: string;
   extraXml?: string;
@@ -59,7 +63,7 @@ export function renderConfigXml(t: ConfigTemplate): string {
   x += el(i1, 'MaxOpenFilesPerSession', t.maxOpenFilesPerSession);
   x += el(i1, 'HostIdleTimeout', t.hostIdleTimeout);
   x += el(i1, 'MaxHostProcesses', t.maxHostProcesses);
-  x += `${i1}<Listener Enabled="true">\n`;
+  x += `${i1}<Listener Enabled="${t.listenerEnabled === false ? 'false' : 'true'}">\n`;
   x += `${i2}<Encryption Mode="${t.mode}">\n`;
   x += el(i3, 'Key', t.keyHex);
   x += el(i3, 'CertificateFile', t.certificateFile);
@@ -74,6 +78,15 @@ export function renderConfigXml(t: ConfigTemplate): string {
   x += el(i2, 'MaxMessageSize', t.maxMessageSize);
   if (t.extraListenerXml) x += `${i2}${t.extraListenerXml}\n`;
   x += `${i1}</Listener>\n`;
+  if (t.servers?.length) {
+    x += `${i1}<Connections Enabled="true">\n`;
+    for (const s of t.servers) {
+      const attr = (n: string, v: string | number | undefined) =>
+        v === undefined ? '' : ` ${n}="${escapeXml(String(v))}"`;
+      x += `${i2}<Server${attr('Host', s.host)}${attr('Key', s.key)}${attr('Thumbprint', s.thumbprint)}${attr('MaxConnections', s.maxConnections)} />\n`;
+    }
+    x += `${i1}</Connections>\n`;
+  }
   if (t.extraXml) x += `${i1}${t.extraXml}\n`;
   x += `</${ROOT_ELEMENT}>\n`;
   return x;

@@ -94,6 +94,27 @@ export class Element {
     return t === '' ? undefined : t;
   }
 
+  /** Every occurrence of a repeatable child element. */
+  children(name: string): Element[] {
+    const v = this.obj[name];
+    if (v === undefined) return [];
+    const path = this.childPath(name);
+    return (v as unknown[]).map((x) => {
+      if (typeof x === 'string') {
+        if (x.trim() !== '') throw new ConfigError(path, 'expected attributes or child elements, found text');
+        return new Element(path, {});
+      }
+      return new Element(path, x as XmlObject);
+    });
+  }
+
+  /** Names of attributes not in the list. */
+  unknownAttributes(known: string[]): string[] {
+    return Object.keys(this.obj)
+      .filter((k) => k.startsWith('@_') && !known.includes(k.slice(2)))
+      .map((k) => k.slice(2));
+  }
+
   attr(name: string): string | undefined {
     const v = this.obj[`@_${name}`];
     return v === undefined ? undefined : String(v).trim();

@@ -16,7 +16,9 @@
  *       <AllowedAddresses>127.0.0.1;10.0.0.0/8;::1;fd00::/8</AllowedAddresses>
  *       <MaxMessageSize>67108864</MaxMessageSize>
  *     </Listener>
- *     <Connections Enabled="false">…</Connections>   (outbound mode: not in this version; a warning)
+ *     <Connections Enabled="false">                   (outbound mode, §8: see parseConnections)
+ *       <Server Host="hub.example.com[:46336]" Key="…" Thumbprint="AB:CD:…" MaxConnections="8"/>
+ *     </Connections>
  *   </InedoAgentConfig>
  *
  * Every problem is a `ConfigError` naming the element, and stops the start.
@@ -41,7 +43,7 @@ import {
   type ProductType,
   parseAesKeyHex,
 } from '../protocol/index.js';
-import { type EncryptionMode, thumbprintOfDer } from '../transport/index.js';
+import { type EncryptionMode, normalizeThumbprint, thumbprintOfDer } from '../transport/index.js';
 import {
   ConfigError,
   Element,
@@ -71,6 +73,7 @@ export const DEFAULTS = {
   maxHandshakesPerAddress: 32,
   handshakeTimeoutSeconds: 30,
   maxMessageSize: DEFAULT_MAX_MESSAGE_SIZE,
+  maxConnections: 8,
 } as const;
 
 /** One entry of Listener/AllowedAddresses: an address or a CIDR range. */
@@ -113,6 +116,26 @@ export interface ListenerConfig {
   maxMessageSize: number;
 }
 
+/** One <Connections>/<Server>: an orchestrator this agent dials (§8). */
+export interface OutboundServerConfig {
+  /** Host name or IP address (brackets removed), resolved on every attempt. */
+  host: string;
+  port: number;
+  /** How logs name it: `host:port` as written (IPv6 in brackets). */
+  label: string;
+  /** The key sent in the outbound hello; the server knows this agent by it. */
+  key: Secret<string>;
+  /** Pinned SHA-256 thumbprint (normalized: 64 lower-case hex digits); null: the trust store verifies. */
+  thumbprint: string | null;
+  /** Links to this server at once, the idle one included (default 8). */
+  maxConnections: number;
+}
+
+export interface ConnectionsConfig {
+  enabled: boolean;
+  servers: OutboundServerConfig[];
+}
+
 export interface AgentConfig {
   /** The file it came from (null when built in code). */
   configPath: string | null;
@@ -134,6 +157,8 @@ export interface AgentConfig {
   /** Host processes of the agent at once, warm spares included. */
   maxHostProcesses: number;
   listener: ListenerConfig;
+  /** Outbound mode (§8): the servers this agent dials. */
+  connections: ConnectionsConfig;
   /** Non-fatal findings (unknown elements, risky settings), to log at start. */
   warnings: string[];
 }
@@ -281,7 +306,7 @@ export async function parseConfig(
   const root = new Element('', typeof rootValues[0] === 'object' ? (rootValues[0] as XmlObject) : {});
   const warnings: string[] = [];
   root.checkUnknown(TOP_ELEMENTS, [], warnings);
-  checkConnections(root.child('Connections'), warnings);
+  const connections = parseConnections(root.child('Connections'), warnings);
 
   const configDir = configPath ? dirname(resolve(cwd, configPath)) : cwd;
   const pathOf = (name: string, fallback: string): string => {
@@ -310,7 +335,7 @@ export async function parseConfig(
     if (allowedRoots.length === 0) throw new ConfigError('AllowedRoots', 'is set but lists no directory');
   }
 
-  const listenerEl = root.child('Listener');
+  const listenerEl = root.child('Listener') ?? (connections.enabled ? DISABLED_LISTENER : undefined);
   if (!listenerEl)
     throw new ConfigError(
       'Listener',
@@ -330,11 +355,18 @@ export async function parseConfig(
   if (isIP(address) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(address))
     throw new ConfigError('Listener/Address', `"${address}" is not an IP address or host name`);
   const port = parseInteger(listenerEl, 'Port', DEFAULTS.port, 0, 65535);
-  const encryption = await parseEncryption(listenerEl.child('Encryption'), configDir, warnings);
+  // A listener that is off needs no encryption settings (an outbound-only agent).
+  const encryptionEl = listenerEl.child('Encryption') ?? (enabled ? undefined : NO_ENCRYPTION);
+  const encryption = await parseEncryption(encryptionEl, configDir, warnings);
+  if (!enabled && !connections.enabled)
+    throw new ConfigError(
+      'Listener/@Enabled',
+      'is "false" and <Connections> is not enabled: the agent would serve nobody; enable one of them',
+    );
   const allowedText = listenerEl.text('AllowedAddresses');
   const allowedAddresses = allowedText === undefined ? [] : parseAddressRules(allowedText);
 
-  if (encryption.mode === 'none' && !isLoopbackAddress(address))
+  if (enabled && encryption.mode === 'none' && !isLoopbackAddress(address))
     warnings.push(
       `Listener/Encryption: mode none on ${address}, which is not a loopback address: ANYONE WHO CAN REACH PORT ${port} ` +
         'CAN READ AND WRITE FILES AND RUN COMMANDS ON THIS MACHINE, and traffic is unencrypted. ' +
@@ -416,27 +448,113 @@ export async function parseConfig(
         MAX_MAX_MESSAGE_SIZE,
       ),
     },
+    connections,
     warnings,
   };
   return config;
 }
 
+const DISABLED_LISTENER = new Element('Listener', { '@_Enabled': 'false' });
+const NO_ENCRYPTION = new Element('Listener/Encryption', { '@_Mode': 'none' });
+const SERVER_ATTRIBUTES = ['Host', 'Key', 'Thumbprint', 'MaxConnections'];
+/** Longest outbound key accepted (UTF-8 bytes); the server reads it bounded too. */
+export const MAX_OUTBOUND_KEY_BYTES = 1024;
+const HOST_NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$/;
+
 /**
- * Outbound mode (§8) is not in this version: an enabled <Connections> is
- * said loudly at start (the agent still listens as configured), never
- * silently taken as working.
+ * <Connections Enabled="true"><Server Host Key Thumbprint MaxConnections/>…
+ * (§8). Every malformed attribute is a ConfigError naming it: a Key,
+ * Thumbprint or Host that cannot be used stops the start, never a fallback
+ * to something weaker. Several <Server> elements are dialed independently.
  */
-function checkConnections(el: Element | undefined, warnings: string[]): void {
-  if (!el) return;
-  const enabled = el.attr('Enabled');
-  if (enabled === undefined) return;
-  const e = enabled.toLowerCase();
+function parseConnections(el: Element | undefined, warnings: string[]): ConnectionsConfig {
+  const off: ConnectionsConfig = { enabled: false, servers: [] };
+  if (!el) return off;
+  el.checkUnknown(['Server'], ['Enabled'], warnings);
+  const enabledText = el.attr('Enabled');
+  const e = (enabledText ?? 'false').toLowerCase();
   if (e !== 'true' && e !== 'false')
-    throw new ConfigError('Connections/@Enabled', `"${enabled}" must be true or false`);
-  if (e === 'true')
-    warnings.push(
-      'Connections: outbound mode is not supported by this version of Outpost; no server is dialed',
+    throw new ConfigError('Connections/@Enabled', `"${enabledText}" must be true or false`);
+  if (e === 'false') return off;
+  const servers = el.children('Server').map((s, i) => parseServer(s, i, warnings));
+  if (servers.length === 0)
+    throw new ConfigError(
+      'Connections/Server',
+      'Connections is enabled but lists no <Server Host="…" Key="…"/>; add one or set Enabled="false"',
     );
+  return { enabled: true, servers };
+}
+
+function parseServer(el: Element, index: number, warnings: string[]): OutboundServerConfig {
+  const at = `Connections/Server[${index + 1}]`;
+  for (const w of el.unknownAttributes(SERVER_ATTRIBUTES))
+    warnings.push(`${at}/@${w}: unknown attribute, ignored`);
+  const hostText = el.attr('Host') ?? '';
+  if (hostText === '')
+    throw new ConfigError(
+      `${at}/@Host`,
+      'missing: the server to dial, as host or host:port (default port 46336)',
+    );
+  const { host, port } = parseHostPort(hostText, `${at}/@Host`);
+  const key = el.attr('Key') ?? '';
+  if (key === '')
+    throw new ConfigError(
+      `${at}/@Key`,
+      'missing: the key the server knows this agent by (`outpost hub key NAME` makes one)',
+    );
+  if (/[\u0000-\u001f\u007f]/.test(key) || Buffer.byteLength(key) > MAX_OUTBOUND_KEY_BYTES)
+    throw new ConfigError(
+      `${at}/@Key`,
+      `must be printable text of at most ${MAX_OUTBOUND_KEY_BYTES} bytes (the key the server gave this agent)`,
+    );
+  const tpText = el.attr('Thumbprint');
+  let thumbprint: string | null = null;
+  if (tpText !== undefined && tpText !== '') {
+    thumbprint = normalizeThumbprint(tpText);
+    if (!thumbprint)
+      throw new ConfigError(
+        `${at}/@Thumbprint`,
+        `"${tpText}" is not a SHA-256 thumbprint (64 hex digits, colons allowed), as \`outpost hub init\` printed it`,
+      );
+  }
+  const maxText = el.attr('MaxConnections');
+  let maxConnections: number = DEFAULTS.maxConnections;
+  if (maxText !== undefined && maxText !== '') {
+    if (!/^\d+$/.test(maxText) || Number(maxText) < 1 || Number(maxText) > 1000)
+      throw new ConfigError(`${at}/@MaxConnections`, `"${maxText}" must be a whole number from 1 to 1000`);
+    maxConnections = Number(maxText);
+  }
+  const label = isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+  return { host, port, label, key: new Secret(key), thumbprint, maxConnections };
+}
+
+/** `host`, `host:port`, `[v6]`, `[v6]:port` → host and port (default 46336). */
+function parseHostPort(text: string, element: string): { host: string; port: number } {
+  let host = text;
+  let portText: string | undefined;
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    host = end < 0 ? '' : text.slice(1, end);
+    const rest = end < 0 ? '' : text.slice(end + 1);
+    if (end < 0 || isIP(host) !== 6 || (rest !== '' && !rest.startsWith(':')))
+      throw new ConfigError(element, `"${text}" is not a valid [IPv6]:port`);
+    if (rest !== '') portText = rest.slice(1);
+  } else if (isIP(text) !== 6) {
+    const i = text.lastIndexOf(':');
+    if (i >= 0) {
+      host = text.slice(0, i);
+      portText = text.slice(i + 1);
+    }
+  }
+  if (isIP(host) === 0 && !HOST_NAME.test(host))
+    throw new ConfigError(element, `"${text}" does not start with a host name or IP address`);
+  let port: number = DEFAULT_PORT;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535)
+      throw new ConfigError(element, `"${text}": the port must be a number from 1 to 65535`);
+    port = Number(portText);
+  }
+  return { host, port };
 }
 
 async function parseEncryption(
@@ -592,5 +710,11 @@ export function describeConfig(config: AgentConfig): Record<string, unknown> {
     handshakeTimeoutMs: l.handshakeTimeoutMs,
     logFile: config.logFile,
     extensionCachePath: config.extensionCachePath,
+    listenerEnabled: l.enabled,
+    outbound: config.connections.servers.map((s) => ({
+      server: s.label,
+      thumbprint: s.thumbprint ?? 'trust store',
+      maxConnections: s.maxConnections,
+    })),
   };
 }

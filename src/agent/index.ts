@@ -5,6 +5,7 @@ export * from './config.js';
 export * from './listener.js';
 export * from './log.js';
 export * from './meta.js';
+export * from './outbound.js';
 export * from './product.js';
 export * from './secret.js';
 export * from './sessions.js';

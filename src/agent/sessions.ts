@@ -78,6 +78,11 @@ export function aesPrincipal(key: Uint8Array): string {
   return `aes:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
 }
 
+/** The principal of an outbound link (§2, §8): the key the agent presented to the server. */
+export function outboundPrincipal(key: string): string {
+  return `out:${createHash('sha256').update(key).digest('hex').slice(0, 16)}`;
+}
+
 /** The principal of a connection in modes none and ssl: its remote IP. */
 export function addressPrincipal(remote: string): string {
   return `addr:${remote}`;

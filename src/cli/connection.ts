@@ -17,6 +17,7 @@ import { AgentClient, type AgentTypeInput, type ClientOptions } from '../client/
 import { DEFAULT_PORT } from '../protocol/index.js';
 import { type EncryptionMode, normalizeThumbprint } from '../transport/index.js';
 import { UsageError } from './errors.js';
+import { hubKnows, hubLink, hubSocketPath } from './hub.js';
 
 /** The connection options as commander parses them. */
 export interface ConnectionFlags {
@@ -277,13 +278,42 @@ export function clientOptions(
   };
 }
 
-/** Connects to one agent. */
-export function connect(
+/**
+ * Name resolution, in order: an explicit `HOST:PORT` or an IP address is
+ * dialed; (the client's host aliases, issue 17, go here); a bare name the
+ * local hub knows (`outpost hub`, its agents file) goes through the hub;
+ * anything else is dialed (DNS). Returns the SDK options for the hub route,
+ * or null to dial.
+ */
+export async function viaHub(
+  target: Target,
+  settings: ConnectionSettings,
+  signal?: AbortSignal,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ClientOptions | null> {
+  if (target.label !== target.host || isIP(target.host) !== 0) return null;
+  const socketPath = hubSocketPath(undefined, env);
+  if (!(await hubKnows(target.host, socketPath))) return null;
+  return {
+    host: target.host,
+    // The agent answers mode none over its link: TLS is between the hub and the agent.
+    mode: 'none',
+    agentType: settings.agentType,
+    timeoutMs: settings.timeoutMs,
+    link: (s) =>
+      hubLink(target.host, { socketPath, timeoutMs: settings.timeoutMs, ...(s ? { signal: s } : {}) }),
+    ...(signal ? { signal } : {}),
+  };
+}
+
+/** Connects to one agent (through the local hub when it knows the name; see viaHub). */
+export async function connect(
   target: Target,
   settings: ConnectionSettings,
   signal?: AbortSignal,
 ): Promise<AgentClient> {
-  return AgentClient.connect(clientOptions(target, settings, signal));
+  const hub = await viaHub(target, settings, signal);
+  return AgentClient.connect(hub ?? clientOptions(target, settings, signal));
 }
 
 /**

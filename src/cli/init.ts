@@ -18,9 +18,20 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { CONFIG_FILE_NAME, type ConfigTemplate, loadConfig, renderConfigXml } from '../agent/index.js';
+import {
+  CONFIG_FILE_NAME,
+  type ConfigTemplate,
+  loadConfig,
+  parseConfig,
+  renderConfigXml,
+} from '../agent/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
-import { type EncryptionMode, formatThumbprint, makeSelfSignedCertificate } from '../transport/index.js';
+import {
+  type EncryptionMode,
+  formatThumbprint,
+  makeSelfSignedCertificate,
+  normalizeThumbprint,
+} from '../transport/index.js';
 import { UsageError } from './errors.js';
 
 export const CERT_FILE_NAME = 'outpost-agent.crt';
@@ -34,6 +45,12 @@ export interface InitOptions {
   address?: string | undefined;
   port?: string | number | undefined;
   force?: boolean | undefined;
+  /** Outbound mode (§8): dial this hub (HOST[:PORT]) instead of listening. */
+  outbound?: string | undefined;
+  /** --server-key: the key the hub knows this agent by. */
+  serverKey?: string | undefined;
+  /** --thumbprint: the hub certificate's SHA-256 thumbprint. */
+  thumbprint?: string | undefined;
   /** Where to print (default: stdout). */
   out?: (line: string) => void;
 }
@@ -139,6 +156,9 @@ export async function createSelfSignedCertificate(options: {
 }
 
 export async function init(options: InitOptions): Promise<InitResult> {
+  if (options.outbound !== undefined) return initOutbound(options);
+  if (options.serverKey !== undefined || options.thumbprint !== undefined)
+    throw new UsageError('--server-key and --thumbprint go with --outbound HOST (outbound mode)');
   const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
   const mode = parseMode(options.mode);
   const port = parsePort(options.port);
@@ -206,6 +226,54 @@ export async function init(options: InitOptions): Promise<InitResult> {
   return result;
 }
 
+/**
+ * `outpost init --outbound HOST[:PORT] --server-key K [--thumbprint T]`: an
+ * agent that dials the hub and does not listen. The config is read back
+ * (so a bad host, key or thumbprint fails here, naming the setting).
+ */
+async function initOutbound(options: InitOptions): Promise<InitResult> {
+  const out = options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+  if (options.serverKey === undefined || options.serverKey === '')
+    throw new UsageError(
+      '--outbound needs --server-key KEY: the key the hub gave this agent (`outpost hub key NAME` on the hub prints it)',
+    );
+  if (options.thumbprint === undefined)
+    process.stderr.write(
+      "note: no --thumbprint: the hub's certificate must then be trusted by this machine's CA store\n",
+    );
+  else if (!normalizeThumbprint(options.thumbprint))
+    throw new UsageError(
+      '--thumbprint: expected the SHA-256 thumbprint as 64 hex digits (colons allowed), as `outpost hub init` printed it',
+    );
+  const configPath = resolve(options.configPath ?? CONFIG_FILE_NAME);
+  const force = options.force ?? false;
+  if (!force && (await exists(configPath)))
+    throw new UsageError(`${configPath} already exists; pass --force to replace it`);
+  await mkdir(dirname(configPath), { recursive: true });
+  const xml = renderConfigXml({
+    mode: 'none',
+    address: '127.0.0.1',
+    listenerEnabled: false,
+    servers: [
+      {
+        host: options.outbound!,
+        key: options.serverKey,
+        ...(options.thumbprint !== undefined ? { thumbprint: options.thumbprint } : {}),
+      },
+    ],
+  });
+  // Check before writing: a malformed --outbound or key is a ConfigError naming the setting.
+  await parseConfig(xml, configPath);
+  await writeFileAtomic(configPath, xml, { mode: 0o600, overwrite: force });
+  const config = await loadConfig(configPath);
+  const server = config.connections.servers[0]!;
+  out(`Wrote ${configPath} (outbound: dials ${server.label}; no listener).`);
+  out('');
+  out('Next:');
+  out(`  outpost serve --config ${configPath}`);
+  return { configPath, mode: 'none', address: '', port: 0 };
+}
+
 export function registerInit(program: Command): void {
   program
     .command('init')
@@ -215,14 +283,38 @@ export function registerInit(program: Command): void {
     .option('--address <address>', 'address to listen on (default: 0.0.0.0; 127.0.0.1 for mode none)')
     .option('--port <port>', 'TCP port to listen on', String(DEFAULT_PORT))
     .option('--force', 'overwrite an existing configuration (and certificate)')
+    .option(
+      '--outbound <host[:port]>',
+      'outbound mode: dial this hub instead of listening (see `outpost hub`)',
+    )
+    .option(
+      '--server-key <key>',
+      'with --outbound: the key the hub knows this agent by (`outpost hub key NAME`)',
+    )
+    .option(
+      '--thumbprint <hex>',
+      "with --outbound: the hub certificate's SHA-256 thumbprint (`outpost hub init`)",
+    )
     .action(
-      async (opts: { config?: string; mode?: string; address?: string; port?: string; force?: boolean }) => {
+      async (opts: {
+        config?: string;
+        mode?: string;
+        address?: string;
+        port?: string;
+        force?: boolean;
+        outbound?: string;
+        serverKey?: string;
+        thumbprint?: string;
+      }) => {
         await init({
           configPath: opts.config,
           mode: opts.mode,
           address: opts.address,
           port: opts.port,
           force: opts.force,
+          outbound: opts.outbound,
+          serverKey: opts.serverKey,
+          thumbprint: opts.thumbprint,
         });
       },
     );

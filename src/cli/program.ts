@@ -16,6 +16,7 @@ import { CONNECTION_HELP } from './connection.js';
 import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
 import { registerExec } from './exec.js';
 import { registerGet } from './get.js';
+import { registerAgents, registerHub } from './hub.js';
 import { registerInfo } from './info.js';
 import { registerInit } from './init.js';
 import { registerKeygen } from './keygen.js';
@@ -34,6 +35,9 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerInit,
   registerKeygen,
   registerCert,
+  // outbound agents
+  registerHub,
+  registerAgents,
   // talking to agents
   registerPing,
   registerInfo,

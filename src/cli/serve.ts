@@ -36,13 +36,16 @@ export async function serve(options: ServeOptions = {}): Promise<AgentHandle> {
   const logger = createLogger({ logFile: config.logFile });
   for (const w of config.warnings) logger.warn({ config: path }, w);
   const l = config.listener;
-  if (l.encryption.mode === 'none' && !isLoopbackAddress(l.address))
+  if (l.enabled && l.encryption.mode === 'none' && !isLoopbackAddress(l.address))
     process.stderr.write(
       `\nWARNING: encryption mode none on ${l.address}: anyone who can reach this port can read and write files ` +
         'and run commands on this machine, and traffic is not encrypted. Use mode aes or ssl (`outpost init`).\n\n',
     );
   const agent = await startAgent(config, logger, { router: new HostRouter({ config, logger }) });
-  logger.info({ ...describeConfig(config), address: agent.address, port: agent.port }, 'listening');
+  logger.info(
+    { ...describeConfig(config), address: agent.address, port: agent.port },
+    l.enabled ? 'listening' : 'started (outbound only: dialing Connections/Server)',
+  );
   options.onListening?.(agent, config, logger);
 
   let stopping = false;

@@ -31,7 +31,7 @@ import {
   type ResultOf,
 } from '../protocol/index.js';
 import type { AgentConnection, ConnectOptions, FramedConnection } from '../transport/index.js';
-import { dial, HALF_CLOSE_TIMEOUT_MS, halfClose, raceAbort, sleep } from './dial.js';
+import { dial, HALF_CLOSE_TIMEOUT_MS, halfClose, type LinkSource, raceAbort, sleep } from './dial.js';
 import { abortReason, ConnectionError, HandshakeError, RemoteError, SessionLostError } from './errors.js';
 import { checkPing, decodeMeta, encodeChecked, MetaQueue, notSent, type Pending } from './meta-queue.js';
 
@@ -72,6 +72,8 @@ export interface ChannelOptions {
   connect: Omit<ConnectOptions, 'sessionId' | 'signal'>;
   /** Automatic reconnection after a drop; null = off. */
   reconnect: ReconnectPolicy | null;
+  /** Connections come from here instead of a TCP dial (outbound agents). */
+  link?: LinkSource | undefined;
 }
 
 type State = 'open' | 'reconnecting' | 'disconnected' | 'closing' | 'closed';
@@ -131,7 +133,7 @@ export class Channel {
     sessionId: number,
     signal: AbortSignal | undefined,
   ): Promise<{ channel: Channel; resumed: boolean }> {
-    const ac = await dial(options.connect, sessionId, signal);
+    const ac = await dial(options.connect, sessionId, signal, options.link);
     return { channel: new Channel(options, ac), resumed: sessionId !== 0 && ac.sessionId === sessionId };
   }
 
@@ -606,7 +608,7 @@ export class Channel {
         break;
       }
       try {
-        const ac = await dial(this.options.connect, this.id, signal);
+        const ac = await dial(this.options.connect, this.id, signal, this.options.link);
         if (this.state !== 'reconnecting') {
           ac.connection.destroy();
           break;

@@ -24,6 +24,7 @@ import {
 import type { EncryptionMode } from '../transport/index.js';
 import { Channel, type ReconnectResult } from './channel.js';
 import { ClientContext, noop } from './context.js';
+import type { LinkSource } from './dial.js';
 import { type RemoteEntry, toEntry } from './entries.js';
 import {
   abortReason,
@@ -112,6 +113,14 @@ export interface ClientOptions {
    * requests in flight reject with a retryable `ConnectionError`.
    */
   reconnect?: boolean | { retries?: number; delayMs?: number };
+  /**
+   * Take connections from here instead of dialing `host:port` (then `host`
+   * only names the agent in messages): a stream already connected to the
+   * agent, such as an outbound agent's link (`AgentListener` passes this).
+   * Called for every connection, reconnects included. Mode defaults to
+   * `'none'` (an outbound link is TLS underneath).
+   */
+  link?: LinkSource;
 }
 
 /** What {@link AgentClient.info} reports: the contract's AgentInfo (PROTOCOL.md §5.1). */
@@ -213,6 +222,12 @@ export class AgentClient {
     const mode: EncryptionMode =
       options.mode ??
       (key ? 'aes' : options.ca !== undefined || options.thumbprint !== undefined ? 'ssl' : 'none');
+    if (options.link !== undefined && typeof options.link !== 'function')
+      throw new TypeError('link must be a function that resolves with a socket connected to the agent');
+    if (options.link && mode === 'ssl')
+      throw new TypeError(
+        "mode ssl cannot run over a link: an outbound agent's link is TLS already and the agent answers mode none",
+      );
     const agentType = productType(options.agentType);
     const agentLimit = checkMessageLimit(options.agentMaxMessageSize);
     const sessionId = options.sessionId ?? 0;
@@ -235,6 +250,7 @@ export class AgentClient {
           maxMessageSize: options.maxMessageSize ?? MAX_MAX_MESSAGE_SIZE,
         },
         reconnect: reconnectPolicy(options.reconnect),
+        link: options.link,
       },
       sessionId,
       options.signal,

@@ -3,9 +3,11 @@
  * into the SDK's, the half-close a deliberate reconnect uses, and small
  * abortable waits.
  */
+import type { Socket } from 'node:net';
 import {
   type AgentConnection,
   type ConnectOptions,
+  connectOverLink,
   connectToAgent,
   type FramedConnection,
   HandshakeError as TransportHandshakeError,
@@ -15,14 +17,43 @@ import { AbortError, abortReason, HandshakeError, OutpostError, TimeoutError } f
 /** How long a graceful close waits for the agent before destroying the socket. */
 export const HALF_CLOSE_TIMEOUT_MS = 5000;
 
-/** connectToAgent with its errors translated to the SDK's. */
+/**
+ * Where a client's connections come from instead of a TCP dial: a stream
+ * already connected to the agent (an outbound agent's link taken from an
+ * `AgentListener`, a hub's splice). Called once per connection, reconnects
+ * included; the client runs the handshake over it.
+ */
+export type LinkSource = (signal: AbortSignal | undefined) => Promise<Socket>;
+
+/** A link that closes before the agent's reply (an idle link the agent was just replacing) is retried this often. */
+const LINK_ATTEMPTS = 3;
+
+/** connectToAgent (or the handshake over a link) with its errors translated to the SDK's. */
 export async function dial(
   options: Omit<ConnectOptions, 'sessionId' | 'signal'>,
   sessionId: number,
   signal: AbortSignal | undefined,
+  link?: LinkSource,
 ): Promise<AgentConnection> {
   try {
-    return await connectToAgent({ ...options, sessionId, signal });
+    if (!link) return await connectToAgent({ ...options, sessionId, signal });
+    for (let attempt = 1; ; attempt++) {
+      const socket = await link(signal);
+      try {
+        return await connectOverLink(socket, {
+          mode: options.mode === 'aes' ? 'aes' : 'none',
+          key: options.key,
+          sessionId,
+          where: `agent ${options.host}`,
+          timeoutMs: options.timeoutMs,
+          signal,
+          maxMessageSize: options.maxMessageSize,
+        });
+      } catch (err) {
+        if (attempt >= LINK_ATTEMPTS || !(err instanceof TransportHandshakeError) || err.code !== 'REFUSED')
+          throw err;
+      }
+    }
   } catch (err) {
     throw translateConnectError(err, signal);
   }

@@ -15,6 +15,7 @@ export {
   type ProcessInfo,
   type UpdateFileInput,
 } from './client.js';
+export type { LinkSource } from './dial.js';
 export {
   type EntryType,
   entryName,
@@ -41,6 +42,15 @@ export {
   UNKNOWN_REMOTE_KIND,
   VerificationError,
 } from './errors.js';
+export {
+  type AgentKeys,
+  AgentListener,
+  type AgentListenerEvents,
+  type AgentListenerOptions,
+  type ListenerConnectOptions,
+  MAX_KEY_BYTES,
+  type OutboundAgent,
+} from './listener.js';
 export { type ProcessExit, RemoteProcess, type SpawnOptions } from './process.js';
 export {
   type ReadStreamOptions,

@@ -128,44 +128,16 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
   socket.on('error', () => {}); // reported through the promises below
   try {
     await waitForConnect(socket, where, abort.signal);
-    socket.write(encodeClientHello({ sessionId: options.sessionId ?? 0 }));
-    const refused = (err: unknown) => {
-      if (err instanceof HandshakeError && err.code === 'CLOSED')
-        throw new HandshakeError(
-          'REFUSED',
-          `the agent at ${where} closed the connection during the handshake (not an Outpost/Inedo agent of protocol v1, or this address is not in its AllowedAddresses)`,
-        );
-      throw err;
-    };
-    // The mode byte says how long the reply is (9 bytes, or 25 with the AES IV).
-    const modeByte = await readExactly(socket, 1, {
-      signal: abort.signal,
-      what: "agent's handshake reply",
-    }).catch(refused);
-    const rest = await readExactly(socket, agentReplySize(modeByte[0]!) - 1, {
-      signal: abort.signal,
-      what: "agent's handshake reply",
-    }).catch(refused);
-    const reply = decodeAgentReply(Buffer.concat([modeByte, rest]));
-    const agentMode = MODE_NAMES[reply.mode];
-    if (agentMode !== options.mode)
-      throw new HandshakeError(
-        'MODE_MISMATCH',
-        `the agent at ${where} uses encryption mode "${agentMode}" but this client asked for "${options.mode}"; use the agent's mode and its key or certificate`,
-      );
-    let connection: FramedConnection;
-    if (options.mode === 'aes') {
-      const codec = aesCodec('client', options.key!, reply.iv!, { maxMessageSize });
-      connection = new FramedConnection(socket, codec, { mode: 'aes' });
-    } else if (options.mode === 'ssl') {
-      tlsSocket = await startTls(socket, options, pinned, where, abort.signal);
-      connection = new FramedConnection(tlsSocket, plainCodec('client', maxMessageSize), { mode: 'ssl' });
-    } else {
-      connection = new FramedConnection(socket, plainCodec('client', maxMessageSize), { mode: 'none' });
-    }
-    return { connection, sessionId: reply.sessionId, mode: agentMode, version: reply.version };
+    return await handshakeOn(
+      socket,
+      options,
+      { pinned, where, maxMessageSize, signal: abort.signal },
+      (t) => {
+        tlsSocket = t;
+      },
+    );
   } catch (err) {
-    tlsSocket?.destroy();
+    (tlsSocket as TLSSocket | null)?.destroy();
     socket.destroy();
     if (abort.signal.aborted && abort.signal.reason instanceof Error) throw abort.signal.reason;
     throw err;
@@ -174,6 +146,124 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
     abort.signal.removeEventListener('abort', onAbort);
     options.signal?.removeEventListener('abort', onOuterAbort);
   }
+}
+
+/** Options of {@link connectOverLink}. */
+export interface LinkHandshakeOptions {
+  /** The mode the agent answers on this link: 'none' for an outbound agent (TLS is underneath), or 'aes'. */
+  mode: 'none' | 'aes';
+  key?: Buffer | undefined;
+  sessionId?: number | undefined;
+  /** How errors name the agent. */
+  where: string;
+  /** For the hello and reply (default 10 s). */
+  timeoutMs?: number | undefined;
+  signal?: AbortSignal | undefined;
+  maxMessageSize?: number | undefined;
+}
+
+/**
+ * The client handshake over a stream that is already connected to an agent
+ * (an outbound agent's TLS link, or a hub's splice to one): hello, reply,
+ * framing. On failure the socket is destroyed.
+ */
+export async function connectOverLink(
+  socket: Socket,
+  options: LinkHandshakeOptions,
+): Promise<AgentConnection> {
+  if (options.mode !== 'none' && options.mode !== 'aes')
+    throw new TypeError(`a link carries mode none (outbound agents) or aes, not ${String(options.mode)}`);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const abort = new AbortController();
+  const timer = setTimeout(
+    () =>
+      abort.abort(
+        new HandshakeError('TIMEOUT', `handshake with ${options.where} timed out after ${timeoutMs} ms`),
+      ),
+    timeoutMs,
+  );
+  const onOuterAbort = () =>
+    abort.abort(
+      options.signal?.reason ?? new HandshakeError('ABORTED', `connecting to ${options.where} was aborted`),
+    );
+  if (options.signal?.aborted) onOuterAbort();
+  else options.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  socket.on('error', () => {});
+  try {
+    return await handshakeOn(
+      socket,
+      { mode: options.mode, key: options.key, sessionId: options.sessionId },
+      {
+        pinned: null,
+        where: options.where,
+        maxMessageSize: options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE,
+        signal: abort.signal,
+      },
+      () => {},
+    );
+  } catch (err) {
+    socket.destroy();
+    if (abort.signal.aborted && abort.signal.reason instanceof Error) throw abort.signal.reason;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onOuterAbort);
+  }
+}
+
+interface HandshakeContext {
+  pinned: string | null;
+  where: string;
+  maxMessageSize: number;
+  signal: AbortSignal;
+}
+
+/** Hello, reply, and (mode ssl) TLS over a connected socket. */
+async function handshakeOn(
+  socket: Socket,
+  options: Pick<ConnectOptions, 'mode' | 'key' | 'sessionId'> & Partial<ConnectOptions>,
+  { pinned, where, maxMessageSize, signal }: HandshakeContext,
+  onTls: (t: TLSSocket) => void,
+): Promise<AgentConnection> {
+  socket.write(encodeClientHello({ sessionId: options.sessionId ?? 0 }));
+  const refused = (err: unknown) => {
+    if (err instanceof HandshakeError && err.code === 'CLOSED')
+      throw new HandshakeError(
+        'REFUSED',
+        `the agent at ${where} closed the connection during the handshake (not an Outpost/Inedo agent of protocol v1, or this address is not in its AllowedAddresses)`,
+      );
+    throw err;
+  };
+  // The mode byte says how long the reply is (9 bytes, or 25 with the AES IV).
+  const modeByte = await readExactly(socket, 1, { signal, what: "agent's handshake reply" }).catch(refused);
+  const rest = await readExactly(socket, agentReplySize(modeByte[0]!) - 1, {
+    signal,
+    what: "agent's handshake reply",
+  }).catch(refused);
+  const reply = decodeAgentReply(Buffer.concat([modeByte, rest]));
+  const agentMode = MODE_NAMES[reply.mode];
+  if (agentMode !== options.mode)
+    throw new HandshakeError(
+      'MODE_MISMATCH',
+      `the agent at ${where} uses encryption mode "${agentMode}" but this client asked for "${options.mode}"; use the agent's mode and its key or certificate`,
+    );
+  if (options.mode === 'aes') {
+    const codec = aesCodec('client', options.key!, reply.iv!, { maxMessageSize });
+    return {
+      connection: new FramedConnection(socket, codec, { mode: 'aes' }),
+      sessionId: reply.sessionId,
+      mode: agentMode,
+      version: reply.version,
+    };
+  }
+  if (options.mode === 'ssl') {
+    const tlsSocket = await startTls(socket, options as ConnectOptions, pinned, where, signal);
+    onTls(tlsSocket);
+    const connection = new FramedConnection(tlsSocket, plainCodec('client', maxMessageSize), { mode: 'ssl' });
+    return { connection, sessionId: reply.sessionId, mode: agentMode, version: reply.version };
+  }
+  const connection = new FramedConnection(socket, plainCodec('client', maxMessageSize), { mode: 'none' });
+  return { connection, sessionId: reply.sessionId, mode: agentMode, version: reply.version };
 }
 
 function waitForConnect(socket: Socket, where: string, signal: AbortSignal): Promise<void> {

@@ -229,7 +229,7 @@ describe('config', () => {
     assert.ok(!c.warnings.some((w) => w.includes('ANYONE')), 'no loud warning on loopback');
   });
 
-  it('knows every element of the contract: an enabled <Connections> is a warning (no outbound mode yet)', async () => {
+  it('knows every element of the contract, <Connections> included', async () => {
     const xml = wrap(
       `${AES}<MaxHandshakesPerAddress>4</MaxHandshakesPerAddress>`,
       '<ExtensionCachePath>ext</ExtensionCachePath><Connections Enabled="true"><Server Host="h" Key="k"/></Connections>',
@@ -242,7 +242,61 @@ describe('config', () => {
       [],
       'no element of §9 is unknown',
     );
-    assert.ok(c.warnings.some((w) => w.startsWith('Connections: outbound mode is not supported')));
+    assert.equal(c.connections.enabled, true);
+    assert.equal(c.connections.servers[0]!.label, 'h:46336');
+    assert.equal(c.connections.servers[0]!.maxConnections, 8);
+    assert.equal(JSON.stringify(c.connections.servers[0]!.key), '"[redacted]"', 'the key is a Secret');
+  });
+
+  it('<Connections>: servers, ports, thumbprints, and the listener off', async () => {
+    const tp = 'ab'.repeat(32);
+    const c = await parseConfig(
+      `<InedoAgentConfig><Listener Enabled="false"/><Connections Enabled="true">
+        <Server Host="hub.example.com:4000" Key="k1" Thumbprint="${tp.toUpperCase().match(/../g)!.join(':')}" MaxConnections="3"/>
+        <Server Host="[::1]" Key="k2"/>
+      </Connections></InedoAgentConfig>`,
+      join(dir, 'o.config'),
+    );
+    assert.equal(c.listener.enabled, false);
+    const [a, b] = c.connections.servers;
+    assert.deepEqual([a!.host, a!.port, a!.thumbprint, a!.maxConnections], ['hub.example.com', 4000, tp, 3]);
+    assert.deepEqual([b!.host, b!.port, b!.label, b!.thumbprint], ['::1', 46336, '[::1]:46336', null]);
+    // No <Listener> at all is fine for an outbound agent.
+    const d = await parseConfig(
+      '<InedoAgentConfig><Connections Enabled="true"><Server Host="h" Key="k"/></Connections></InedoAgentConfig>',
+      join(dir, 'o2.config'),
+    );
+    assert.equal(d.listener.enabled, false);
+  });
+
+  it('<Connections>: a malformed Host, Key, Thumbprint or MaxConnections stops the start, naming it', async () => {
+    const srv = (attrs: string) =>
+      `<InedoAgentConfig><Listener Enabled="false"/><Connections Enabled="true"><Server ${attrs}/></Connections></InedoAgentConfig>`;
+    await expectError(srv('Key="k"'), 'Connections/Server[1]/@Host', /missing/);
+    await expectError(srv('Host="bad host!" Key="k"'), 'Connections/Server[1]/@Host', /host name/);
+    await expectError(srv('Host="h:99999" Key="k"'), 'Connections/Server[1]/@Host', /port/);
+    await expectError(srv('Host="h"'), 'Connections/Server[1]/@Key', /missing/);
+    await expectError(srv(`Host="h" Key="${'k'.repeat(1025)}"`), 'Connections/Server[1]/@Key', /printable/);
+    await expectError(
+      srv('Host="h" Key="k" Thumbprint="abc"'),
+      'Connections/Server[1]/@Thumbprint',
+      /SHA-256/,
+    );
+    await expectError(
+      srv('Host="h" Key="k" MaxConnections="0"'),
+      'Connections/Server[1]/@MaxConnections',
+      /1 to 1000/,
+    );
+    await expectError(
+      '<InedoAgentConfig><Listener Enabled="false"/><Connections Enabled="true"/></InedoAgentConfig>',
+      'Connections/Server',
+      /lists no/,
+    );
+    await expectError(
+      '<InedoAgentConfig><Listener Enabled="false"/></InedoAgentConfig>',
+      'Listener/@Enabled',
+      /serve nobody/,
+    );
   });
 
   it('warns loudly about mode none on a non-loopback address', async () => {
