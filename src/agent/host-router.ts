@@ -114,6 +114,7 @@ export class HostRouter implements ProductRouter {
       maxMessageSize: c.listener.maxMessageSize,
       maxOpenFiles: c.maxOpenFilesPerSession,
       maxProcesses: c.maxProcessesPerSession,
+      maxExtractedBytes: c.maxExtractedSize,
       // UpdateAgent's files for the client that created the session (§5.1).
       extensionPath: join(
         c.extensionCachePath,

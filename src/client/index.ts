@@ -41,6 +41,7 @@ export {
   UNKNOWN_REMOTE_KIND,
   VerificationError,
 } from './errors.js';
+export type { JobLogLevel, JobLogLine, JobRun, RunJobOptions } from './jobs.js';
 export { type ProcessExit, RemoteProcess, type SpawnOptions } from './process.js';
 export {
   type ReadStreamOptions,
