@@ -27,7 +27,7 @@ import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../protocol/index.js';
 import { DEFAULT_MAX_EXTRACTED } from './archive.js';
 import { BUILTIN_JOBS } from './builtin-jobs.js';
-import { ExtensionCatalog } from './extensions.js';
+import { type BrokenExtension, ExtensionCatalog } from './extensions.js';
 import { type JobContext, jobResolver, makeLogger, payloadBytes, resultBytes } from './job-api.js';
 import type { WorkerInput } from './job-worker.js';
 import { signal as signalProcess } from './spawning.js';
@@ -158,9 +158,10 @@ export class JobManager {
     payload: Uint8Array,
     signal: AbortSignal,
     installed: WorkerInput['extensions'],
-    broken: { file: string; problem: string }[],
+    broken: BrokenExtension[],
   ): Promise<Uint8Array> {
     if (signal.aborted) return Promise.reject(canceled(type));
+    if (installed.length === 0) return Promise.reject(unsupported(type, [], broken));
     const credits = new SharedArrayBuffer(4);
     const counter = new Int32Array(credits);
     Atomics.store(counter, 0, WORKER_CREDITS);
@@ -258,20 +259,9 @@ export class JobManager {
           case 'fail':
             finish(signal.aborted ? canceled(type) : new HostError(m.kind, m.message));
             return;
-          case 'unsupported': {
-            const list = [
-              ...Object.keys(BUILTIN_JOBS).map((t) => `${t} (built in)`),
-              ...m.installed,
-              ...broken.map((b) => `${b.file}: broken, ${b.problem}`),
-            ];
-            finish(
-              new HostError(
-                'Unsupported',
-                `job type ${JSON.stringify(type)} is not installed for this instance; installed: ${list.join('; ')}`,
-              ),
-            );
+          case 'unsupported':
+            finish(unsupported(type, m.installed, broken));
             return;
-          }
         }
       });
       worker.on('error', (err) =>
@@ -299,6 +289,19 @@ type WorkerMessage =
   | { t: 'done'; result: Uint8Array }
   | { t: 'fail'; kind: HostError['kind']; message: string }
   | { t: 'unsupported'; installed: string[] };
+
+/** `Unsupported`, naming the type, what is installed and what is broken. */
+function unsupported(type: string, installed: readonly string[], broken: readonly BrokenExtension[]): HostError {
+  const list = [
+    ...Object.keys(BUILTIN_JOBS).map((t) => `${t} (built in)`),
+    ...installed,
+    ...broken.map((b) => `${b.file}: broken, ${b.problem}`),
+  ];
+  return new HostError(
+    'Unsupported',
+    `job type ${JSON.stringify(type)} is not installed for this instance; installed: ${list.join('; ')}`,
+  );
+}
 
 function canceled(type: string, why = ''): HostError {
   return new HostError('Canceled', `ExecuteJob ${type} was canceled${why}`);

@@ -33,6 +33,32 @@ async function wait(job) {
   return 'done';
 }
 
+/**
+ * example.count {n = 10, waitFor?} → "counted N": logs "waiting", waits
+ * until the file `waitFor` (relative to the session root) exists, then logs
+ * lines 1…n. Shows live logs; the tests drop the connection while it waits.
+ */
+async function count(job) {
+  const { n = 10, waitFor } = JSON.parse(Buffer.from(job.payload).toString() || '{}');
+  job.log.info('waiting');
+  if (waitFor) {
+    const { access } = await import('node:fs/promises');
+    for (;;) {
+      job.signal.throwIfAborted();
+      if (
+        await access(job.resolve(waitFor)).then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  for (let i = 1; i <= n; i++) job.log.info(`count ${i}`);
+  return `counted ${n}`;
+}
+
 /** example.fail → throws: the request ends with Error Internal and this message. */
 function fail() {
   throw new Error('the example job failed on purpose');
@@ -53,6 +79,7 @@ async function deploy(job) {
 export const jobs = {
   'example.hello': hello,
   'example.wait': wait,
+  'example.count': count,
   'example.fail': fail,
   'example.crash': crash,
   'example.deploy': deploy,
