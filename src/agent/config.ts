@@ -69,6 +69,8 @@ export const DEFAULTS = {
   maxOpenFilesPerSession: 1024,
   hostIdleTimeoutSeconds: 60,
   maxHostProcesses: 64,
+  /** Bytes one archive extraction may write (jobs, extension packages): 4 GiB. */
+  maxExtractedSize: 4 * 1024 * 1024 * 1024,
   maxConcurrentHandshakes: 100,
   maxHandshakesPerAddress: 32,
   handshakeTimeoutSeconds: 30,
@@ -156,6 +158,8 @@ export interface AgentConfig {
   hostIdleTimeoutMs: number;
   /** Host processes of the agent at once, warm spares included. */
   maxHostProcesses: number;
+  /** Bytes one archive extraction (outpost.extract, an extension package) may write. */
+  maxExtractedSize: number;
   listener: ListenerConfig;
   /** Outbound mode (§8): the servers this agent dials. */
   connections: ConnectionsConfig;
@@ -219,6 +223,7 @@ const TOP_ELEMENTS = [
   'MaxOpenFilesPerSession',
   'HostIdleTimeout',
   'MaxHostProcesses',
+  'MaxExtractedSize',
   'Listener',
   'Connections',
 ];
@@ -414,6 +419,13 @@ export async function parseConfig(
       MAX_TIMEOUT_SECONDS,
     ),
     maxHostProcesses: parseInteger(root, 'MaxHostProcesses', DEFAULTS.maxHostProcesses, 1, 100_000),
+    maxExtractedSize: parseInteger(
+      root,
+      'MaxExtractedSize',
+      DEFAULTS.maxExtractedSize,
+      1024,
+      Number.MAX_SAFE_INTEGER,
+    ),
     listener: {
       enabled,
       encryption,

@@ -115,6 +115,7 @@ export class HostRouter implements ProductRouter {
       maxOpenFiles: c.maxOpenFilesPerSession,
       maxProcesses: c.maxProcessesPerSession,
       productRoots: Object.values(c.rootPaths),
+      maxExtractedBytes: c.maxExtractedSize,
       // UpdateAgent's files for the client that created the session (§5.1).
       extensionPath: join(
         c.extensionCachePath,

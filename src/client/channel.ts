@@ -50,6 +50,13 @@ export interface ProcessSink {
   onEvent(event: number, body: Buffer): void;
   /** The process is lost to this client: an Error on its token, the session ended, the client closed. */
   onFailure(err: Error): void;
+  /**
+   * A Response on the token with no request waiting for it: an ExecuteJob's
+   * result delivered on a resumed connection (src/client/jobs.ts).
+   */
+  onResult?(body: Buffer): void;
+  /** The command the token belongs to, for error messages (default StartProcess). */
+  readonly command?: string;
 }
 
 /** Per-request options. */
@@ -167,6 +174,14 @@ export class Channel {
   unregisterProcess(token: number): void {
     this.processes.delete(token);
     this.processTypes.delete(token);
+  }
+
+  /** Sends Cancel (99) for `target` when connected (it has no reply of its own); false when not sent. */
+  cancel(agentType: number, target: number): boolean {
+    const conn = this.conn;
+    if (this.state !== 'open' || !conn || conn.closed) return false;
+    conn.send(encodeProductRequest(agentType, 'Cancel', this.allocateToken(), { targetToken: target }));
+    return true;
   }
 
   /** Stops reading the socket while `key` (a stream whose consumer is behind) is blocked. */
@@ -511,12 +526,22 @@ export class Channel {
       this.checkIdle();
       return;
     }
+    if (reply.kind === 'response') {
+      const sink = this.processes.get(reply.token);
+      if (sink?.onResult) {
+        this.processes.delete(reply.token);
+        sink.onResult(reply.body);
+      }
+      return;
+    }
     if (reply.kind === 'error') {
       const sink = this.processes.get(reply.token);
       if (sink) {
         this.processes.delete(reply.token);
         sink.onFailure(
-          new RemoteError(reply.errorKind, reply.message, 'StartProcess', { detail: reply.detail }),
+          new RemoteError(reply.errorKind, reply.message, sink.command ?? 'StartProcess', {
+            detail: reply.detail,
+          }),
         );
       }
     }

@@ -34,6 +34,7 @@ import {
   RemoteError,
   throwIfAborted,
 } from './errors.js';
+import { type JobRun, jobPayload, type RunJobOptions, runJob } from './jobs.js';
 import {
   type AgentTypeInput,
   checkDate,
@@ -363,6 +364,30 @@ export class AgentClient {
       },
       options,
     );
+  }
+
+  /** {@link update} under the contract's name: `agent.updateAgent({ extensions: [{ name, data }] })`. */
+  updateAgent(
+    update: { product?: AgentTypeInput; binaries?: UpdateFileInput[]; extensions?: UpdateFileInput[] },
+    options: CallOptions = {},
+  ): Promise<void> {
+    return this.update(update, options);
+  }
+
+  // ------------------------------------------------------------ jobs
+
+  /**
+   * Runs a job on the agent (ExecuteJob): a built-in `outpost.*` type or one
+   * of an extension shipped with {@link updateAgent}. `payload` is bytes, a
+   * string (UTF-8) or an object (JSON). Log lines stream through `logs`;
+   * `result` resolves with the job's result bytes (see docs/SDK.md, "Jobs").
+   */
+  runJob(
+    type: string,
+    payload: Uint8Array | string | object = new Uint8Array(0),
+    options: RunJobOptions = {},
+  ): JobRun {
+    return runJob(this.ctx, type, jobPayload(payload), options);
   }
 
   /** Ends the session on the agent: its processes are terminated and its handles closed. Closes the client. */

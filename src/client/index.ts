@@ -42,6 +42,7 @@ export {
   UNKNOWN_REMOTE_KIND,
   VerificationError,
 } from './errors.js';
+export type { JobLogLevel, JobLogLine, JobRun, RunJobOptions } from './jobs.js';
 export {
   type AgentKeys,
   AgentListener,

@@ -41,6 +41,7 @@ import type { TempReporter } from './atomic.js';
 import { FileService, type FileServiceHooks } from './files.js';
 import { errorCode, fsError } from './fs-errors.js';
 import { HANDLERS, type Handler, type HandlerContext, type Handlers } from './handlers.js';
+import { JobManager } from './jobs.js';
 import { ProcessManager, type ProcessManagerOptions } from './processes.js';
 import { type EventSink, type HostContext, HostError } from './types.js';
 
@@ -62,6 +63,8 @@ export interface ReplyChannel {
 export interface HostDispatcherOptions {
   readonly fileHooks?: FileServiceHooks;
   readonly processOptions?: ProcessManagerOptions;
+  /** How long a canceled job may take before it is stopped by force (default 5 s; tests). */
+  readonly jobCancelGraceMs?: number;
   /** Replaces the command table (tests). */
   readonly handlers?: Handlers;
 }
@@ -82,6 +85,8 @@ class Request implements HandlerContext {
   canceled = false;
   /** Its one reply has gone out (or, canceled, been replaced). */
   answered = false;
+  /** A Cancel only aborts it; its handler answers Canceled when its work has stopped. */
+  selfCancel = false;
   private onSent: (() => void) | null = null;
   private onDropped: (() => void) | null = null;
 
@@ -100,6 +105,13 @@ class Request implements HandlerContext {
   }
   get processes(): ProcessManager {
     return this.host.processes;
+  }
+  get jobs(): JobManager {
+    return this.host.jobs;
+  }
+  cancelsItself(): void {
+    this.selfCancel = true;
+    void this.signal;
   }
   get signal(): AbortSignal {
     if (!this.controller) {
@@ -143,6 +155,7 @@ function asHostError(err: unknown, name: string): HostError {
 export class HostDispatcher {
   readonly files: FileService;
   readonly processes: ProcessManager;
+  readonly jobs: JobManager;
   private readonly handlers: Handlers;
   /** Requests in flight, by route, then token. */
   private readonly running = new Map<number, Map<number, Request>>();
@@ -162,6 +175,7 @@ export class HostDispatcher {
       whenWritable: () => channel.whenWritable(),
     };
     this.processes = new ProcessManager(settings, sink, this.files.paths, options.processOptions);
+    this.jobs = new JobManager(settings, sink, options.jobCancelGraceMs);
   }
 
   /** Handles one client message from `route`; never throws. */
@@ -226,6 +240,10 @@ export class HostDispatcher {
     this.processes.cancel(target);
     const entry = this.running.get(route)?.get(target);
     if (!entry || entry.answered) return;
+    if (entry.selfCancel) {
+      entry.abort();
+      return;
+    }
     entry.answered = true;
     entry.abort();
     this.fail(route, target, 'Canceled', `${entry.name} was canceled`);
@@ -233,7 +251,7 @@ export class HostDispatcher {
 
   /** Session end: every process tree terminated, every handle closed. */
   async shutdown(): Promise<void> {
-    await Promise.allSettled([this.processes.terminateAll(), this.files.closeAll()]);
+    await Promise.allSettled([this.processes.terminateAll(), this.files.closeAll(), this.jobs.shutdown()]);
   }
 
   private run<N extends ProductCommand>(

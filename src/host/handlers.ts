@@ -9,8 +9,9 @@
  */
 import type { ProductCommand, RequestOf, ResultOf } from '../protocol/index.js';
 import type { FileService } from './files.js';
+import type { JobManager } from './jobs.js';
 import type { ProcessManager } from './processes.js';
-import { type HostContext, HostError } from './types.js';
+import type { HostContext } from './types.js';
 
 /** What a handler may use besides its arguments. */
 export interface HandlerContext {
@@ -19,6 +20,7 @@ export interface HandlerContext {
   readonly settings: HostContext;
   readonly files: FileService;
   readonly processes: ProcessManager;
+  readonly jobs: JobManager;
   /** Aborted when a Cancel names this request (its Error Canceled has gone out then). */
   readonly signal: AbortSignal;
   /**
@@ -27,6 +29,11 @@ export interface HandlerContext {
    * must follow its Response, and a canceled start must not leave a child.
    */
   afterReply(sent: () => void, dropped: () => void): void;
+  /**
+   * A Cancel of this request only aborts `signal`: the handler answers
+   * (with `Canceled`) once its work has really stopped (ExecuteJob).
+   */
+  cancelsItself(): void;
   /** Cancel: ends a running request of `target` on this route, or terminates process `target`. */
   cancel(target: number): void;
 }
@@ -113,11 +120,9 @@ export const HANDLERS: Handlers = {
   // (extension) — → array<{int32 token, int32 pid, string fileName, bool running}> processes
   ListProcesses: (_a, { processes }) => processes.list(),
   // string jobType, bytes payload → bytes result, after Log events
-  ExecuteJob: (a) => {
-    throw new HostError(
-      'Unsupported',
-      `job type ${JSON.stringify(String(a.jobType))} is not available: no job types are installed in this host`,
-    );
+  ExecuteJob: async (a, ctx) => {
+    ctx.cancelsItself();
+    return { result: await ctx.jobs.run(ctx.token, a.jobType, a.payload, ctx.signal) };
   },
   // int32 targetToken → no reply of its own
   Cancel: (a, ctx) => {

@@ -127,7 +127,14 @@ export function isErrorKind(kind: string): kind is ErrorKindName {
 }
 
 /** Event kinds for `Event` messages (§5.2). */
-export const EventCode = { Stdout: 1, Stderr: 2, Exited: 3, Log: 4 } as const;
+export const EventCode = {
+  Stdout: 1,
+  Stderr: 2,
+  Exited: 3,
+  Log: 4,
+  /** Extension (docs/PROTOCOL.md): bytes a job streams before its result (outpost.manifest's NDJSON). */
+  JobData: 5,
+} as const;
 export type EventCode = (typeof EventCode)[keyof typeof EventCode];
 
 /** Exit code reported for a process ended by a signal (its name travels beside it). */

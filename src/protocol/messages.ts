@@ -190,6 +190,8 @@ export const EVENTS = {
   Stderr: { code: EventCode.Stderr, body: struct(['data', 'bytes']) },
   Exited: { code: EventCode.Exited, body: struct(['exitCode', 'i32'], ['signal', nullable('string')]) },
   Log: { code: EventCode.Log, body: struct(['level', 'u8'], ['text', 'string']) },
+  /** Extension: bytes a job streams on its token before its Response. */
+  JobData: { code: EventCode.JobData, body: struct(['data', 'bytes']) },
 } as const;
 
 export type MetaCommand = keyof typeof META_COMMANDS;

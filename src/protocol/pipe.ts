@@ -74,6 +74,8 @@ export interface HostSettings {
   readonly productRoots?: readonly string[];
   /** Where this host's instance keeps UpdateAgent files (extensions), if known. */
   readonly extensionPath?: string | null;
+  /** Most bytes one archive extraction (a job, an extension package) may write (MaxExtractedSize). */
+  readonly maxExtractedBytes?: number;
 }
 
 /** Largest pipe frame before the host knows its settings. */

@@ -106,13 +106,16 @@ describe('dispatch by the catalog', () => {
     assert.equal(channel.sent.length, 0);
   });
 
-  it('ExecuteJob is Unsupported, naming the job type', async () => {
+  it('ExecuteJob of a type nobody installed is Unsupported, naming it and the built-in types', async () => {
     const { svc, channel } = await tempHost();
     svc.handle(ROUTE, req('ExecuteJob', 4, { jobType: 'Inedo.Deploy', payload: new Uint8Array(3) }));
     await channel.until(() => channel.sent.length === 1);
     const [e] = ofToken(channel, 4);
     assert.equal((e as { errorKind: string }).errorKind, 'Unsupported');
-    assert.match((e as { message: string }).message, /"Inedo\.Deploy".*no job types are installed/);
+    assert.match(
+      (e as { message: string }).message,
+      /"Inedo\.Deploy" is not installed.*installed: outpost\.manifest \(built in\)/,
+    );
   });
 
   it('a result above MaxMessageSize is Error TooLarge instead', async () => {

@@ -1,0 +1,389 @@
+/**
+ * Archives in and out of the host: safe extraction of zip (yauzl), tar and
+ * tar.gz (node-tar's streaming Parser), and creation of tar, tar.gz and zip
+ * (yazl) archives of a directory. Used by the built-in jobs `outpost.extract`
+ * and `outpost.archive` and by the extension catalog (a `.upack` is a zip).
+ *
+ * Safety, the same for every format: an entry whose name is absolute,
+ * contains `..`, a NUL or a backslash escape is refused (zip-slip); symbolic
+ * links, hard links and device entries are refused; the sum of the entries'
+ * sizes may not pass `maxBytes` (checked against the declared sizes before
+ * anything is written for zip, and against the bytes actually written for
+ * both). A refusal is `InvalidArgument` (or `TooLarge` for the size) naming
+ * the entry. Everything streams: no entry is held in memory whole.
+ *
+ * Where it lands (`extractArchive`): a target that does not exist yet
+ * appears whole or not at all (a temp directory beside it, renamed at the
+ * end); into an existing directory each file is written to a temp file
+ * beside it and renamed over the old one, so a reader sees the old or the
+ * new file, never half of one.
+ */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { create as createTar, Parser, type ReadEntry } from 'tar';
+import yauzl from 'yauzl';
+import yazl from 'yazl';
+import { pathError } from './fs-errors.js';
+import { tempNameFor } from './fs-util.js';
+import { HostError } from './types.js';
+
+export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
+export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ['tar', 'tar.gz', 'zip'];
+
+/** Default for MaxExtractedSize: the bytes one extraction may write. */
+export const DEFAULT_MAX_EXTRACTED = 4 * 1024 * 1024 * 1024;
+
+export interface ExtractOptions {
+  /** Most bytes the entries may add up to (MaxExtractedSize). */
+  readonly maxBytes: number;
+  readonly signal?: AbortSignal | undefined;
+  /** Format; guessed from the file's first bytes when absent. */
+  readonly format?: ArchiveFormat | undefined;
+}
+
+export interface ExtractResult {
+  files: number;
+  directories: number;
+  bytes: number;
+}
+
+/** Why an entry name is unsafe, or null. */
+export function unsafeEntryName(name: string): string | null {
+  if (name.length === 0) return 'is empty';
+  if (name.includes('\0')) return 'contains a NUL';
+  if (name.includes('\\')) return 'contains a backslash';
+  if (name.startsWith('/') || /^[A-Za-z]:/.test(name)) return 'is absolute';
+  if (name.split('/').some((s) => s === '..')) return 'contains ..';
+  return null;
+}
+
+/** The entry's path below `root` (`/`-separated name), refusing escapes. */
+function entryPath(root: string, name: string): string {
+  const why = unsafeEntryName(name);
+  if (why) throw new HostError('InvalidArgument', `archive entry ${JSON.stringify(name)} ${why}: refused`);
+  const clean = name.split('/').filter((s) => s !== '' && s !== '.');
+  const p = path.join(root, ...clean);
+  if (p !== root && !p.startsWith(root + path.sep))
+    throw new HostError(
+      'InvalidArgument',
+      `archive entry ${JSON.stringify(name)} escapes the target: refused`,
+    );
+  return p;
+}
+
+function tooLarge(maxBytes: number): HostError {
+  return new HostError(
+    'TooLarge',
+    `the archive expands to more than ${maxBytes} bytes (MaxExtractedSize); raise MaxExtractedSize in the agent's config to allow it`,
+  );
+}
+
+/** zip, tar.gz or tar from the first bytes of the file. */
+export async function detectFormat(file: string): Promise<ArchiveFormat> {
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(4);
+    await fh.read(head, 0, 4, 0);
+    if (head[0] === 0x50 && head[1] === 0x4b) return 'zip';
+    if (head[0] === 0x1f && head[1] === 0x8b) return 'tar.gz';
+    return 'tar';
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Writes one entry's bytes to `target`: directly (`atomic` false) or through a temp file renamed over it. */
+class EntryWriter {
+  readonly made = new Set<string>();
+  constructor(
+    private readonly atomic: boolean,
+    private readonly root: string,
+  ) {}
+
+  async dir(p: string): Promise<void> {
+    if (this.made.has(p)) return;
+    await mkdir(p, { recursive: true });
+    this.made.add(p);
+  }
+
+  async file(p: string, source: NodeJS.ReadableStream, mode: number, mtime: Date | null): Promise<void> {
+    await this.dir(path.dirname(p));
+    const tmp = this.atomic ? tempNameFor(p) : p;
+    try {
+      await pipeline(source, createWriteStream(tmp, { mode: (mode & 0o777) | 0o600 }));
+      if (mtime) await utimes(tmp, mtime, mtime);
+      if (this.atomic) {
+        const existing = await stat(p).catch(() => null);
+        if (existing?.isDirectory())
+          throw pathError('IsDirectory', path.relative(this.root, p), 'a directory is in the way of a file');
+        await rename(tmp, p);
+      }
+    } catch (err) {
+      if (this.atomic) await rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+  }
+}
+
+/**
+ * Extracts `archive` into `target` (see the file header for where files
+ * land and what is refused).
+ */
+export async function extractArchive(
+  archive: string,
+  target: string,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  const format = options.format ?? (await detectFormat(archive));
+  const existing = await stat(target).catch(() => null);
+  if (existing && !existing.isDirectory())
+    throw pathError('NotDirectory', target, 'the extraction target is a file');
+  if (existing) return extractInto(archive, target, format, new EntryWriter(true, target), options);
+  // A new directory appears whole or not at all.
+  await mkdir(path.dirname(target), { recursive: true });
+  const tmp = `${tempNameFor(target)}.d`;
+  await mkdir(tmp);
+  try {
+    const result = await extractInto(archive, tmp, format, new EntryWriter(false, tmp), options);
+    await rename(tmp, target);
+    return result;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+}
+
+function extractInto(
+  archive: string,
+  root: string,
+  format: ArchiveFormat,
+  writer: EntryWriter,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  return format === 'zip'
+    ? extractZip(archive, root, writer, options)
+    : extractTar(archive, root, writer, options);
+}
+
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+
+function openZip(file: string): Promise<yauzl.ZipFile> {
+  return new Promise((resolve, reject) =>
+    yauzl.open(file, { lazyEntries: true, decodeStrings: true, validateEntrySizes: true }, (err, zip) =>
+      err
+        ? reject(new HostError('InvalidArgument', `not a readable zip archive: ${err.message}`))
+        : resolve(zip),
+    ),
+  );
+}
+
+/** Entries of a zip, one at a time (lazyEntries: the next is read only when asked for). */
+async function* zipEntries(zip: yauzl.ZipFile): AsyncGenerator<yauzl.Entry> {
+  for (;;) {
+    const entry = await new Promise<yauzl.Entry | null>((resolve, reject) => {
+      const onEntry = (e: yauzl.Entry) => {
+        zip.off('end', onEnd);
+        zip.off('error', onError);
+        resolve(e);
+      };
+      const onEnd = () => {
+        zip.off('entry', onEntry);
+        zip.off('error', onError);
+        resolve(null);
+      };
+      const onError = (err: Error) => {
+        zip.off('entry', onEntry);
+        zip.off('end', onEnd);
+        reject(new HostError('InvalidArgument', `corrupt zip archive: ${err.message}`));
+      };
+      zip.once('entry', onEntry);
+      zip.once('end', onEnd);
+      zip.once('error', onError);
+      zip.readEntry();
+    });
+    if (!entry) return;
+    yield entry;
+  }
+}
+
+async function extractZip(
+  archive: string,
+  root: string,
+  writer: EntryWriter,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  const zip = await openZip(archive);
+  const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+  try {
+    // Declared sizes first: an archive that would pass the limit writes nothing.
+    let declared = 0;
+    for await (const e of zipEntries(zip)) declared += e.uncompressedSize;
+    if (declared > options.maxBytes) throw tooLarge(options.maxBytes);
+  } finally {
+    zip.close();
+  }
+  const again = await openZip(archive);
+  try {
+    for await (const e of zipEntries(again)) {
+      options.signal?.throwIfAborted();
+      const p = entryPath(root, e.fileName);
+      const unixMode = (e.externalFileAttributes >>> 16) & 0xffff;
+      const type = unixMode & S_IFMT;
+      const isDir = e.fileName.endsWith('/') || type === S_IFDIR;
+      if (type !== 0 && type !== S_IFDIR && type !== S_IFREG)
+        throw new HostError(
+          'InvalidArgument',
+          `archive entry ${JSON.stringify(e.fileName)} is a ${type === S_IFLNK ? 'symbolic link' : 'special file'}: refused`,
+        );
+      if (isDir) {
+        await writer.dir(p);
+        result.directories++;
+        continue;
+      }
+      result.bytes += e.uncompressedSize;
+      if (result.bytes > options.maxBytes) throw tooLarge(options.maxBytes);
+      const stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) =>
+        again.openReadStream(e, (err, s) =>
+          err
+            ? reject(new HostError('InvalidArgument', `corrupt zip entry ${e.fileName}: ${err.message}`))
+            : resolve(s),
+        ),
+      );
+      await writer.file(p, stream, unixMode & 0o777 ? unixMode : 0o644, e.getLastModDate());
+      result.files++;
+    }
+  } finally {
+    again.close();
+  }
+  return result;
+}
+
+async function extractTar(
+  archive: string,
+  root: string,
+  writer: EntryWriter,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+  // Entries are written one after the other: the parser waits while an entry's stream is full.
+  let chain: Promise<void> = Promise.resolve();
+  let failure: unknown = null;
+  const parser = new Parser({
+    strict: true,
+    onReadEntry: (entry: ReadEntry) => {
+      if (failure) {
+        entry.resume();
+        return;
+      }
+      try {
+        options.signal?.throwIfAborted();
+        const name = entry.path;
+        const p = entryPath(root, name);
+        if (entry.type === 'Directory') {
+          entry.resume();
+          result.directories++;
+          chain = chain.then(() => writer.dir(p));
+          return;
+        }
+        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'ContiguousFile')
+          throw new HostError(
+            'InvalidArgument',
+            `archive entry ${JSON.stringify(name)} is a ${entry.type === 'SymbolicLink' ? 'symbolic link' : entry.type === 'Link' ? 'hard link' : `${entry.type} entry`}: refused`,
+          );
+        result.bytes += entry.size ?? 0;
+        if (result.bytes > options.maxBytes) throw tooLarge(options.maxBytes);
+        result.files++;
+        const mtime = entry.mtime ?? null;
+        const mode = entry.mode ?? 0o644;
+        // The parser does not read on until this entry is consumed: writing keeps it paced.
+        chain = chain.then(() => writer.file(p, entry as unknown as NodeJS.ReadableStream, mode, mtime));
+        chain.catch((err: unknown) => {
+          failure ??= err;
+          entry.resume();
+        });
+      } catch (err) {
+        failure ??= err;
+        entry.resume();
+      }
+    },
+  });
+  const parsed = pipeline(createReadStream(archive), parser as unknown as NodeJS.WritableStream, {
+    ...(options.signal ? { signal: options.signal } : {}),
+  }).catch((err: unknown) => {
+    failure ??=
+      err instanceof Error && err.name === 'AbortError'
+        ? err
+        : new HostError('InvalidArgument', `not a readable tar archive: ${(err as Error).message}`);
+  });
+  await parsed;
+  await chain.catch(() => {});
+  if (failure) throw failure;
+  return result;
+}
+
+export interface CreateOptions {
+  readonly format: ArchiveFormat;
+  readonly signal?: AbortSignal | undefined;
+  /** Entries relative to `dir` (`/`-separated); default: the whole tree. */
+  readonly entries?: readonly string[] | undefined;
+}
+
+/** The files and directories below `dir` (relative, `/`-separated), symbolic links skipped. */
+async function listTree(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (abs: string, rel: string) => {
+    const names = await readdir(abs, { withFileTypes: true });
+    names.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const d of names) {
+      const r = rel ? `${rel}/${d.name}` : d.name;
+      if (d.isDirectory()) {
+        out.push(`${r}/`);
+        await walk(path.join(abs, d.name), r);
+      } else if (d.isFile()) out.push(r);
+    }
+  };
+  await walk(dir, '');
+  return out;
+}
+
+/** Writes an archive of `dir` to `out` (a temp file renamed at the end). Returns the entries written. */
+export async function createArchive(dir: string, out: string, options: CreateOptions): Promise<number> {
+  const st = await stat(dir).catch(() => null);
+  if (!st?.isDirectory()) throw pathError('NotDirectory', dir, 'the directory to archive does not exist');
+  const entries = options.entries ? [...options.entries] : await listTree(dir);
+  for (const e of entries) entryPath(dir, e.replace(/\/$/, '') || '.');
+  const tmp = tempNameFor(out);
+  await mkdir(path.dirname(out), { recursive: true });
+  try {
+    if (options.format === 'zip') {
+      const zip = new yazl.ZipFile();
+      const done = pipeline(
+        zip.outputStream,
+        createWriteStream(tmp),
+        options.signal ? { signal: options.signal } : {},
+      );
+      for (const e of entries) {
+        if (e.endsWith('/')) zip.addEmptyDirectory(e);
+        else zip.addFile(path.join(dir, e), e);
+      }
+      zip.end();
+      await done;
+    } else {
+      const stream = createTar(
+        { cwd: dir, portable: true, noDirRecurse: true, gzip: options.format === 'tar.gz' },
+        entries.map((e) => e.replace(/\/$/, '')),
+      ) as unknown as NodeJS.ReadableStream;
+      await pipeline(stream, createWriteStream(tmp), options.signal ? { signal: options.signal } : {});
+    }
+    await rename(tmp, out);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw err;
+  }
+  return entries.length;
+}

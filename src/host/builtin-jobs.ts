@@ -1,0 +1,177 @@
+/**
+ * The built-in job types (docs/EXTENSIONS.md, "Built-in jobs"): payloads and
+ * results are UTF-8 JSON objects.
+ *
+ * - `outpost.manifest` {path, hash = true} → streams NDJSON lines, one per
+ *   entry below `path` ({path, type: "file"|"dir", size, mode, mtimeMs,
+ *   sha256?}), as JobData events (5) in chunks of at most 64 KiB; the result
+ *   is {files, directories, bytes}. Symbolic links and special files are
+ *   left out. Files are hashed with several reads in flight (the thread pool
+ *   reads them in parallel). `path` missing: NotFound.
+ * - `outpost.extract` {archive, target, format?, removeArchive = false} →
+ *   {files, directories, bytes}: see src/host/archive.ts for where files land
+ *   and what is refused.
+ * - `outpost.archive` {path, output, format = "tar"} → {entries}.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, lstatSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ARCHIVE_FORMATS, type ArchiveFormat, createArchive, extractArchive } from './archive.js';
+import { pathError } from './fs-errors.js';
+import { type JobContext, type JobFunction, jsonPayload, optionalBool, stringField } from './job-api.js';
+import { HostError } from './types.js';
+
+/** Most bytes of NDJSON per JobData event. */
+const DATA_CHUNK = 64 * 1024;
+/** Files hashed at once. */
+const HASH_WINDOW = 8;
+/** Entries stat'ed between yields to the event loop. */
+const YIELD_EVERY = 512;
+
+function formatField(o: Record<string, unknown>, type: string, dflt: ArchiveFormat | undefined) {
+  const v = o.format;
+  if (v === undefined) return dflt;
+  if (typeof v !== 'string' || !(ARCHIVE_FORMATS as readonly string[]).includes(v))
+    throw new HostError('InvalidArgument', `${type}: format must be one of ${ARCHIVE_FORMATS.join(', ')}`);
+  return v as ArchiveFormat;
+}
+
+function sha256(file: string, signal: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    const s = createReadStream(file, { signal, highWaterMark: 256 * 1024 });
+    s.on('data', (c) => h.update(c as Buffer));
+    s.on('error', reject);
+    s.on('end', () => resolve(h.digest('hex')));
+  });
+}
+
+interface ManifestLine {
+  path: string;
+  type: 'file' | 'dir';
+  size: number;
+  mode: number;
+  mtimeMs: number;
+  sha256?: string;
+}
+
+const manifest: JobFunction = async (job: JobContext) => {
+  const p = jsonPayload(job.payload, job.type);
+  const root = job.resolve(stringField(p, 'path', job.type));
+  const hash = optionalBool(p, 'hash', job.type, true);
+  const st = lstatSyncOrNull(root);
+  if (!st) throw pathError('NotFound', root, 'the directory to describe does not exist');
+  if (!st.isDirectory()) throw pathError('NotDirectory', root, 'a manifest is made of a directory');
+  let pendingText = '';
+  const flush = async (force: boolean) => {
+    if (pendingText.length === 0 || (!force && pendingText.length < DATA_CHUNK)) return;
+    const chunk = Buffer.from(pendingText, 'utf8');
+    pendingText = '';
+    await job.write(chunk);
+  };
+  const emit = async (line: ManifestLine) => {
+    pendingText += `${JSON.stringify(line)}\n`;
+    await flush(false);
+  };
+  const totals = { files: 0, directories: 0, bytes: 0 };
+  const hashing: { line: ManifestLine; abs: string }[] = [];
+  const drainHashes = async () => {
+    const batch = hashing.splice(0);
+    let i = 0;
+    const worker = async () => {
+      for (let n = i++; n < batch.length; n = i++) {
+        const b = batch[n]!;
+        b.line.sha256 = await sha256(b.abs, job.signal);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(HASH_WINDOW, batch.length) }, worker));
+    for (const b of batch) await emit(b.line);
+  };
+  let seen = 0;
+  const walk = async (abs: string, rel: string): Promise<void> => {
+    const names = await readdir(abs);
+    names.sort();
+    const subdirs: [string, string][] = [];
+    for (const name of names) {
+      if (++seen % YIELD_EVERY === 0) {
+        job.signal.throwIfAborted();
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      const childAbs = path.join(abs, name);
+      const childRel = rel ? `${rel}/${name}` : name;
+      const cst = lstatSyncOrNull(childAbs);
+      if (!cst) continue; // gone meanwhile
+      const line: ManifestLine = {
+        path: childRel,
+        type: cst.isDirectory() ? 'dir' : 'file',
+        size: cst.isDirectory() ? 0 : cst.size,
+        mode: cst.mode & 0o7777,
+        mtimeMs: Math.round(cst.mtimeMs),
+      };
+      if (cst.isDirectory()) {
+        totals.directories++;
+        await emit(line);
+        subdirs.push([childAbs, childRel]);
+      } else if (cst.isFile()) {
+        totals.files++;
+        totals.bytes += cst.size;
+        if (hash) {
+          hashing.push({ line, abs: childAbs });
+          if (hashing.length >= HASH_WINDOW * 8) await drainHashes();
+        } else await emit(line);
+      }
+    }
+    for (const [a, r] of subdirs) await walk(a, r);
+  };
+  await walk(root, '');
+  await drainHashes();
+  await flush(true);
+  return totals;
+};
+
+function lstatSyncOrNull(p: string) {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
+const extract: JobFunction = async (job: JobContext) => {
+  const p = jsonPayload(job.payload, job.type);
+  const archive = job.resolve(stringField(p, 'archive', job.type));
+  const target = job.resolve(stringField(p, 'target', job.type));
+  const format = formatField(p, job.type, undefined);
+  const removeArchive = optionalBool(p, 'removeArchive', job.type, false);
+  const ast = lstatSyncOrNull(archive);
+  if (!ast?.isFile()) throw pathError('NotFound', archive, 'the archive to extract does not exist');
+  try {
+    const result = await extractArchive(archive, target, {
+      maxBytes: job.limits.maxExtractedBytes,
+      signal: job.signal,
+      format,
+    });
+    job.log.info(`extracted ${result.files} files (${result.bytes} bytes) into ${target}`);
+    return result;
+  } finally {
+    if (removeArchive) await rm(archive, { force: true }).catch(() => {});
+  }
+};
+
+const archive: JobFunction = async (job: JobContext) => {
+  const p = jsonPayload(job.payload, job.type);
+  const dir = job.resolve(stringField(p, 'path', job.type));
+  const output = job.resolve(stringField(p, 'output', job.type));
+  const format = formatField(p, job.type, 'tar') ?? 'tar';
+  const entries = await createArchive(dir, output, { format, signal: job.signal });
+  job.log.info(`archived ${entries} entries of ${dir} into ${output}`);
+  return { entries };
+};
+
+/** The built-in job types by name. */
+export const BUILTIN_JOBS: Readonly<Record<string, JobFunction>> = {
+  'outpost.manifest': manifest,
+  'outpost.extract': extract,
+  'outpost.archive': archive,
+};
