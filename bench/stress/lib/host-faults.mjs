@@ -149,6 +149,8 @@ async function manyWritesRound(agent, i) {
         settled++;
       }),
     );
+    // HostCrashed may reach us before the killer says it fired: handled here, judged below.
+    for (const p of ps) p.catch(() => {});
     const fired = await settleWithin(killer.fired, 20_000);
     const settledAtKill = settled;
     if (!fired.ok) process.kill(hostPid, 'SIGKILL');
