@@ -170,7 +170,8 @@ export async function startAgent({
   if (process.env.BENCH_AGENT_NODE_OPTIONS) env.NODE_OPTIONS = process.env.BENCH_AGENT_NODE_OPTIONS;
   if (profileDir) {
     mkdirSync(profileDir, { recursive: true });
-    env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${new URL('./cpu-prof.mjs', import.meta.url).href}`.trim();
+    env.NODE_OPTIONS =
+      `${env.NODE_OPTIONS ?? ''} --import=${new URL('./cpu-prof.mjs', import.meta.url).href}`.trim();
     env.BENCH_CPU_PROF_DIR = profileDir;
     env.BENCH_CPU_PROF_TAG = id;
   }
