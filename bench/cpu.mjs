@@ -9,14 +9,16 @@
  *
  * For each mode it starts an agent (dist/, like bench/run.mjs), then reports
  * wall time and the CPU time (user + system) of the client (this process)
- * and of the agent with its host processes (from /proc), per unit of work.
+ * and of the agent and of its host processes (from /proc), per unit of work,
+ * and the peak RSS each added during the work (sampled every 20 ms; the
+ * session's host is already running, so this is buffers, not a boot).
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeSecrets, startAgent } from './lib/agents.mjs';
 import { connect, endSession, spawnCount } from './lib/outpost.mjs';
-import { installSignalHandlers, makeTempDir, processTree, runCleanups } from './lib/util.mjs';
+import { installSignalHandlers, makeTempDir, processTree, runCleanups, treeRss } from './lib/util.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -56,22 +58,50 @@ function treeCpuMs(pid) {
   return { agent: own * TICK_MS, hosts: rest * TICK_MS };
 }
 
+/** RSS (bytes) of the agent process itself and of its descendants. */
+function rssSplit(pid) {
+  const { parts } = treeRss(pid);
+  const own = parts.find((p) => p.pid === pid)?.rss ?? 0;
+  return { agent: own, hosts: parts.reduce((a, p) => a + p.rss, 0) - own };
+}
+
 async function measure(agent, fn) {
+  const r0 = rssSplit(agent.pid);
+  const peak = { ...r0, total: r0.agent + r0.hosts };
+  const sample = () => {
+    const r = rssSplit(agent.pid);
+    peak.agent = Math.max(peak.agent, r.agent);
+    peak.hosts = Math.max(peak.hosts, r.hosts);
+    peak.total = Math.max(peak.total, r.agent + r.hosts);
+  };
+  const timer = setInterval(sample, 20);
   const c0 = process.cpuUsage();
   const a0 = treeCpuMs(agent.pid);
   const t0 = performance.now();
-  await fn();
+  try {
+    await fn();
+  } finally {
+    clearInterval(timer);
+  }
   const wall = performance.now() - t0;
   const c = process.cpuUsage(c0);
   const a = treeCpuMs(agent.pid);
-  return { wall, client: (c.user + c.system) / 1000, agent: a.agent - a0.agent, hosts: a.hosts - a0.hosts };
+  sample();
+  const rss = {
+    agent: peak.agent - r0.agent,
+    hosts: peak.hosts - r0.hosts,
+    total: peak.total - r0.agent - r0.hosts,
+  };
+  return { wall, client: (c.user + c.system) / 1000, agent: a.agent - a0.agent, hosts: a.hosts - a0.hosts, rss };
 }
+
+const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
 
 function row(label, r, units, unitName) {
   const per = (v) => ((v / units) * (unitName === 'op' || unitName === 'file' ? 1000 : 1)).toFixed(2);
   const unitLabel = unitName === 'op' || unitName === 'file' ? `µs/${unitName}` : `ms/${unitName}`;
   console.log(
-    `| ${label} | ${r.wall.toFixed(0)} ms | ${per(r.client)} | ${per(r.agent)} | ${per(r.hosts)} | ${per(r.client + r.agent + r.hosts)} | ${unitLabel} |`,
+    `| ${label} | ${r.wall.toFixed(0)} ms | ${per(r.client)} | ${per(r.agent)} | ${per(r.hosts)} | ${per(r.client + r.agent + r.hosts)} | ${unitLabel} | ${mib(r.rss.agent)} / ${mib(r.rss.hosts)} / ${mib(r.rss.total)} |`,
   );
 }
 
@@ -94,8 +124,8 @@ try {
     if (i < 50) mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}`), chunk.subarray(0, 1024));
   }
-  console.log('| work | wall | client | agent | hosts | total | unit |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  console.log('| work | wall | client | agent | hosts | total | unit | peak RSS added, MiB: agent / hosts / both |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const mode of modes) {
     const agent = await startAgent({
       dir,

@@ -42,8 +42,10 @@ import {
   encodeUnknownCommand,
   isProductType,
   isProtocolError,
+  joinPieces,
   type MetaCommand,
   metaCommandName,
+  type Pieces,
   ProtocolError,
   parseVersion,
   productCommandName,
@@ -256,7 +258,10 @@ class AgentConnection {
     const connection = unfinished.connection;
     this.connection = connection;
     this.closed = new Promise((resolve) => connection.once('close', () => resolve()));
-    connection.on('message', (m) => this.onMessage(m));
+    // Large frames come as the pieces the socket read them in: a product
+    // request is forwarded to its host without being copied together.
+    connection.deliverPieces();
+    connection.on('message', (m, pieces) => this.onMessage(m, pieces));
     connection.on('drain', () => this.updateFlow());
     connection.on('close', (err) => this.onClose(err));
   }
@@ -271,17 +276,25 @@ class AgentConnection {
     this.connection.close();
   }
 
-  private onMessage(message: Buffer): void {
+  private onMessage(head: Buffer, pieces: Pieces | undefined): void {
+    let message = head;
     let msg: ClientMessage;
     try {
       msg = decodeClientMessage(message);
+      // Only a product request of a joined connection is forwarded as pieces;
+      // anything the agent reads itself is made whole.
+      if (pieces && !(this.session && isProductType(msg.agentType))) {
+        message = joinPieces(pieces);
+        pieces = undefined;
+        msg = decodeClientMessage(message);
+      }
     } catch (err) {
       this.protocolError(err, 'message shorter than its header');
       return;
     }
     if (this.session) {
       this.deps.sessions.touch(this.session);
-      this.dispatch(this.session, msg, message);
+      this.dispatch(this.session, msg, message, pieces);
     } else {
       this.firstFrame(msg, message);
     }
@@ -384,7 +397,7 @@ class AgentConnection {
     }
   }
 
-  private dispatch(session: Session, msg: ClientMessage, message: Buffer): void {
+  private dispatch(session: Session, msg: ClientMessage, message: Buffer, pieces?: Pieces): void {
     if (msg.agentType === AgentType.Meta) {
       this.meta(session, msg);
       return;
@@ -412,6 +425,7 @@ class AgentConnection {
         token,
         data: msg.data,
         message,
+        pieces,
         reply: this.reply,
         throttle: this.throttle,
       });

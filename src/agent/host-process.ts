@@ -17,13 +17,23 @@ import { rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { HOST_BOOT_FRAME_LIMIT, HostControl, type HostSettings, isHostTempName } from '../protocol/index.js';
+import {
+  HOST_BOOT_FRAME_LIMIT,
+  HostControl,
+  type HostSettings,
+  isHostTempName,
+  type Pieces,
+} from '../protocol/index.js';
 import { PipeConnection } from '../transport/index.js';
 
 /** Where a host's output goes; replaced when a spare is assigned to a session. */
 export interface HostHandlers {
-  /** Replies and events from the host (wire messages, by route). */
-  onMessage(route: number, message: Buffer): void;
+  /**
+   * Replies and events from the host (wire messages, by route). A large one
+   * comes as `pieces` (not copied together; `message` is the first piece,
+   * holding its reply header): forward them as they are.
+   */
+  onMessage(route: number, message: Buffer, pieces: Pieces | undefined): void;
   /** Called once when the host is gone, whatever the reason. */
   onExit(reason: string): void;
   /** Lines the host wrote to stdout/stderr. */
@@ -94,7 +104,7 @@ export class HostProcess {
       windowsHide: true,
     });
     const socket = this.child.stdio[3] as Socket;
-    this.pipe = new PipeConnection(socket, opts.frameLimit ?? HOST_BOOT_FRAME_LIMIT);
+    this.pipe = new PipeConnection(socket, opts.frameLimit ?? HOST_BOOT_FRAME_LIMIT, true);
     for (const s of [this.child.stdout, this.child.stderr]) {
       s?.setEncoding('utf8');
       let partial = '';
@@ -105,10 +115,10 @@ export class HostProcess {
         for (const l of lines) if (l) this.handlers.onLog?.(l);
       });
     }
-    this.pipe.on('message', (route, message) => {
+    this.pipe.on('message', (route, message, pieces) => {
       if (this.exited) return; // read while draining the pipe of a dead host: nobody waits for it now
       this.ready = true;
-      this.handlers.onMessage(route, message);
+      this.handlers.onMessage(route, message, pieces);
     });
     this.pipe.on('control', (message) => {
       if (message.control === HostControl.Temp) {
@@ -192,7 +202,7 @@ export class HostProcess {
   }
 
   /** Sends one wire message for `route` as it is. Returns false when the pipe is full. */
-  send(route: number, message: Buffer): boolean {
+  send(route: number, message: Buffer | Pieces): boolean {
     if (this.exited) return true;
     return this.pipe.send(route, message);
   }

@@ -8,7 +8,13 @@
  * connection that started them, or to the next one that attaches.
  */
 import { join } from 'node:path';
-import { type HostSettings, PRODUCT_NAMES, type ProductType, pipeFrameLimit } from '../protocol/index.js';
+import {
+  type HostSettings,
+  type Pieces,
+  PRODUCT_NAMES,
+  type ProductType,
+  pipeFrameLimit,
+} from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
 import { HostPool } from './host-pool.js';
@@ -53,7 +59,7 @@ class ConnectionRoute implements RouteConnection {
     return this.connection.closed || !this.connection.socket.writable;
   }
 
-  send(message: Buffer): boolean {
+  send(message: Buffer | Pieces): boolean {
     if (this.closed) return true;
     return this.connection.send(message);
   }
@@ -170,7 +176,7 @@ export class HostRouter implements ProductRouter {
     const hosts = this.hostsFor(ctx.session);
     const route = this.route(ctx.connection);
     route.throttle = ctx.throttle;
-    hosts.request(route, ctx.agentType, ctx.name, ctx.token, ctx.data, ctx.message);
+    hosts.request(route, ctx.agentType, ctx.name, ctx.token, ctx.data, ctx.pieces ?? ctx.message);
   }
 
   isTokenReserved(sessionId: number, token: number): boolean {

@@ -35,6 +35,7 @@ import {
   ErrorKind,
   encodeError,
   isProductType,
+  type Pieces,
   type ProductCommand,
   type ProductType,
 } from '../protocol/index.js';
@@ -56,10 +57,15 @@ export interface ProductRequestContext {
   /** The command, known to the catalog. */
   name: ProductCommand;
   token: number;
-  /** The request's data, token included (a view into `message`). */
+  /** The request's data, token included (a view into `message`; only its start when `pieces` is set). */
   data: Buffer;
-  /** The whole client message as received, to pass on byte for byte. */
+  /** The whole client message as received, to pass on byte for byte — or, when `pieces` is set, its first piece. */
   message: Buffer;
+  /**
+   * A large message that spanned socket reads, as those reads' bytes (not
+   * copied together): the message to forward. Its first piece is `message`.
+   */
+  pieces?: Pieces | undefined;
   /** Sends a reply on the connection; false when its write buffer is full. */
   reply(message: Buffer): boolean;
   /** Stops reading requests from this connection until the returned function is called. */

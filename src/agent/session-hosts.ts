@@ -49,6 +49,8 @@ import {
   EventCode,
   encodeError,
   type HostSettings,
+  joinPieces,
+  type Pieces,
   type ProductCommand,
   type ProductType,
   peekReply,
@@ -62,8 +64,8 @@ export interface RouteConnection {
   /** Unique per agent process; used as the host pipe route. Never 0. */
   readonly id: number;
   readonly closed: boolean;
-  /** Returns false when the socket's buffer is full. */
-  send(message: Buffer): boolean;
+  /** Sends one message (one buffer, or its pieces); false when the socket's buffer is full. */
+  send(message: Buffer | Pieces): boolean;
   onceDrain(cb: () => void): void;
   /** Stops/starts reading requests from this connection (nested). */
   pauseReading(): void;
@@ -197,14 +199,18 @@ export class SessionHosts {
     else state.gone = true;
   }
 
-  /** Routes one product request from `conn`: `message` is the client message as received. */
+  /**
+   * Routes one product request from `conn`: `message` is the client message
+   * as received (one buffer, or the pieces of a large one; `data` then only
+   * holds its start, enough for the token and a Cancel's arguments).
+   */
   request(
     conn: RouteConnection,
     agentType: ProductType,
     name: ProductCommand,
     token: number,
     data: Buffer,
-    message: Buffer,
+    message: Buffer | Pieces,
   ): void {
     if (this.closed) {
       conn.send(encodeError(token, ErrorKind.Internal, 'the session is closing'));
@@ -265,7 +271,7 @@ export class SessionHosts {
   }
 
   /** Cancel (99): to the host that owns the target token; no reply of its own, never in flight. */
-  private cancel(state: RouteState, token: number, data: Buffer, message: Buffer): void {
+  private cancel(state: RouteState, token: number, data: Buffer, message: Buffer | Pieces): void {
     let target: number;
     try {
       target = decodeProductArgs('Cancel', data).targetToken;
@@ -332,7 +338,7 @@ export class SessionHosts {
     const existing = this.hosts.get(agentType);
     if (existing?.alive) return existing;
     const host: HostProcess = this.opts.pool.take(this.opts.settingsFor(agentType), {
-      onMessage: (route, message) => this.fromHost(host, agentType, route, message),
+      onMessage: (route, message, pieces) => this.fromHost(host, agentType, route, message, pieces),
       onExit: (reason) => this.hostExited(host, agentType, reason),
       onHandles: () => this.checkIdle(agentType),
       onLog: (line) =>
@@ -343,9 +349,17 @@ export class SessionHosts {
     return host;
   }
 
-  private fromHost(host: HostProcess, agentType: ProductType, route: number, message: Buffer): void {
+  /** A message from a host: `head` is the whole of it, or the first of its `pieces` (holding its reply header). */
+  private fromHost(
+    host: HostProcess,
+    agentType: ProductType,
+    route: number,
+    head: Buffer,
+    pieces: Pieces | undefined,
+  ): void {
     this.lastActivity = Date.now();
-    const { command, token, event } = peekReply(message);
+    const message = pieces ?? head;
+    const { command, token, event } = peekReply(head);
     const isResult = command === ReplyCode.Response || command === ReplyCode.Error;
     const state = route > 0 ? this.routes.get(route) : undefined;
     const pending = state?.pending.get(token);
@@ -357,7 +371,7 @@ export class SessionHosts {
         const origin = this.routes.get(r.origin.id);
         if (origin?.pending.get(token)?.reservation === r) this.settle(origin, token, agentType);
         final = !(r.kind === 'process' && command === ReplyCode.Response);
-        if (!final) r.pid = startedPid(message);
+        if (!final) r.pid = startedPid(joinPieces(message));
       } else {
         final = r.kind === 'process' && command === ReplyCode.Event && event === EventCode.Exited;
       }
@@ -374,7 +388,12 @@ export class SessionHosts {
     if (!state.gone) this.sendTo(host, state.conn, message);
   }
 
-  private deliverReserved(host: HostProcess | null, r: Reservation, message: Buffer, final: boolean): void {
+  private deliverReserved(
+    host: HostProcess | null,
+    r: Reservation,
+    message: Buffer | Pieces,
+    final: boolean,
+  ): void {
     if (r.conn && !r.conn.closed) {
       this.sendTo(host, r.conn, message);
       if (final) this.release(r);
@@ -382,8 +401,9 @@ export class SessionHosts {
     }
     r.conn = null;
     // A copy: the message is a view into a pipe chunk that would stay alive with it.
-    this.buffer.push({ reservation: r, message: Buffer.from(message), final });
-    this.bufferBytes += message.length;
+    const copy = Buffer.isBuffer(message) ? Buffer.from(message) : Buffer.concat(message as Buffer[]);
+    this.buffer.push({ reservation: r, message: copy, final });
+    this.bufferBytes += copy.length;
     const limit = this.opts.detachedBufferBytes ?? DEFAULT_DETACHED_BYTES;
     if (this.bufferBytes >= limit && !this.bufferPaused) {
       // Never drop output: stop reading the hosts until a connection attaches.
@@ -398,7 +418,7 @@ export class SessionHosts {
     this.checkIdle(r.agentType);
   }
 
-  private sendTo(host: HostProcess | null, conn: RouteConnection, message: Buffer): void {
+  private sendTo(host: HostProcess | null, conn: RouteConnection, message: Buffer | Pieces): void {
     if (!conn.send(message) && host) {
       host.pause();
       conn.onceDrain(() => host.resume());

@@ -49,8 +49,38 @@ export function encodePlainFrame(message: Uint8Array, headerSize: number): Buffe
 }
 
 /**
+ * A decoded message: one buffer, or — for a large frame that spanned socket
+ * reads, when the decoder was asked for them (`piecesFrom`) — its bytes as
+ * the views of those reads, in order, never copied. The first piece of a
+ * `Pieces` holds at least `PIECES_HEAD` bytes of the message (or all of
+ * it), so its header, token and reply header can be read from it alone.
+ */
+export type Pieces = readonly Buffer[];
+
+/** Bytes of a message the first of its pieces always holds (copied together when the reads split them). */
+export const PIECES_HEAD = 64;
+
+/** Total length of a message given as one buffer or as pieces. */
+export function piecesLength(message: Buffer | Pieces): number {
+  if (Buffer.isBuffer(message)) return message.length;
+  let n = 0;
+  for (const p of message) n += p.length;
+  return n;
+}
+
+/** The message as one buffer (pieces are copied together; a buffer is returned as it is). */
+export function joinPieces(message: Buffer | Pieces): Buffer {
+  if (Buffer.isBuffer(message)) return message;
+  return message.length === 1 ? message[0]! : Buffer.concat(message as Buffer[]);
+}
+
+/**
  * Reassembles length-prefixed frames from arbitrary chunks. Frames that sit
- * wholly inside one chunk are returned as views (no copy).
+ * wholly inside one chunk are returned as views (no copy); a frame that
+ * spans chunks is copied into one buffer, or, from `piecesFrom` bytes of
+ * body on and through `pushPieces()`, returned as the views of its chunks
+ * (see `Pieces`): a forwarder then writes them on without a copy and without
+ * allocating the frame again (the agent's hot path; docs/BENCHMARKS.md).
  */
 export class FrameDecoder {
   private chunks: Buffer[] = [];
@@ -60,11 +90,14 @@ export class FrameDecoder {
   readonly maxSize: number;
   /** Bytes between the length and the data, not counted by the length. */
   readonly headerSize: number;
+  /** Frame bodies at least this long that span chunks come out of `pushPieces()` as pieces. */
+  readonly piecesFrom: number;
   private failed: ProtocolError | null = null;
 
-  constructor(maxSize = DEFAULT_MAX_MESSAGE_SIZE, headerSize = 0) {
+  constructor(maxSize = DEFAULT_MAX_MESSAGE_SIZE, headerSize = 0, piecesFrom = 64 * 1024) {
     this.maxSize = maxSize;
     this.headerSize = headerSize;
+    this.piecesFrom = Math.max(piecesFrom, 2 * PIECES_HEAD);
   }
 
   /** Bytes held for an incomplete frame. */
@@ -83,6 +116,40 @@ export class FrameDecoder {
   /** Transforms a whole frame body into the message (identity for plain). */
   protected open(body: Buffer): Buffer {
     return body;
+  }
+
+  /** Bytes of body the first piece of a frame read in pieces holds (its message's PIECES_HEAD). */
+  protected get bodyHead(): number {
+    return PIECES_HEAD;
+  }
+
+  /** Transforms a frame body given as pieces (see `takePieces`) into the message's pieces. */
+  protected openPieces(body: Buffer[]): Buffer | Pieces {
+    return body;
+  }
+
+  /**
+   * The next `n` bytes as views of the chunks (no copy); the first piece is
+   * made to hold `PIECES_HEAD` bytes (a small copy when the chunks split them).
+   */
+  private takePieces(n: number): Buffer[] {
+    const out: Buffer[] = [this.take(Math.min(this.bodyHead, n))];
+    let left = n - out[0]!.length;
+    while (left > 0) {
+      const c = this.chunks[0]!;
+      if (c.length <= left) {
+        out.push(c);
+        this.chunks.shift();
+        left -= c.length;
+        this.buffered -= c.length;
+      } else {
+        out.push(c.subarray(0, left));
+        this.chunks[0] = c.subarray(left);
+        this.buffered -= left;
+        left = 0;
+      }
+    }
+    return out;
   }
 
   private take(n: number): Buffer {
@@ -109,9 +176,19 @@ export class FrameDecoder {
     return out;
   }
 
+  /** Takes a chunk; returns the whole messages it completes, each as one buffer. */
   push(chunk: Uint8Array): Buffer[] {
+    return this.decode(chunk, false) as Buffer[];
+  }
+
+  /** Like `push()`, but large frames that spanned chunks come out as their pieces (see `Pieces`). */
+  pushPieces(chunk: Uint8Array): (Buffer | Pieces)[] {
+    return this.decode(chunk, true);
+  }
+
+  private decode(chunk: Uint8Array, pieces: boolean): (Buffer | Pieces)[] {
     if (this.failed) throw this.failed;
-    const out: Buffer[] = [];
+    const out: (Buffer | Pieces)[] = [];
     if (chunk.length > 0) {
       this.chunks.push(
         Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength),
@@ -126,9 +203,11 @@ export class FrameDecoder {
           this.need = this.bodyLength(len);
         }
         if (this.buffered < this.need) break;
-        const body = this.take(this.need);
+        const n = this.need;
         this.need = -1;
-        out.push(this.open(body));
+        if (pieces && n >= this.piecesFrom && this.chunks[0]!.length < n)
+          out.push(this.openPieces(this.takePieces(n)));
+        else out.push(this.open(this.take(n)));
       }
     } catch (err) {
       this.failed =
@@ -213,14 +292,17 @@ export class AesFrameEncoder {
    * (header, then ciphertext; large messages are not copied). `nextIv` is
    * random unless given (tests use fixed ones for vectors).
    */
-  encodePieces(message: Uint8Array, nextIv?: Uint8Array): Buffer[] {
+  encodePieces(input: Uint8Array | Pieces, nextIv?: Uint8Array): Buffer[] {
     const next = nextIv ?? this.randomIv();
     if (next.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'next IV must be 16 bytes');
-    const bodyLen = AesFrameEncoder.bodyLength(message.length);
-    const padLen = bodyLen - AES_IV_SIZE - message.length;
+    const length = input instanceof Uint8Array ? input.length : piecesLength(input);
+    const message =
+      input instanceof Uint8Array ? input : length <= AES_SMALL_MESSAGE ? joinPieces(input) : input;
+    const bodyLen = AesFrameEncoder.bodyLength(length);
+    const padLen = bodyLen - AES_IV_SIZE - length;
     const first = xor3(next, this.iv, this.chain);
     let pieces: Buffer[];
-    if (message.length <= AES_SMALL_MESSAGE) {
+    if (message instanceof Uint8Array && length <= AES_SMALL_MESSAGE) {
       const plain = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + bodyLen);
       plain.writeInt32LE(bodyLen, 0);
       first.copy(plain, FRAME_LENGTH_SIZE);
@@ -231,13 +313,14 @@ export class AesFrameEncoder {
       pieces = [plain];
       this.chain = body.subarray(bodyLen - AES_BLOCK);
     } else {
-      const c1 = this.cipher.update(first);
-      const c2 = this.cipher.update(message);
+      pieces = [frameHeader(bodyLen), this.cipher.update(first)];
+      if (message instanceof Uint8Array) pieces.push(this.cipher.update(message));
+      else for (const m of message) pieces.push(this.cipher.update(m));
       const c3 = this.cipher.update(Buffer.alloc(padLen, padLen));
+      pieces.push(c3);
       /* c8 ignore next 2 */
-      if (c1.length + c2.length + c3.length !== bodyLen)
+      if (piecesLength(pieces) !== FRAME_LENGTH_SIZE + bodyLen)
         throw new ProtocolError('BAD_VALUE', 'internal: AES length mismatch');
-      pieces = [frameHeader(bodyLen), c1, c2, c3];
       this.chain = Buffer.from(c3.subarray(c3.length - AES_BLOCK));
     }
     this.iv = Buffer.from(next);
@@ -245,7 +328,7 @@ export class AesFrameEncoder {
   }
 
   /** Encrypts one message and returns the whole frame (header + ciphertext) in one buffer. */
-  encode(message: Uint8Array, nextIv?: Uint8Array): Buffer {
+  encode(message: Uint8Array | Pieces, nextIv?: Uint8Array): Buffer {
     const pieces = this.encodePieces(message, nextIv);
     return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   }
@@ -264,6 +347,8 @@ export interface AesFrameDecoderOptions {
   headerSize: number;
   /** Where accepted frames are remembered; a frame already seen is REPLAYED (§3). */
   replay?: ReplayCache;
+  /** Ciphertext length from which `pushPieces()` returns a frame that spanned chunks as pieces (default 64 KiB). */
+  piecesFrom?: number;
 }
 
 /**
@@ -279,7 +364,7 @@ export class AesFrameDecoder extends FrameDecoder {
   private readonly replay: ReplayCache | undefined;
 
   constructor(key: Uint8Array, handshakeIv: Uint8Array, options: AesFrameDecoderOptions) {
-    super(options.maxSize ?? DEFAULT_MAX_MESSAGE_SIZE, options.headerSize);
+    super(options.maxSize ?? DEFAULT_MAX_MESSAGE_SIZE, options.headerSize, options.piecesFrom);
     const algorithm = aesAlgorithm(key);
     if (handshakeIv.length !== AES_IV_SIZE) throw new ProtocolError('BAD_VALUE', 'IV must be 16 bytes');
     this.iv = Buffer.from(handshakeIv);
@@ -294,6 +379,11 @@ export class AesFrameDecoder extends FrameDecoder {
     return len;
   }
 
+  /** The next IV comes before the message: a multiple of the block, so the cipher keeps no partial block. */
+  protected override get bodyHead(): number {
+    return AES_IV_SIZE + PIECES_HEAD;
+  }
+
   protected override open(body: Buffer): Buffer {
     let plain: Buffer;
     try {
@@ -302,19 +392,78 @@ export class AesFrameDecoder extends FrameDecoder {
       throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
     }
     if (plain.length !== body.length) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
-    const pad = plain[plain.length - 1]!;
-    let bad = pad < 1 || pad > AES_BLOCK ? 1 : 0;
-    for (let i = plain.length - AES_BLOCK; i < plain.length - 1; i++)
-      if (i >= plain.length - pad && plain[i] !== pad) bad = 1;
-    const dataLength = plain.length - pad - AES_IV_SIZE - this.headerSize;
-    if (dataLength < 0 || dataLength > this.maxSize) bad = 1;
-    // The chain moves on whatever the outcome, but a failure ends the stream anyway.
-    const next = xor3(plain.subarray(0, AES_BLOCK), this.chain, this.iv);
-    this.chain = Buffer.from(body.subarray(body.length - AES_BLOCK));
-    this.iv = next;
-    if (bad) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
-    if (this.replay && !this.replay.add(body))
-      throw new ProtocolError('REPLAYED', 'frame was already accepted (replay)');
+    const pad = this.check(plain, plain, plain.length, body.subarray(body.length - AES_BLOCK));
     return plain.subarray(AES_IV_SIZE, plain.length - pad);
   }
+
+  /**
+   * A frame read in pieces: each piece is decrypted as it is (no copy of the
+   * ciphertext), and the frame is still checked whole — padding, length and
+   * replay digest — before any of it is returned.
+   */
+  protected override openPieces(body: Buffer[]): Pieces {
+    const plain: Buffer[] = [];
+    let total = 0;
+    let length = 0;
+    try {
+      for (const b of body) {
+        length += b.length;
+        const p = this.decipher.update(b);
+        if (p.length > 0) plain.push(p);
+        total += p.length;
+      }
+    } catch {
+      throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    }
+    if (total !== length || plain.length === 0)
+      throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    // The first body piece holds bodyHead bytes (whole blocks) and the cipher
+    // keeps no partial block between frames, so the first plaintext piece
+    // holds them too; the last call completes the last block, so it returns
+    // at least one. Anything else is joined (never expected).
+    let first = plain[0]!;
+    if (first.length < this.bodyHead) {
+      first = Buffer.concat(plain);
+      plain.length = 0;
+      plain.push(first);
+    }
+    const last = plain[plain.length - 1]!;
+    const pad = this.check(first, last, total, lastBytes(body, AES_BLOCK));
+    plain[0] = first.subarray(AES_IV_SIZE);
+    plain[plain.length - 1] =
+      plain.length === 1
+        ? plain[0]!.subarray(0, plain[0]!.length - pad)
+        : last.subarray(0, last.length - pad);
+    if (plain[plain.length - 1]!.length === 0) plain.pop();
+    return plain;
+  }
+
+  /**
+   * Checks a decrypted frame (`first` and `last` are its first and last
+   * plaintext pieces, the same buffer when whole), moves the IV chain on,
+   * remembers the frame in the replay cache; returns the padding length.
+   */
+  private check(first: Buffer, last: Buffer, total: number, lastCipherBlock: Buffer): number {
+    const pad = last[last.length - 1]!;
+    let bad = pad < 1 || pad > AES_BLOCK || last.length < AES_BLOCK ? 1 : 0;
+    for (let i = last.length - AES_BLOCK; i < last.length - 1; i++)
+      if (i >= last.length - pad && last[i] !== pad) bad = 1;
+    const dataLength = total - pad - AES_IV_SIZE - this.headerSize;
+    if (dataLength < 0 || dataLength > this.maxSize) bad = 1;
+    // The chain moves on whatever the outcome, but a failure ends the stream anyway.
+    const next = xor3(first.subarray(0, AES_BLOCK), this.chain, this.iv);
+    this.chain = Buffer.from(lastCipherBlock);
+    this.iv = next;
+    if (bad) throw new ProtocolError('DECRYPT_FAILED', 'frame failed to decrypt');
+    if (this.replay && !this.replay.addLastBlock(lastCipherBlock, total))
+      throw new ProtocolError('REPLAYED', 'frame was already accepted (replay)');
+    return pad;
+  }
+}
+
+/** The last `n` bytes of pieces, as one buffer (a view when the last piece holds them). */
+function lastBytes(pieces: readonly Buffer[], n: number): Buffer {
+  const tail = pieces[pieces.length - 1]!;
+  if (tail.length >= n) return tail.subarray(tail.length - n);
+  return joinPieces(pieces).subarray(-n);
 }

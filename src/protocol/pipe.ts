@@ -20,6 +20,7 @@
 import { BinaryReader, BinaryWriter } from './binary.js';
 import { FRAME_LENGTH_SIZE } from './constants.js';
 import { ProtocolError } from './errors.js';
+import { joinPieces, type Pieces, piecesLength } from './frames.js';
 
 export const ROUTE_SIZE = 4;
 /** Route of events (delivered by token). */
@@ -98,7 +99,12 @@ export function pipeFrameHeader(route: number, messageLength: number): Buffer {
 }
 
 /** The buffers to write for one pipe frame (small messages copied into one buffer). */
-export function encodePipeFrame(route: number, message: Uint8Array): Buffer[] {
+export function encodePipeFrame(route: number, message: Uint8Array | Pieces): Buffer[] {
+  if (!(message instanceof Uint8Array)) {
+    const length = piecesLength(message);
+    if (length >= PIPE_COPY_THRESHOLD) return [pipeFrameHeader(route, length), ...message];
+    message = joinPieces(message);
+  }
   if (message.length >= PIPE_COPY_THRESHOLD)
     return [pipeFrameHeader(route, message.length), message as Buffer];
   const out = Buffer.allocUnsafe(FRAME_LENGTH_SIZE + ROUTE_SIZE + message.length);

@@ -58,8 +58,13 @@ export class ReplayCache {
    * least two blocks). Returns false, remembering nothing, when it was seen.
    */
   add(ciphertext: Uint8Array): boolean {
-    const n = ciphertext.length;
-    const view = new DataView(ciphertext.buffer, ciphertext.byteOffset + n - 16, 16);
+    return this.addLastBlock(ciphertext.subarray(ciphertext.length - 16), ciphertext.length);
+  }
+
+  /** `add()` for a frame given by its last cipher block and its ciphertext length (a frame read in pieces). */
+  addLastBlock(lastBlock: Uint8Array, n: number): boolean {
+    if (lastBlock.length !== 16) throw new RangeError('the last cipher block is 16 bytes');
+    const view = new DataView(lastBlock.buffer, lastBlock.byteOffset, 16);
     // 128 bits of the last block folded to 64, with the length mixed in.
     // Multiplying by an odd constant is a bijection of 32-bit words, so a
     // block that differs in one word never folds to the same digest.

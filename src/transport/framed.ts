@@ -32,6 +32,9 @@ import {
   FrameDecoder,
   frameHeader,
   isProtocolError,
+  joinPieces,
+  type Pieces,
+  piecesLength,
   type ReplayCache,
 } from '../protocol/index.js';
 import { CorkedWriter } from './writer.js';
@@ -43,8 +46,8 @@ export type EncryptionMode = 'none' | 'ssl' | 'aes';
 export interface FrameCodec {
   readonly kind: 'plain' | 'aes';
   readonly decoder: FrameDecoder;
-  /** The buffers to write, in order, for one message. */
-  encode(message: Buffer): Buffer[];
+  /** The buffers to write, in order, for one message (one buffer, or its pieces). */
+  encode(message: Buffer | Pieces): Buffer[];
 }
 
 /**
@@ -75,11 +78,11 @@ export function plainCodec(role: WireRole, maxMessageSize = DEFAULT_MAX_MESSAGE_
     kind: 'plain',
     decoder: new FrameDecoder(maxMessageSize, sizes.read),
     encode(message) {
-      if (message.length < sizes.write)
-        throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
-      return message.length <= COPY_THRESHOLD
-        ? [encodePlainFrame(message, sizes.write)]
-        : [frameHeader(message.length - sizes.write), message];
+      const length = piecesLength(message);
+      if (length < sizes.write) throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
+      if (length <= COPY_THRESHOLD) return [encodePlainFrame(joinPieces(message), sizes.write)];
+      const header = frameHeader(length - sizes.write);
+      return Buffer.isBuffer(message) ? [header, message] : [header, ...message];
     },
   };
 }
@@ -107,7 +110,7 @@ export function aesCodec(
       ...(options.replay ? { replay: options.replay } : {}),
     }),
     encode(message) {
-      if (message.length < sizes.write)
+      if (piecesLength(message) < sizes.write)
         throw new RangeError(`a message has at least its ${sizes.write}-byte header`);
       return encoder.encodePieces(message);
     },
@@ -115,7 +118,13 @@ export function aesCodec(
 }
 
 export interface FramedConnectionEvents {
-  message: [message: Buffer];
+  /**
+   * One message. `pieces` only after `deliverPieces()`, for a large frame
+   * that spanned socket reads: the message is then those pieces (not
+   * copied together), and `message` is the first of them, which holds at
+   * least PIECES_HEAD bytes (src/protocol/frames.ts).
+   */
+  message: [message: Buffer, pieces: Pieces | undefined];
   drain: [];
   close: [error: Error | undefined];
 }
@@ -134,7 +143,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   readonly remoteAddress: string;
   readonly remotePort: number;
   private readonly codec: FrameCodec;
-  private readonly pending: Buffer[] = [];
+  private readonly pending: (Buffer | Pieces)[] = [];
+  private pieces = false;
   private userPaused = false;
   private started = false;
   private readonly writer: CorkedWriter;
@@ -196,13 +206,23 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
   }
 
   /**
-   * Frames and writes one message. Returns false when the write buffer is over
-   * its high-water mark (the message is still queued; wait for 'drain'), and
-   * also after the connection was closed (the message is discarded).
+   * From now on, large frames that span socket reads are delivered as their
+   * pieces (see the 'message' event) instead of being copied into one buffer:
+   * for an owner that forwards them (the agent), not one that parses them.
    */
-  send(message: Buffer): boolean {
-    if (message.length > MAX_SEND_SIZE)
-      throw new RangeError(`message of ${message.length} bytes is too large`);
+  deliverPieces(): void {
+    this.pieces = true;
+  }
+
+  /**
+   * Frames and writes one message (one buffer, or its pieces in order).
+   * Returns false when the write buffer is over its high-water mark (the
+   * message is still queued; wait for 'drain'), and also after the
+   * connection was closed (the message is discarded).
+   */
+  send(message: Buffer | Pieces): boolean {
+    const length = piecesLength(message);
+    if (length > MAX_SEND_SIZE) throw new RangeError(`message of ${length} bytes is too large`);
     if (this.isClosed || this.ending || this.socket.destroyed) return false;
     return this.writer.write(this.codec.encode(message));
   }
@@ -255,9 +275,9 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.ending || this.isClosed) return;
-    let messages: Buffer[];
+    let messages: (Buffer | Pieces)[];
     try {
-      messages = this.codec.decoder.push(chunk);
+      messages = this.pieces ? this.codec.decoder.pushPieces(chunk) : this.codec.decoder.push(chunk);
     } catch (err) {
       this.destroy(isProtocolError(err) ? err : new Error(`frame decoding failed: ${String(err)}`));
       return;
@@ -274,7 +294,8 @@ export class FramedConnection extends EventEmitter<FramedConnectionEvents> {
       while (this.pending.length > 0 && !this.userPaused && !this.ending && !this.isClosed) {
         const m = this.pending.shift()!;
         try {
-          this.emit('message', m);
+          if (Buffer.isBuffer(m)) this.emit('message', m, undefined);
+          else this.emit('message', m[0]!, m);
         } catch (err) {
           // A throwing listener is a bug in the owner; it must not take the process down.
           this.destroy(err instanceof Error ? err : new Error(String(err)));

@@ -20,11 +20,18 @@ import {
   encodePipeFrame,
   FrameDecoder,
   HOST_BOOT_FRAME_LIMIT,
+  type Pieces,
 } from '../protocol/index.js';
 import { CorkedWriter } from './writer.js';
 
 export interface PipeConnectionEvents {
-  message: [route: number, message: Buffer];
+  /**
+   * A message on a route. `pieces` only with `deliverPieces` (the agent's
+   * forwarding side): a large frame that spanned reads is then those pieces,
+   * not copied together, and `message` is the first of them (at least
+   * PIECES_HEAD − 4 bytes: the route came first).
+   */
+  message: [route: number, message: Buffer, pieces: Pieces | undefined];
   control: [message: ControlMessage];
   /** A frame that does not decode: the other end is broken; the pipe stops reading. */
   corrupt: [error: Error];
@@ -41,6 +48,8 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
   constructor(
     readonly socket: Socket,
     frameLimit = HOST_BOOT_FRAME_LIMIT,
+    /** Deliver large frames as pieces (see the 'message' event). */
+    private readonly deliverPieces = false,
   ) {
     super();
     this.decoder = new FrameDecoder(frameLimit, 0);
@@ -54,8 +63,8 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
   }
 
-  /** Sends one message on `route` (see EVENT_ROUTE); false when the pipe is full. */
-  send(route: number, message: Buffer): boolean {
+  /** Sends one message (one buffer, or its pieces) on `route` (see EVENT_ROUTE); false when the pipe is full. */
+  send(route: number, message: Buffer | Pieces): boolean {
     if (this.socket.destroyed || !this.socket.writable) return false;
     return this.writer.write(encodePipeFrame(route, message));
   }
@@ -113,18 +122,20 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.failed) return;
-    let frames: Buffer[];
+    let frames: (Buffer | Pieces)[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.deliverPieces ? this.decoder.pushPieces(chunk) : this.decoder.push(chunk);
     } catch (err) {
       this.fail(err as Error);
       return;
     }
-    for (const body of frames) {
+    for (const frame of frames) {
       let route: number;
       let message: Buffer;
+      let pieces: Pieces | undefined;
       try {
-        ({ route, message } = decodePipeFrame(body));
+        ({ route, message } = decodePipeFrame(Buffer.isBuffer(frame) ? frame : frame[0]!));
+        if (!Buffer.isBuffer(frame)) pieces = [message, ...frame.slice(1)];
         if (route === CONTROL_ROUTE) {
           this.emit('control', decodeControl(message));
           continue;
@@ -133,7 +144,7 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
         this.fail(err as Error);
         return;
       }
-      this.emit('message', route, message);
+      this.emit('message', route, message, pieces);
     }
   }
 

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import {
+  AesFrameDecoder,
+  AesFrameEncoder,
+  CLIENT_HEADER_SIZE,
+  encodePlainFrame,
+  FrameDecoder,
+  joinPieces,
+  PIECES_HEAD,
+  type Pieces,
+  ProtocolError,
+  ReplayCache,
+} from '../../src/protocol/index.js';
+
+/** Splits bytes at the given cut points (fractions of the length). */
+function split(bytes: Buffer, cuts: number[]): Buffer[] {
+  const at = [...new Set(cuts.map((c) => Math.floor(c * bytes.length)))].sort((a, b) => a - b);
+  const out: Buffer[] = [];
+  let prev = 0;
+  for (const a of at) {
+    out.push(bytes.subarray(prev, a));
+    prev = a;
+  }
+  out.push(bytes.subarray(prev));
+  return out;
+}
+
+function feed(decoder: FrameDecoder, chunks: Buffer[]): (Buffer | Pieces)[] {
+  const out: (Buffer | Pieces)[] = [];
+  for (const c of chunks) out.push(...decoder.pushPieces(c));
+  return out;
+}
+
+const messages = fc.array(
+  fc.integer({ min: CLIENT_HEADER_SIZE, max: 3000 }).map((n) => randomBytes(n)),
+  { minLength: 1, maxLength: 6 },
+);
+const cuts = fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 40 });
+
+describe('FrameDecoder.pushPieces', () => {
+  test('plain: the pieces of every message join to the message, split anywhere; large spanning frames are not copied', () => {
+    fc.assert(
+      fc.property(messages, cuts, (msgs, at) => {
+        const wire = Buffer.concat(msgs.map((m) => encodePlainFrame(m, CLIENT_HEADER_SIZE)));
+        const chunks = split(wire, at);
+        const got = feed(new FrameDecoder(1 << 20, CLIENT_HEADER_SIZE, 128), chunks);
+        assert.equal(got.length, msgs.length);
+        got.forEach((g, i) => {
+          assert.deepEqual(joinPieces(g), msgs[i]);
+          if (!Buffer.isBuffer(g)) {
+            assert.ok(g.length >= 2, 'pieces come from several chunks');
+            assert.ok(
+              g[0]!.length >= Math.min(PIECES_HEAD, msgs[i]!.length),
+              'the head holds PIECES_HEAD bytes',
+            );
+            // Views of the chunks, not copies (only the head may be copied).
+            for (const p of g.slice(1)) assert.ok(chunks.some((c) => c.buffer === p.buffer));
+          }
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('plain: frames below piecesFrom, or inside one chunk, come out whole', () => {
+    const m = randomBytes(1000);
+    const wire = encodePlainFrame(m, CLIENT_HEADER_SIZE);
+    const [whole] = new FrameDecoder(1 << 20, CLIENT_HEADER_SIZE, 128).pushPieces(wire);
+    assert.ok(Buffer.isBuffer(whole));
+    const d = new FrameDecoder(1 << 20, CLIENT_HEADER_SIZE, 4096);
+    const got = feed(d, [wire.subarray(0, 500), wire.subarray(500)]);
+    assert.ok(Buffer.isBuffer(got[0]));
+    assert.deepEqual(got[0], m);
+  });
+
+  test('AES: pieces decrypt to the message, split anywhere, and the IV chain carries on', () => {
+    fc.assert(
+      fc.property(messages, cuts, (msgs, at) => {
+        const key = randomBytes(32);
+        const iv = randomBytes(16);
+        const enc = new AesFrameEncoder(key, iv);
+        const wire = Buffer.concat(msgs.map((m) => enc.encode(m)));
+        const dec = new AesFrameDecoder(key, iv, {
+          maxSize: 1 << 20,
+          headerSize: CLIENT_HEADER_SIZE,
+          piecesFrom: 128,
+          replay: new ReplayCache(100),
+        });
+        const got = feed(dec, split(wire, at));
+        assert.equal(got.length, msgs.length);
+        got.forEach((g, i) => {
+          assert.deepEqual(joinPieces(g), msgs[i]);
+          if (!Buffer.isBuffer(g)) assert.ok(g[0]!.length >= Math.min(PIECES_HEAD, msgs[i]!.length));
+        });
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  test('AES: a frame read in pieces is still checked whole: a bad last block fails, a replay is refused', () => {
+    const key = randomBytes(32);
+    const iv = randomBytes(16);
+    const m = randomBytes(2000);
+    const frame = new AesFrameEncoder(key, iv).encode(m);
+    const bad = Buffer.from(frame);
+    bad[bad.length - 1]! ^= 1;
+    const opts = { maxSize: 1 << 20, headerSize: CLIENT_HEADER_SIZE, piecesFrom: 128 };
+    assert.throws(
+      () => feed(new AesFrameDecoder(key, iv, opts), split(bad, [0.3, 0.6])),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'DECRYPT_FAILED',
+    );
+    const replay = new ReplayCache(100);
+    const first = feed(new AesFrameDecoder(key, iv, { ...opts, replay }), split(frame, [0.5]));
+    assert.deepEqual(joinPieces(first[0]!), m);
+    assert.throws(
+      () => feed(new AesFrameDecoder(key, iv, { ...opts, replay }), split(frame, [0.25, 0.75])),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'REPLAYED',
+    );
+  });
+});
