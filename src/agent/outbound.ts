@@ -165,8 +165,8 @@ class ServerLinks {
     }
   }
 
-  /** Keeps one link waiting, within MaxConnections; dials after the backoff delay. */
-  ensure(): void {
+  /** Keeps one link waiting, within MaxConnections; dials after the backoff delay (once waited: at once). */
+  ensure(waited = false): void {
     if (this.closed || this.retryTimer) return;
     let waiting = 0;
     let total = 0;
@@ -175,14 +175,14 @@ class ServerLinks {
       if (l.state === 'dialing' || l.state === 'idle') waiting++;
     }
     if (waiting > 0 || total >= this.server.maxConnections) return;
-    const delay = backoffDelay(this.failures, this.backoff);
+    const delay = waited ? 0 : backoffDelay(this.failures, this.backoff);
     if (delay === 0) {
       this.dial();
       return;
     }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
-      this.ensure();
+      this.ensure(true);
     }, delay);
     this.retryTimer.unref?.();
   }

@@ -37,6 +37,7 @@ import {
   LocalSocketError,
   listenLocal,
   readJsonLine,
+  thumbprintOfPem,
   writeJsonLine,
 } from '../transport/index.js';
 import { cert } from './cert.js';
@@ -313,7 +314,21 @@ export async function hubLink(
 
 // ------------------------------------------------------------------ commands
 
-async function hubInit(opts: { dir?: string; host?: string[]; force?: boolean }): Promise<void> {
+/** Where a command prints: results on `out` (stdout), explanations on `err` (stderr). */
+export interface Printer {
+  out(text: string): void;
+  err(text: string): void;
+}
+const STDIO: Printer = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+/** `outpost hub init`: the hub's certificate and key, an empty agents file; prints the thumbprint. */
+export async function hubInit(
+  opts: { dir?: string; host?: string[]; force?: boolean },
+  print: Printer = STDIO,
+): Promise<string> {
   const dir = hubDir(opts.dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const r = await cert({ out: dir, name: 'hub', host: opts.host, force: opts.force });
@@ -328,15 +343,21 @@ async function hubInit(opts: { dir?: string; host?: string[]; force?: boolean })
   ).catch((err: unknown) => {
     if (!(err instanceof UsageError)) throw err; // an existing agents file is kept
   });
-  process.stderr.write(
+  print.err(
     `Wrote ${r.certFile}, ${r.keyFile} (keep it private) and ${agentsFile}.\n` +
       'Agents pin the hub with this SHA-256 thumbprint (Connections/Server/@Thumbprint):\n',
   );
-  process.stdout.write(`${r.thumbprint}\n`);
-  process.stderr.write('Next: outpost hub key NAME (for each agent), then outpost hub\n');
+  print.out(`${r.thumbprint}\n`);
+  print.err('Next: outpost hub key NAME (for each agent), then outpost hub\n');
+  return r.thumbprint;
 }
 
-async function hubKey(name: string, opts: { dir?: string; agents?: string }): Promise<void> {
+/** `outpost hub key NAME`: a fresh key in the agents file; prints the agent's `outpost init --outbound` line. */
+export async function hubKey(
+  name: string,
+  opts: { dir?: string; agents?: string },
+  print: Printer = STDIO,
+): Promise<string> {
   if (!NAME.test(name))
     throw new UsageError(`"${name}" is not an agent name: letters, digits, . - _ (at most 64), e.g. web01`);
   const file = resolve(opts.agents ?? join(hubDir(opts.dir), HUB_AGENTS));
@@ -352,12 +373,15 @@ async function hubKey(name: string, opts: { dir?: string; agents?: string }): Pr
   const key = randomBytes(24).toString('base64url');
   const next = `${text}${text === '' || text.endsWith('\n') ? '' : '\n'}${name} ${key}\n`;
   await writeFileAtomic(file, next, { mode: 0o600, overwrite: true });
-  process.stderr.write(
-    `Added ${name} to ${file}. On ${name}, run (with this hub's address and thumbprint):\n`,
+  const pem = await readFile(join(hubDir(opts.dir), HUB_CERT)).catch(() => null);
+  const thumbprint = pem ? thumbprintOfPem(pem) : 'HUB_THUMBPRINT';
+  print.err(
+    `Added ${name} to ${file}. On ${name}, run (HUB_HOST: this hub's address as ${name} reaches it):\n`,
   );
-  process.stdout.write(
-    `outpost init --outbound HUB_HOST:${DEFAULT_PORT} --server-key ${key} --thumbprint HUB_THUMBPRINT\n`,
+  print.out(
+    `outpost init --outbound HUB_HOST:${DEFAULT_PORT} --server-key ${key} --thumbprint ${thumbprint}\n`,
   );
+  return key;
 }
 
 export interface AgentsListing {
@@ -440,8 +464,9 @@ First session:
       (v: string, p: string[] | undefined) => [...(p ?? []), v],
     )
     .option('--force', 'replace an existing certificate and key')
-    .action(async (opts: { dir?: string; host?: string[]; force?: boolean }) => {
-      await hubInit(opts);
+    // --dir is also the parent's option: commander hands it to `hub`, so merge them.
+    .action(async (_opts: unknown, cmd: Command) => {
+      await hubInit(cmd.optsWithGlobals<{ dir?: string; host?: string[]; force?: boolean }>());
     });
   hub
     .command('key')
@@ -449,8 +474,8 @@ First session:
     .description("give an agent a key in the hub's agents file; print the command to run on the agent")
     .option('--dir <dir>', 'hub directory (default: ~/.outpost/hub)')
     .option('--agents <file>', 'agents file (default: DIR/agents)')
-    .action(async (name: string, opts: { dir?: string; agents?: string }) => {
-      await hubKey(name, opts);
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      await hubKey(name, cmd.optsWithGlobals<{ dir?: string; agents?: string }>());
     });
 }
 

@@ -4,9 +4,13 @@
 test/interop/interop.test.ts to check a running agent in every mode.
 
     contract_client.py HOST PORT MODE [--key HEX] [--ca FILE] --dir DIR
+    contract_client.py HOST PORT outbound --cert FILE --keyfile FILE --agent-key KEY --dir DIR
 
 MODE is none, ssl or aes. DIR is a temporary directory the checks may write
-in (the agent's AllowedRoots). Prints one line per check: "ok NAME" or
+in (the agent's AllowedRoots). In mode outbound (§8) the roles turn: this
+script is the orchestrator that *listens* (TLS with the given certificate,
+on HOST PORT; PORT 0 picks one and "listening PORT" is printed first), the
+agent dials it, and the same checks run over the links it opens. Prints one line per check: "ok NAME" or
 "FAIL NAME: why", then "N passed, M failed"; exits non-zero on any failure.
 """
 import argparse
@@ -167,9 +171,10 @@ class Closed(Exception):
 
 
 class Conn:
-    def __init__(self, args, session_id=0, key=None, hello=None):
+    def __init__(self, args, session_id=0, key=None, hello=None, sock=None):
         self.args = args
-        self.sock = socket.create_connection((args.host, args.port), timeout=20)
+        # Outbound (§8): the agent dialed us; the link is TLS already and we speak first all the same.
+        self.sock = sock if sock is not None else socket.create_connection((args.host, args.port), timeout=20)
         self.sock.sendall(hello if hello is not None else GUID + i32(VERSION) + i32(session_id))
         mode = self.recv_exact(1)[0]
         self.iv = self.recv_exact(16) if mode == 2 else None
@@ -514,16 +519,143 @@ def run(args):
     c.close()
 
 
+# ------------------------------------------------------------ §8 outbound: we listen, the agent dials
+
+
+def read_preface(tls):
+    """Guid | int32 1000 | string key, read bounded (a key of at most 1024 bytes)."""
+
+    def exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = tls.recv(n - len(buf))
+            if not chunk:
+                raise Closed("closed in the preface")
+            buf += chunk
+        return buf
+
+    head = exact(20)
+    assert head[:16] == GUID, head[:16].hex()
+    assert struct.unpack("<i", head[16:20])[0] == VERSION
+    length, shift = 0, 0
+    for _ in range(5):
+        b = exact(1)[0]
+        length |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    assert 0 <= length <= 1024, length
+    return exact(length).decode("utf-8")
+
+
+def run_outbound(args):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(args.cert, args.keyfile)
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((args.host, args.port))
+    server.listen(16)
+    server.settimeout(30)
+    print("listening %d" % server.getsockname()[1], flush=True)
+    links = []
+
+    def accept():
+        raw, _ = server.accept()
+        raw.settimeout(20)
+        tls = ctx.wrap_socket(raw, server_side=True)
+        links.append(tls)
+        return tls
+
+    state = {}
+
+    @check("outbound: the agent dials over TLS >= 1.2 and sends GUID | 1000 | its key")
+    def _():
+        tls = accept()
+        assert tls.version() in ("TLSv1.2", "TLSv1.3"), tls.version()
+        assert read_preface(tls) == args.agent_key
+        state["first"] = tls
+
+    @check("outbound: we send the 24-byte handshake; the agent answers mode 0 with a session")
+    def _():
+        c = Conn(args, sock=state["first"])
+        assert c.mode == 0, c.mode
+        assert c.session_id > 0
+        state["c"] = c
+
+    @check("outbound: once a link is used the agent dials the next one")
+    def _():
+        nxt = accept()
+        assert read_preface(nxt) == args.agent_key
+        state["idle"] = nxt
+
+    c = state.get("c")
+    if c is None:
+        return
+
+    @check("outbound: meta over the link: Ping and GetAgentInfo (mode 0 reported)")
+    def _():
+        code, data = c.meta(3, i32(77))
+        assert code == 3 and Reader(data).i32() == 77
+        code, data = c.meta(4)
+        r = Reader(data)
+        assert code == 4 and r.string()
+        r.string(), r.i32(), r.string(), r.string(), r.string(), r.string(), r.i32(), r.i64(), r.bytes()
+
+    @check("outbound: a product request over the link (CreateDirectory, DirectoryExists)")
+    def _():
+        target = os.path.join(args.dir, "outbound-made")
+        code, _r = c.request(2, 6, 11, s(target))
+        assert code == 100, code
+        code, r = c.request(2, 3, 12, s(target))
+        assert code == 100 and r.bool() is True
+        assert os.path.isdir(target)
+
+    @check("outbound: the link dropped, the session resumes on the agent's next link")
+    def _():
+        sid = c.session_id
+        c.close()
+        r = Conn(args, session_id=sid, sock=state.pop("idle"))
+        assert r.session_id == sid, (r.session_id, sid)
+        code, data = r.meta(3, i32(5))
+        assert code == 3
+        state["r"] = r
+        # Using that link made the agent dial another.
+        nxt = accept()
+        assert read_preface(nxt) == args.agent_key
+        state["idle"] = nxt
+
+    @check("outbound: every link dropped, the agent dials again (backoff with jitter)")
+    def _():
+        state["r"].meta(5)  # CloseSession
+        for t in links:
+            try:
+                t.close()
+            except OSError:
+                pass
+        again = accept()
+        assert read_preface(again) == args.agent_key
+        again.close()
+
+    server.close()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("host")
     p.add_argument("port", type=int)
-    p.add_argument("mode", choices=["none", "ssl", "aes"])
+    p.add_argument("mode", choices=["none", "ssl", "aes", "outbound"])
     p.add_argument("--key")
     p.add_argument("--ca")
+    p.add_argument("--cert")
+    p.add_argument("--keyfile")
+    p.add_argument("--agent-key")
     p.add_argument("--dir", required=True)
     args = p.parse_args()
-    run(args)
+    if args.mode == "outbound":
+        run_outbound(args)
+    else:
+        run(args)
     failed = [n for n, e in results if e]
     print("%d passed, %d failed" % (len(results) - len(failed), len(failed)))
     sys.exit(1 if failed else 0)
