@@ -291,7 +291,11 @@ type WorkerMessage =
   | { t: 'unsupported'; installed: string[] };
 
 /** `Unsupported`, naming the type, what is installed and what is broken. */
-function unsupported(type: string, installed: readonly string[], broken: readonly BrokenExtension[]): HostError {
+function unsupported(
+  type: string,
+  installed: readonly string[],
+  broken: readonly BrokenExtension[],
+): HostError {
   const list = [
     ...Object.keys(BUILTIN_JOBS).map((t) => `${t} (built in)`),
     ...installed,

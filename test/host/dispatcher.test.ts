@@ -110,7 +110,10 @@ describe('dispatch by the catalog', () => {
     await channel.until(() => channel.sent.length === 1);
     const [e] = ofToken(channel, 4);
     assert.equal((e as { errorKind: string }).errorKind, 'Unsupported');
-    assert.match((e as { message: string }).message, /"Inedo\.Deploy" is not installed.*installed: outpost\.manifest \(built in\)/);
+    assert.match(
+      (e as { message: string }).message,
+      /"Inedo\.Deploy" is not installed.*installed: outpost\.manifest \(built in\)/,
+    );
   });
 
   it('a result above MaxMessageSize is Error TooLarge instead', async () => {
