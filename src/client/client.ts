@@ -56,16 +56,8 @@ import {
   RemoteWriteStream,
   type WriteStreamOptions,
 } from './streams.js';
-import {
-  download,
-  listRemoteTree,
-  type SyncOptions,
-  type SyncResult,
-  sync,
-  type TransferOptions,
-  type TransferResult,
-  upload,
-} from './transfer.js';
+import { type DeploySyncOptions, type DeploySyncResult, syncTree, uploadTreeArchive } from './sync.js';
+import { download, listRemoteTree, type TransferOptions, type TransferResult, upload } from './transfer.js';
 
 export type { AgentTypeInput } from './options.js';
 
@@ -673,13 +665,31 @@ export class AgentClient {
 
   /**
    * Makes the remote directory match the local one: sends files whose size
-   * or last-write time (or, with `compare: 'hash'`, SHA-256) differ, and
-   * with `delete: true` removes remote entries that do not exist locally.
+   * or last-write time (or, with `compare: 'hash'`, SHA-256)
+   * differ, and with `delete: true` removes remote entries that do not
+   * exist locally; `dryRun` only reports. On an Outpost agent one manifest
+   * request describes the remote tree and the changes travel as one
+   * archive stream; elsewhere the contract's own commands are used.
    */
-  sync(local: string, remote: string, options: SyncOptions = {}): Promise<SyncResult> {
+  sync(local: string, remote: string, options: DeploySyncOptions = {}): Promise<DeploySyncResult> {
     checkPath(local, 'local');
     checkPath(remote, 'remote');
-    return sync(this.ctx, local, remote, options);
+    return syncTree(this.ctx, local, remote, options);
+  }
+
+  /**
+   * Uploads a local directory tree as one archive stream that the agent
+   * extracts (outpost.extract): much faster than {@link upload} for many
+   * small files. Falls back to {@link upload} on an agent without the job.
+   */
+  uploadArchive(
+    local: string,
+    remote: string,
+    options: TransferOptions = {},
+  ): Promise<TransferResult & { method: 'archive' | 'files' }> {
+    checkPath(local, 'local');
+    checkPath(remote, 'remote');
+    return uploadTreeArchive(this.ctx, local, remote, options);
   }
 
   // ------------------------------------------------------------ processes

@@ -59,6 +59,7 @@ export {
   RemoteWriteStream,
   type WriteStreamOptions,
 } from './streams.js';
+export type { DeploySyncOptions, DeploySyncResult } from './sync.js';
 export type {
   SyncOptions,
   SyncResult,

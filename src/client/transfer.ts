@@ -89,7 +89,7 @@ export interface SyncResult {
   bytes: number;
 }
 
-interface LocalFile {
+export interface LocalFile {
   rel: string;
   abs: string;
   size: number;
@@ -97,7 +97,7 @@ interface LocalFile {
   mtimeMs: number;
 }
 
-interface LocalTree {
+export interface LocalTree {
   files: LocalFile[];
   dirs: string[];
   skipped: string[];
@@ -153,7 +153,7 @@ function isTempName(name: string): boolean {
  * are skipped). Directories are read asynchronously; files are stat'ed
  * synchronously (a few microseconds each), with a yield every few hundred.
  */
-async function walkLocal(root: string, signal?: AbortSignal): Promise<LocalTree> {
+export async function walkLocal(root: string, signal?: AbortSignal): Promise<LocalTree> {
   const tree: LocalTree = { files: [], dirs: [], skipped: [] };
   let stats = 0;
   const visit = async (abs: string, rel: string): Promise<void> => {

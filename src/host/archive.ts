@@ -41,6 +41,11 @@ export interface ExtractOptions {
   readonly signal?: AbortSignal | undefined;
   /** Format; guessed from the file's first bytes when absent. */
   readonly format?: ArchiveFormat | undefined;
+  /**
+   * Last-write times (ms since the epoch) by entry name, replacing the
+   * archive's own (tar keeps whole seconds): a sync sets exact times.
+   */
+  readonly times?: ReadonlyMap<string, number> | undefined;
 }
 
 export interface ExtractResult {
@@ -78,6 +83,11 @@ function tooLarge(maxBytes: number): HostError {
     'TooLarge',
     `the archive expands to more than ${maxBytes} bytes (MaxExtractedSize); raise MaxExtractedSize in the agent's config to allow it`,
   );
+}
+
+function timeOf(options: ExtractOptions, name: string, own: Date | null): Date | null {
+  const t = options.times?.get(name.replace(/^\.\//, ''));
+  return t === undefined ? own : new Date(t);
 }
 
 /** zip, tar.gz or tar from the first bytes of the file. */
@@ -254,7 +264,12 @@ async function extractZip(
             : resolve(s),
         ),
       );
-      await writer.file(p, stream, unixMode & 0o777 ? unixMode : 0o644, e.getLastModDate());
+      await writer.file(
+        p,
+        stream,
+        unixMode & 0o777 ? unixMode : 0o644,
+        timeOf(options, e.fileName, e.getLastModDate()),
+      );
       result.files++;
     }
   } finally {
@@ -298,7 +313,7 @@ async function extractTar(
         result.bytes += entry.size ?? 0;
         if (result.bytes > options.maxBytes) throw tooLarge(options.maxBytes);
         result.files++;
-        const mtime = entry.mtime ?? null;
+        const mtime = timeOf(options, name, entry.mtime ?? null);
         const mode = entry.mode ?? 0o644;
         // The parser does not read on until this entry is consumed: writing keeps it paced.
         chain = chain.then(() => writer.file(p, entry as unknown as NodeJS.ReadableStream, mode, mtime));

@@ -8,7 +8,8 @@
  *   is {files, directories, bytes}. Symbolic links and special files are
  *   left out. Files are hashed with several reads in flight (the thread pool
  *   reads them in parallel). `path` missing: NotFound.
- * - `outpost.extract` {archive, target, format?, removeArchive = false} →
+ * - `outpost.extract` {archive, target, format?, removeArchive = false,
+ *   times?: {entry name: ms since the epoch}} →
  *   {files, directories, bytes}: see src/host/archive.ts for where files land
  *   and what is refused.
  * - `outpost.archive` {path, output, format = "tar"} → {entries}.
@@ -138,12 +139,31 @@ function lstatSyncOrNull(p: string) {
   }
 }
 
+/** `times`: {name: ms since the epoch}, exact last-write times for the entries. */
+function timesField(o: Record<string, unknown>, type: string): Map<string, number> | undefined {
+  const v = o.times;
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v))
+    throw new HostError(
+      'InvalidArgument',
+      `${type}: times must be an object of entry name → ms since the epoch`,
+    );
+  const out = new Map<string, number>();
+  for (const [k, t] of Object.entries(v)) {
+    if (typeof t !== 'number' || !Number.isFinite(t))
+      throw new HostError('InvalidArgument', `${type}: times[${JSON.stringify(k)}] must be a number`);
+    out.set(k, t);
+  }
+  return out;
+}
+
 const extract: JobFunction = async (job: JobContext) => {
   const p = jsonPayload(job.payload, job.type);
   const archive = job.resolve(stringField(p, 'archive', job.type));
   const target = job.resolve(stringField(p, 'target', job.type));
   const format = formatField(p, job.type, undefined);
   const removeArchive = optionalBool(p, 'removeArchive', job.type, false);
+  const times = timesField(p, job.type);
   const ast = lstatSyncOrNull(archive);
   if (!ast?.isFile()) throw pathError('NotFound', archive, 'the archive to extract does not exist');
   try {
@@ -151,6 +171,7 @@ const extract: JobFunction = async (job: JobContext) => {
       maxBytes: job.limits.maxExtractedBytes,
       signal: job.signal,
       format,
+      times,
     });
     job.log.info(`extracted ${result.files} files (${result.bytes} bytes) into ${target}`);
     return result;
