@@ -198,7 +198,8 @@ function parseTimeout(text: string | undefined): number {
   return n;
 }
 
-function checkKey(key: string, where: string): string {
+/** Checks an AES key's hex form; `where` names the setting in the message. */
+export function checkKey(key: string, where: string): string {
   const k = key.trim();
   if (!/^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(k))
     throw new UsageError(

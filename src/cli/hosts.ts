@@ -309,7 +309,7 @@ function resolveName(name: string, ctx: ResolveContext, depth = 0): ResolvedTarg
 /**
  * The one resolution every client command uses: each name (`HOST[:PORT]`,
  * an alias, `@group`) and each line of `--hosts FILE`, in the order given,
- * duplicates (same address and port) dropped.
+ * duplicates (same name, address and port: overlapping groups) dropped.
  */
 export async function resolveTargets(
   names: readonly string[],
@@ -330,7 +330,7 @@ export async function resolveTargets(
   }
   const seen = new Set<string>();
   return out.filter((r) => {
-    const k = `${r.target.host}\0${r.target.port}`;
+    const k = `${r.target.label}\0${r.target.host}\0${r.target.port}`;
     if (seen.has(k)) return false;
     seen.add(k);
     return true;

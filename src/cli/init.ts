@@ -22,7 +22,9 @@ import type { Command } from 'commander';
 import { CONFIG_FILE_NAME, type ConfigTemplate, loadConfig, renderConfigXml } from '../agent/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
 import { type EncryptionMode, formatThumbprint } from '../transport/index.js';
+import { checkKey } from './connection.js';
 import { UsageError } from './errors.js';
+import { readKeyFile } from './secrets.js';
 
 export const CERT_FILE_NAME = 'outpost-agent.crt';
 export const KEY_FILE_NAME = 'outpost-agent.key';
@@ -35,6 +37,8 @@ export interface InitOptions {
   address?: string | undefined;
   port?: string | number | undefined;
   force?: boolean | undefined;
+  /** Mode aes: reuse this key (hex, already checked) instead of making a fresh one. */
+  keyHex?: string | undefined;
   /** Where to print (default: stdout). */
   out?: (line: string) => void;
 }
@@ -187,7 +191,7 @@ export async function init(options: InitOptions): Promise<InitResult> {
   const template: ConfigTemplate = { mode, address, port };
   const result: InitResult = { configPath, mode, address, port };
   if (mode === 'aes') {
-    result.keyHex = randomBytes(32).toString('hex');
+    result.keyHex = options.keyHex ?? randomBytes(32).toString('hex');
     template.keyHex = result.keyHex;
   } else if (mode === 'ssl') {
     const certFile = join(dir, CERT_FILE_NAME);
@@ -258,15 +262,37 @@ export function registerInit(program: Command): void {
     .option('--address <address>', 'address to listen on (default: 0.0.0.0; 127.0.0.1 for mode none)')
     .option('--port <port>', 'TCP port to listen on', String(DEFAULT_PORT))
     .option('--force', 'overwrite an existing configuration (and certificate)')
+    .option('--key <hex>', 'mode aes: reuse this fleet key (32/48/64 hex digits) instead of a fresh one')
+    .option('--key-file <file>', 'mode aes: reuse the key in FILE (it must not be readable by others)')
     .action(
-      async (opts: { config?: string; mode?: string; address?: string; port?: string; force?: boolean }) => {
+      async (opts: {
+        config?: string;
+        mode?: string;
+        address?: string;
+        port?: string;
+        force?: boolean;
+        key?: string;
+        keyFile?: string;
+      }) => {
         await init({
           configPath: opts.config,
           mode: opts.mode,
           address: opts.address,
           port: opts.port,
           force: opts.force,
+          keyHex: await initKey(opts),
         });
       },
     );
+}
+
+/** `--key HEX` / `--key-file FILE` of init: checked like a client's key; only with mode aes. */
+async function initKey(opts: { mode?: string; key?: string; keyFile?: string }): Promise<string | undefined> {
+  if (opts.key === undefined && opts.keyFile === undefined) return undefined;
+  if (opts.key !== undefined && opts.keyFile !== undefined)
+    throw new UsageError('give --key or --key-file, not both');
+  if ((opts.mode ?? 'aes').toLowerCase() !== 'aes')
+    throw new UsageError(`--key and --key-file apply to mode aes only, not ${opts.mode}`);
+  const text = opts.key ?? (await readKeyFile(opts.keyFile!, '--key-file'));
+  return checkKey(text, opts.key !== undefined ? '--key' : `key file ${opts.keyFile}`).toLowerCase();
 }
