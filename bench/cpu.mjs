@@ -92,7 +92,13 @@ async function measure(agent, fn) {
     hosts: peak.hosts - r0.hosts,
     total: peak.total - r0.agent - r0.hosts,
   };
-  return { wall, client: (c.user + c.system) / 1000, agent: a.agent - a0.agent, hosts: a.hosts - a0.hosts, rss };
+  return {
+    wall,
+    client: (c.user + c.system) / 1000,
+    agent: a.agent - a0.agent,
+    hosts: a.hosts - a0.hosts,
+    rss,
+  };
 }
 
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
@@ -124,7 +130,9 @@ try {
     if (i < 50) mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}`), chunk.subarray(0, 1024));
   }
-  console.log('| work | wall | client | agent | hosts | total | unit | peak RSS added, MiB: agent / hosts / both |');
+  console.log(
+    '| work | wall | client | agent | hosts | total | unit | peak RSS added, MiB: agent / hosts / both |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const mode of modes) {
     const agent = await startAgent({

@@ -3,6 +3,7 @@
  * `HOST[:PORT]` and `HOST[:PORT]:PATH`, and connecting.
  *
  *   --key HEX          AES key (32/48/64 hex digits); default $OUTPOST_KEY
+ *   --key-file FILE    the AES key from a private file (refused if others can read it)
  *   --ca FILE          mode ssl: PEM of the agent's certificate or its CA
  *   --thumbprint HEX   mode ssl: pin the agent certificate's SHA-256
  *   --mode M           none | ssl | aes; default aes with --key, ssl with
@@ -18,10 +19,12 @@ import { DEFAULT_PORT } from '../protocol/index.js';
 import { type EncryptionMode, normalizeThumbprint } from '../transport/index.js';
 import { UsageError } from './errors.js';
 import { hubKnows, hubLink, hubSocketPath } from './hub.js';
+import { readKeyFile } from './secrets.js';
 
 /** The connection options as commander parses them. */
 export interface ConnectionFlags {
   key?: string | undefined;
+  keyFile?: string | undefined;
   ca?: string | undefined;
   thumbprint?: string | undefined;
   mode?: string | undefined;
@@ -56,8 +59,11 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
 export const CONNECTION_HELP = `
 Connection options (every client command):
   HOST[:PORT]        the agent (default port ${DEFAULT_PORT}); IPv6 as [::1] or [::1]:${DEFAULT_PORT}
-  HOST[:PORT]:PATH   a remote path, e.g. web01:/srv/app or [::1]:${DEFAULT_PORT}:/srv/app
-  --key HEX          AES key of the agent (default: $OUTPOST_KEY)
+  ALIAS / @GROUP     a host or group of the hosts file (~/.config/outpost/hosts.toml; outpost hosts add)
+  HOST[:PORT]:PATH   a remote path, e.g. web01:/srv/app, @web:/srv/app or [::1]:${DEFAULT_PORT}:/srv/app
+  --hosts FILE       every host listed in FILE; --parallel N, --fail-fast; exit 4 if any host failed
+  -p PORT            the port of hosts that name none
+  --key HEX          AES key of the agent (default: $OUTPOST_KEY); --key-file FILE reads it from a file
   --ca FILE / --thumbprint HEX   mode ssl: trust this certificate / pin this SHA-256 thumbprint
   --mode none|ssl|aes            default: aes with a key, ssl with --ca/--thumbprint, else none`;
 
@@ -65,6 +71,7 @@ Connection options (every client command):
 export function addConnectionOptions(cmd: Command): Command {
   return cmd
     .option('--key <hex>', "the agent's AES key, 32/48/64 hex digits (default: $OUTPOST_KEY)")
+    .option('--key-file <file>', "read the agent's AES key from FILE (it must not be readable by others)")
     .option('--ca <file>', "mode ssl: PEM file of the agent's certificate or of its CA")
     .option('--thumbprint <hex>', "mode ssl: pin the agent certificate's SHA-256 thumbprint")
     .option(
@@ -75,7 +82,13 @@ export function addConnectionOptions(cmd: Command): Command {
       '--agent-type <type>',
       'product host serving files and processes: otter (1), buildmaster (2) or hedgehog (3) (default: buildmaster)',
     )
-    .option('--timeout <ms>', `connect deadline in milliseconds (default: ${DEFAULT_TIMEOUT_MS})`);
+    .option('--timeout <ms>', `connect deadline in milliseconds (default: ${DEFAULT_TIMEOUT_MS})`)
+    .option('-p, --port <port>', `port of hosts that name none (default: ${DEFAULT_PORT}, or the alias's)`)
+    .option('--config <file>', 'hosts file (default: $OUTPOST_CONFIG, else ~/.config/outpost/hosts.toml)')
+    .option('--hosts <file>', 'also every host listed in FILE (one HOST[:PORT], alias or @group per line)')
+    .option('--parallel <n>', 'when on several hosts: at most N at once (default: all, up to 64)')
+    .option('--fail-fast', 'when on several hosts: stop at the first host that fails')
+    .option('--json', 'print JSON (one JSON object per line when on several hosts)');
 }
 
 const AGENT_TYPES: Record<string, AgentTypeInput> = {
@@ -186,7 +199,8 @@ function parseTimeout(text: string | undefined): number {
   return n;
 }
 
-function checkKey(key: string, where: string): string {
+/** Checks an AES key's hex form; `where` names the setting in the message. */
+export function checkKey(key: string, where: string): string {
   const k = key.trim();
   if (!/^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(k))
     throw new UsageError(
@@ -221,11 +235,15 @@ export async function connectionSettings(
     mode = m;
   }
   const envKey = env.OUTPOST_KEY !== undefined && env.OUTPOST_KEY.trim() !== '' ? env.OUTPOST_KEY : undefined;
+  if (flags.key !== undefined && flags.keyFile !== undefined)
+    throw new UsageError('give --key or --key-file, not both');
+  if (flags.keyFile !== undefined) flags = { ...flags, key: await readKeyFile(flags.keyFile, '--key-file') };
   const sslGiven = flags.ca !== undefined || flags.thumbprint !== undefined;
   mode ??= flags.key !== undefined ? 'aes' : sslGiven ? 'ssl' : envKey !== undefined ? 'aes' : 'none';
   const settings: ConnectionSettings = { mode, agentType, timeoutMs };
   if (mode === 'aes') {
-    if (flags.key !== undefined) settings.key = checkKey(flags.key, '--key');
+    if (flags.key !== undefined)
+      settings.key = checkKey(flags.key, flags.keyFile !== undefined ? `key file ${flags.keyFile}` : '--key');
     else if (envKey !== undefined) settings.key = checkKey(envKey, 'OUTPOST_KEY');
     else
       throw new UsageError(

@@ -16,35 +16,17 @@
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import type { AgentClient, RemoteProcess, SpawnOptions } from '../client/index.js';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  type ConnectionSettings,
-  collect,
-  connect,
-  connectionSettings,
-  endSession,
-  parseTarget,
-} from './connection.js';
-import { clientAction, describeError, EXIT, UsageError } from './errors.js';
-import {
-  type HostResult,
-  hostPrefixes,
-  parseParallel,
-  printSummary,
-  pumpPrefixed,
-  readHostsFile,
-  shortReason,
-} from './fanout.js';
-import { mapLimited, onInterrupt, pump, signalExitCode } from './io.js';
+import { addConnectionOptions, collect, connect, connectionSettings, endSession } from './connection.js';
+import { clientAction, EXIT, UsageError } from './errors.js';
+import { mergeFlags, runOnHosts, type TargetFlags, targetsOf } from './fanout.js';
+import type { ResolvedTarget } from './hosts.js';
+import { onInterrupt, pump, signalExitCode } from './io.js';
 
-interface ExecFlags extends ConnectionFlags {
+interface ExecFlags extends TargetFlags {
   cwd?: string;
   env?: string[];
   shell?: boolean;
   stdin?: boolean;
-  hosts?: string;
-  parallel?: string;
 }
 
 /** How long to wait for the remote process to end after Ctrl-C before giving up. */
@@ -104,9 +86,9 @@ function forwardStdin(proc: RemoteProcess): () => void {
   };
 }
 
-async function execOne(target: string, argv: string[], flags: ExecFlags): Promise<number> {
-  const settings = await connectionSettings(flags);
-  const t = parseTarget(target);
+async function execOne(target: ResolvedTarget, argv: string[], flags: ExecFlags): Promise<number> {
+  const settings = await connectionSettings(mergeFlags(flags, target.flags));
+  const t = target.target;
   const options = spawnOptions(flags);
   const [file, ...args] = argv as [string, ...string[]];
   const passStdin = flags.stdin ?? process.stdin.isTTY !== true;
@@ -167,77 +149,45 @@ async function execOne(target: string, argv: string[], flags: ExecFlags): Promis
   }
 }
 
-async function execMany(hostsFile: string, argv: string[], flags: ExecFlags): Promise<number> {
-  const entries = await readHostsFile(hostsFile);
-  const parallel = parseParallel(flags.parallel, entries.length);
+async function execMany(names: string[], argv: string[], flags: ExecFlags): Promise<number> {
   const options = spawnOptions(flags);
   const [file, ...args] = argv as [string, ...string[]];
-  // Every host's settings are checked before anything runs.
-  const settings: ConnectionSettings[] = [];
-  for (const e of entries) {
-    try {
-      settings.push(await connectionSettings({ ...flags, ...e.flags }));
-    } catch (err) {
-      throw new UsageError(`${hostsFile}:${e.line}: ${(err as Error).message}`);
-    }
-  }
-  const labels = entries.map((e) => e.target.label);
-  const outPrefixes = hostPrefixes(labels, process.stdout);
-  const errPrefixes = hostPrefixes(labels, process.stderr);
-
-  const abort = new AbortController();
   const running = new Set<RemoteProcess>();
-  let interrupted = false;
-  const disposeSignals = onInterrupt(() => {
-    interrupted = true;
-    abort.abort();
-    for (const p of running) void p.kill({ tree: true }).catch(() => {});
-    setTimeout(() => process.exit(EXIT.INTERRUPTED), KILL_WAIT_MS).unref();
-  });
-  try {
-    const results = await mapLimited(entries, parallel, async (entry, i): Promise<HostResult> => {
-      const t0 = performance.now();
-      const label = entry.target.label;
-      if (interrupted) return { label, ok: false, result: 'not run (interrupted)', ms: 0 };
+  return runOnHosts({
+    names,
+    flags,
+    command: 'exec',
+    // Ctrl-C: every running process tree is terminated first; a second Ctrl-C exits at once.
+    onInterrupt: () => {
+      for (const p of running) void p.kill({ tree: true }).catch(() => {});
+      setTimeout(() => process.exit(EXIT.INTERRUPTED), KILL_WAIT_MS).unref();
+    },
+    run: async (client, task) => {
+      const proc = await client.spawn(file, args, { ...options, stdin: false });
+      running.add(proc);
+      const onAbort = () => void proc.kill({ tree: true }).catch(() => {});
+      task.signal.addEventListener('abort', onAbort, { once: true });
       try {
-        const client = await connect(entry.target, settings[i]!, abort.signal);
-        try {
-          const proc = await client.spawn(file, args, { ...options, stdin: false });
-          running.add(proc);
-          if (interrupted) void proc.kill({ tree: true }).catch(() => {});
-          await Promise.all([
-            pumpPrefixed(proc.stdout, process.stdout, outPrefixes[i]!),
-            pumpPrefixed(proc.stderr, process.stderr, errPrefixes[i]!),
-          ]);
-          const exit = await proc.exited;
-          running.delete(proc);
-          return {
-            label,
-            ok: exit.code === 0,
-            result: exitText(exit),
-            ms: performance.now() - t0,
-          };
-        } finally {
-          await endSession(client);
-        }
-      } catch (err) {
-        const reason = interrupted ? 'interrupted' : `error: ${shortReason(describeError(err).message)}`;
-        return { label, ok: false, result: reason, ms: performance.now() - t0 };
+        await Promise.all([task.stdout(proc.stdout), task.stderr(proc.stderr)]);
+        const exit = await proc.exited;
+        return {
+          ok: exit.code === 0,
+          result: exitText(exit),
+          json: { host: task.label, exitCode: exit.code, signal: exit.signal },
+        };
+      } finally {
+        task.signal.removeEventListener('abort', onAbort);
+        running.delete(proc);
       }
-    });
-    printSummary(results);
-    if (interrupted) return EXIT.INTERRUPTED;
-    return results.every((r) => r.ok) ? EXIT.OK : EXIT.FANOUT;
-  } finally {
-    disposeSignals();
-  }
+    },
+  });
 }
 
 export function registerExec(program: Command): void {
   const cmd = program
     .command('exec')
     .description('run a command on an agent (or on every host of --hosts), streaming its output')
-    .argument('[host]', 'HOST[:PORT] of the agent (omit it with --hosts)')
+    .argument('[host]', 'HOST[:PORT], alias or @group of the agent(s) (omit it with --hosts)')
     .argument('[command...]', 'the command and its arguments; put them after -- when they have options')
     .option('--cwd <dir>', "working directory on the agent (default: the product's root path)")
     .option(
@@ -247,9 +197,7 @@ export function registerExec(program: Command): void {
     )
     .option('--shell', 'run the command line through the shell (/bin/sh -c; cmd.exe on Windows)')
     .option('-i, --stdin', 'pass local stdin even when it is a terminal (default: only when it is not)')
-    .option('-n, --no-stdin', 'never pass local stdin (the remote stdin is closed at once)')
-    .option('--hosts <file>', 'run on every host listed in FILE (one HOST[:PORT] per line)')
-    .option('--parallel <n>', 'with --hosts: at most N hosts at once (default: all, up to 64)');
+    .option('-n, --no-stdin', 'never pass local stdin (the remote stdin is closed at once)');
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -260,6 +208,7 @@ Examples:
   outpost exec web01 --shell -- 'ls /var/log | wc -l'
   tar c ./site | outpost exec web01 -- tar x -C /srv/www      # local stdin goes to the remote command
   outpost exec --hosts hosts.txt --parallel 10 -- uptime     # every host; lines prefixed "web01: …"
+  outpost exec @web --fail-fast -- systemctl restart app     # a group of the hosts file
 
 Exit code: the remote command's (128+N if killed by signal N); 1 bad usage, 2 connection failed,
 3 the command could not be started (e.g. NotFound, AccessDenied), 130 Ctrl-C (the remote
@@ -267,18 +216,22 @@ process tree is terminated). With --hosts: 0 if every host exited 0, else 4 (see
   );
   cmd.action(
     clientAction(async (host: string | undefined, command: string[], flags: ExecFlags) => {
-      if (flags.hosts !== undefined) {
-        const argv = host === undefined ? command : [host, ...command];
-        if (argv.length === 0)
-          throw new UsageError('exec --hosts needs a command: outpost exec --hosts FILE -- CMD ARGS…');
-        if (flags.stdin === true)
-          throw new UsageError('-i cannot be used with --hosts (stdin is not fanned out)');
-        return execMany(flags.hosts, argv, flags);
-      }
-      if (host === undefined || command.length === 0)
+      // `exec --hosts FILE -- CMD`: the first word is the command's.
+      const names = flags.hosts !== undefined || host === undefined ? [] : [host];
+      const argv = flags.hosts !== undefined && host !== undefined ? [host, ...command] : command;
+      if (flags.hosts === undefined && (host === undefined || command.length === 0))
         throw new UsageError('exec needs a host and a command: outpost exec HOST -- CMD ARGS…');
-      if (flags.parallel !== undefined) throw new UsageError('--parallel only applies with --hosts FILE');
-      return execOne(host, command, flags);
+      if (argv.length === 0)
+        throw new UsageError('exec --hosts needs a command: outpost exec --hosts FILE -- CMD ARGS…');
+      const { targets, fanout } = await targetsOf(names, flags);
+      if (!fanout) {
+        if (flags.parallel !== undefined)
+          throw new UsageError('--parallel only applies on several hosts (a @group, --hosts FILE)');
+        return execOne(targets[0]!, argv, flags);
+      }
+      if (flags.stdin === true)
+        throw new UsageError('-i cannot be used on several hosts (stdin is not fanned out)');
+      return execMany(names, argv, flags);
     }),
   );
 }

@@ -1,76 +1,356 @@
 /**
- * Fan-out (`--hosts FILE`): the hosts file, output lines prefixed with
- * their host, and the summary table.
+ * The one runner behind every client command: the targets from
+ * `resolveTargets` (HOST[:PORT], aliases, `@group`, `--hosts FILE`), their
+ * connection settings, a session per host, and the outcome.
  *
- * Hosts file: one `HOST[:PORT]` per line; `#` starts a comment; blank lines
- * are ignored. After the address a line may override connection options
- * for that host: `key=HEX`, `thumbprint=HEX`, `mode=none|ssl|aes`.
+ * - One target named directly: the command runs as it always did (its
+ *   errors are one line with their own exit code; `--json` prints the
+ *   command's JSON value).
+ * - Several (a group, `--hosts`, or more than one name): every host at
+ *   once (`--parallel N`), output lines prefixed with their host, a summary
+ *   table on stderr (HOST, RESULT, TIME), exit code 4 when any host failed;
+ *   `--fail-fast` stops at the first failure (running hosts are
+ *   interrupted, the others not started). With `--json`: JSON Lines on
+ *   stdout, `{"type":"output",…}`, `{"type":"result",…}` per host and a last
+ *   `{"type":"summary",…}`.
  *
- *     # web tier
- *     web01
- *     web02:46400   key=0123…cdef
- *     [fd00::5]     mode=ssl thumbprint=AB:CD:…
+ * Wiring a command: `runOnHosts({ names, flags, run: async (client, task) => … })`.
+ * Ctrl-C aborts each host's own AbortController (no listener piles up on a
+ * shared signal, hence no MaxListenersExceededWarning at 50 hosts).
  */
-import { readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { type ConnectionFlags, parseTarget, type Target } from './connection.js';
-import { UsageError } from './errors.js';
+import { Readable } from 'node:stream';
+import type { AgentClient, TransferProgress } from '../client/index.js';
+import {
+  type ConnectionFlags,
+  type ConnectionSettings,
+  connect,
+  connectionSettings,
+  endSession,
+} from './connection.js';
+import { describeError, EXIT, UsageError } from './errors.js';
 import { bold, colorize, formatDuration, red, table, useColor } from './format.js';
-import { drained } from './io.js';
+import { isGroupName, loadHostsConfig, parsePortFlag, type ResolvedTarget, resolveTargets } from './hosts.js';
+import { drained, mapLimited, onInterrupt } from './io.js';
+import { createProgress, type ProgressReporter } from './progress.js';
 
-export interface HostEntry {
-  target: Target;
-  /** Per-host connection options from the hosts file. */
-  flags: Partial<ConnectionFlags>;
-  /** Line number in the file (1-based). */
-  line: number;
+/** The options every client command has (addConnectionOptions). */
+export interface TargetFlags extends ConnectionFlags {
+  port?: string | undefined;
+  config?: string | undefined;
+  hosts?: string | undefined;
+  parallel?: string | undefined;
+  failFast?: boolean | undefined;
+  json?: boolean | undefined;
 }
 
-const SETTINGS = new Set(['key', 'thumbprint', 'mode']);
-
-/** Parses a hosts file's text; `name` is used in error messages. */
-export function parseHosts(text: string, name: string): HostEntry[] {
-  const entries: HostEntry[] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const hash = raw.indexOf('#');
-    const line = (hash < 0 ? raw : raw.slice(0, hash)).trim();
-    if (line === '') return;
-    const [address = '', ...settings] = line.split(/\s+/);
-    let target: Target;
-    try {
-      target = parseTarget(address);
-    } catch (err) {
-      throw new UsageError(`${name}:${i + 1}: ${(err as Error).message}`);
-    }
-    const flags: Partial<ConnectionFlags> = {};
-    for (const s of settings) {
-      const eq = s.indexOf('=');
-      const key = eq < 0 ? s : s.slice(0, eq);
-      if (eq < 0 || !SETTINGS.has(key))
-        throw new UsageError(
-          `${name}:${i + 1}: "${key}" is not a host setting; after HOST[:PORT] write key=HEX, thumbprint=HEX or mode=none|ssl|aes`,
-        );
-      flags[key as 'key' | 'thumbprint' | 'mode'] = s.slice(eq + 1);
-    }
-    entries.push({ target, flags, line: i + 1 });
-  });
-  return entries;
+/** What a command's `run` gets for one host. */
+export interface HostTask {
+  readonly target: ResolvedTarget;
+  readonly label: string;
+  readonly index: number;
+  readonly settings: ConnectionSettings;
+  /** True when running on several hosts. */
+  readonly fanout: boolean;
+  readonly json: boolean;
+  /** Aborted on Ctrl-C, and with --fail-fast when another host failed. */
+  readonly signal: AbortSignal;
+  /** Writes this host's stdout/stderr output (prefixed, or as JSON records, when fanning out). */
+  readonly stdout: (src: Readable) => Promise<void>;
+  readonly stderr: (src: Readable) => Promise<void>;
+  /** Writes text lines to this host's stdout (prefixed when fanning out; nothing with --json). */
+  readonly print: (text: string) => Promise<void>;
+  /** Transfer progress of this host (one overall bar when fanning out), or null with -q / --json. */
+  readonly progress: ProgressReporter | null;
 }
 
-/** Reads and parses a hosts file. */
-export async function readHostsFile(file: string): Promise<HostEntry[]> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(
-      `--hosts: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)}); pass a file with one HOST[:PORT] per line`,
-    );
+/** How one host went. */
+export interface HostOutcome {
+  ok: boolean;
+  /** For the summary: `exit 0`, `12 files, 3.4 MiB`, `3 entries`. */
+  result: string;
+  /** The command's result as JSON (printed with --json). */
+  json?: unknown;
+  /** Exit code when on a single target (default: 0 when ok, else 3). */
+  exitCode?: number;
+}
+
+export interface RunOptions {
+  /** Names from the command line (HOST[:PORT], alias, @group). */
+  names: readonly string[];
+  flags: TargetFlags;
+  /** The command's name, for messages. */
+  command: string;
+  /** Transfer commands: a progress label (put/get); none: no progress. */
+  progress?: { label: string; quiet: boolean };
+  run(client: AgentClient, task: HostTask): Promise<HostOutcome>;
+  /** Extra per-host wiring when fanning out (e.g. exec kills its processes on Ctrl-C itself). */
+  onInterrupt?: () => void;
+}
+
+/** `{ ...cli, ...host }`, where a host's key or key file replaces the command line's. */
+export function mergeFlags(cli: ConnectionFlags, host: Partial<ConnectionFlags>): ConnectionFlags {
+  const merged: ConnectionFlags = { ...cli };
+  if (host.key !== undefined || host.keyFile !== undefined) {
+    delete merged.key;
+    delete merged.keyFile;
   }
-  const entries = parseHosts(text, file);
-  if (entries.length === 0)
-    throw new UsageError(`--hosts: ${file} lists no hosts; write one HOST[:PORT] per line`);
-  return entries;
+  if (host.thumbprint !== undefined || host.ca !== undefined) {
+    delete merged.thumbprint;
+    delete merged.ca;
+  }
+  return { ...merged, ...host };
+}
+
+/** The targets of a command and whether it fans out. */
+export async function targetsOf(
+  names: readonly string[],
+  flags: TargetFlags,
+): Promise<{ targets: ResolvedTarget[]; fanout: boolean }> {
+  const config = await loadHostsConfig(flags.config);
+  const targets = await resolveTargets(names, {
+    hostsFile: flags.hosts,
+    ctx: { config, port: parsePortFlag(flags.port) },
+  });
+  if (targets.length === 0)
+    throw new UsageError('no hosts to run on: name HOST[:PORT], an alias or @group, or pass --hosts FILE');
+  const fanout = targets.length > 1 || flags.hosts !== undefined || names.some(isGroupName);
+  return { targets, fanout };
+}
+
+/** Runs a command on its targets; returns the exit code. */
+export async function runOnHosts(opts: RunOptions): Promise<number> {
+  const { flags } = opts;
+  const { targets, fanout } = await targetsOf(opts.names, flags);
+  if (!fanout && flags.parallel !== undefined)
+    throw new UsageError(
+      '--parallel only applies on several hosts (a @group, --hosts FILE or several names)',
+    );
+  // Every host's settings are checked before anything runs.
+  const settings: ConnectionSettings[] = [];
+  for (const t of targets) {
+    try {
+      settings.push(await connectionSettings(mergeFlags(flags, t.flags)));
+    } catch (err) {
+      if (!fanout || !(err instanceof UsageError)) throw err;
+      throw new UsageError(`${t.source}: ${err.message}`);
+    }
+  }
+  return fanout ? runMany(opts, targets, settings) : runOne(opts, targets[0]!, settings[0]!);
+}
+
+async function runOne(
+  opts: RunOptions,
+  target: ResolvedTarget,
+  settings: ConnectionSettings,
+): Promise<number> {
+  const json = opts.flags.json === true;
+  const stop = new AbortController();
+  const dispose = onInterrupt(() => {
+    opts.onInterrupt?.();
+    stop.abort();
+  });
+  const progress =
+    opts.progress && !json
+      ? createProgress({ label: opts.progress.label, quiet: opts.progress.quiet })
+      : null;
+  try {
+    const client = await connect(target.target, settings, stop.signal);
+    let outcome: HostOutcome;
+    try {
+      outcome = await opts.run(client, {
+        target,
+        label: target.target.label,
+        index: 0,
+        settings,
+        fanout: false,
+        json,
+        signal: stop.signal,
+        stdout: (src) =>
+          json ? pumpJsonLines(src, target.target.label, 'stdout') : pumpTo(src, process.stdout),
+        stderr: (src) =>
+          json ? pumpJsonLines(src, target.target.label, 'stderr') : pumpTo(src, process.stderr),
+        print: async (text) => {
+          if (!json && !process.stdout.write(text)) await drained(process.stdout);
+        },
+        progress,
+      });
+    } finally {
+      await endSession(client);
+    }
+    if (json && outcome.json !== undefined)
+      process.stdout.write(`${JSON.stringify(outcome.json, null, 2)}\n`);
+    return outcome.exitCode ?? (outcome.ok ? EXIT.OK : EXIT.REMOTE);
+  } catch (err) {
+    progress?.clear();
+    if (stop.signal.aborted) {
+      process.stderr.write(
+        `outpost: interrupted${opts.progress ? '; files in progress were not committed (their temp files were removed)' : ''}\n`,
+      );
+      return EXIT.INTERRUPTED;
+    }
+    throw err;
+  } finally {
+    dispose();
+  }
+}
+
+async function pumpTo(src: Readable, out: NodeJS.WritableStream): Promise<void> {
+  for await (const chunk of src) if (!out.write(chunk as Buffer)) await drained(out);
+}
+
+/** JSON Lines for one host's stream: `{"type":"output","host":…,"stream":…,"text":…}` per line. */
+async function pumpJsonLines(src: Readable, host: string, stream: 'stdout' | 'stderr'): Promise<void> {
+  const sink = {
+    write(chunk: Buffer): boolean {
+      const text = chunk.toString('utf8').replace(/\n$/, '');
+      return process.stdout.write(`${JSON.stringify({ type: 'output', host, stream, text })}\n`);
+    },
+  };
+  await pumpPrefixed(src, sink as unknown as NodeJS.WritableStream, '', process.stdout);
+}
+
+async function runMany(
+  opts: RunOptions,
+  targets: ResolvedTarget[],
+  settings: ConnectionSettings[],
+): Promise<number> {
+  const { flags } = opts;
+  const json = flags.json === true;
+  const parallel = parseParallel(flags.parallel, targets.length);
+  const labels = targets.map((t) => t.target.label);
+  const outPrefixes = hostPrefixes(labels, process.stdout);
+  const errPrefixes = hostPrefixes(labels, process.stderr);
+  const controllers = targets.map(() => new AbortController());
+  let interrupted = false;
+  let failedFast = false;
+  const abortAll = () => {
+    for (const c of controllers) c.abort();
+  };
+  const dispose = onInterrupt(() => {
+    interrupted = true;
+    opts.onInterrupt?.();
+    abortAll();
+  });
+  const overall =
+    opts.progress && !json && !opts.progress.quiet
+      ? new OverallProgress(opts.progress.label, targets.length)
+      : null;
+  try {
+    const results = await mapLimited(targets, parallel, async (t, i): Promise<HostResult> => {
+      const label = labels[i]!;
+      const t0 = performance.now();
+      if (interrupted) return { label, ok: false, result: 'not run (interrupted)', ms: 0 };
+      if (failedFast) return { label, ok: false, result: 'not run (--fail-fast)', ms: 0 };
+      const signal = controllers[i]!.signal;
+      let outcome: HostOutcome;
+      try {
+        const client = await connect(t.target, settings[i]!, signal);
+        try {
+          outcome = await opts.run(client, {
+            target: t,
+            label,
+            index: i,
+            settings: settings[i]!,
+            fanout: true,
+            json,
+            signal,
+            stdout: (src) =>
+              json ? pumpJsonLines(src, label, 'stdout') : pumpPrefixed(src, process.stdout, outPrefixes[i]!),
+            stderr: (src) =>
+              json ? pumpJsonLines(src, label, 'stderr') : pumpPrefixed(src, process.stderr, errPrefixes[i]!),
+            print: async (text) => {
+              if (!json)
+                await pumpPrefixed(Readable.from([Buffer.from(text)]), process.stdout, outPrefixes[i]!);
+            },
+            progress: overall ? overall.host(i) : null,
+          });
+        } finally {
+          await endSession(client);
+        }
+      } catch (err) {
+        outcome = {
+          ok: false,
+          result: interrupted
+            ? 'interrupted'
+            : failedFast && signal.aborted
+              ? 'stopped (--fail-fast)'
+              : `error: ${shortReason(describeError(err).message)}`,
+        };
+      }
+      const r: HostResult = { label, ok: outcome.ok, result: outcome.result, ms: performance.now() - t0 };
+      if (json)
+        process.stdout.write(
+          `${JSON.stringify({
+            type: 'result',
+            host: label,
+            address: t.target.host,
+            port: t.target.port,
+            ok: r.ok,
+            result: r.result,
+            ms: Math.round(r.ms),
+            ...(outcome.json !== undefined ? { data: outcome.json } : {}),
+          })}\n`,
+        );
+      if (!r.ok && flags.failFast && !failedFast) {
+        failedFast = true;
+        controllers.forEach((c, j) => {
+          if (j !== i) c.abort();
+        });
+      }
+      return r;
+    });
+    overall?.finish();
+    const failed = results.filter((r) => !r.ok).length;
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ type: 'summary', hosts: results.length, failed, interrupted })}\n`,
+      );
+    else printSummary(results);
+    if (interrupted) return EXIT.INTERRUPTED;
+    return failed === 0 ? EXIT.OK : EXIT.FANOUT;
+  } finally {
+    dispose();
+  }
+}
+
+/** One bar (or plain lines) for a transfer to many hosts: the sum of every host's progress. */
+class OverallProgress {
+  private readonly reporter: ProgressReporter;
+  private readonly perHost: TransferProgress[];
+  constructor(label: string, hosts: number) {
+    this.reporter = createProgress({ label: `${label} ×${hosts}` });
+    this.perHost = Array.from({ length: hosts }, () => ({
+      file: '',
+      bytes: 0,
+      totalBytes: 0,
+      files: 0,
+      totalFiles: 0,
+    }));
+  }
+  host(i: number): ProgressReporter {
+    return {
+      update: (p) => {
+        this.perHost[i] = p;
+        this.reporter.update(this.sum());
+      },
+      done: () => {},
+      clear: () => {},
+    };
+  }
+  private sum(): TransferProgress {
+    const s: TransferProgress = { file: '', bytes: 0, totalBytes: 0, files: 0, totalFiles: 0 };
+    for (const p of this.perHost) {
+      s.bytes += p.bytes;
+      s.totalBytes += p.totalBytes;
+      s.files += p.files;
+      s.totalFiles += p.totalFiles;
+    }
+    return s;
+  }
+  finish(): void {
+    const s = this.sum();
+    this.reporter.done({ files: s.files, bytes: s.bytes });
+  }
 }
 
 /** Parses --parallel (default: every host at once, at most 64). */
@@ -89,10 +369,15 @@ const MAX_LINE = 64 * 1024;
  * Copies `src` to `out` line by line, each line prefixed. A last line
  * without a newline gets one. Honours `out`'s backpressure.
  */
-export async function pumpPrefixed(src: Readable, out: NodeJS.WritableStream, prefix: string): Promise<void> {
+export async function pumpPrefixed(
+  src: Readable,
+  out: NodeJS.WritableStream,
+  prefix: string,
+  drains: NodeJS.WritableStream = out,
+): Promise<void> {
   let partial: Buffer = Buffer.alloc(0);
   const write = async (text: Buffer) => {
-    if (!out.write(Buffer.concat([Buffer.from(prefix), text]))) await drained(out);
+    if (!out.write(Buffer.concat([Buffer.from(prefix), text]))) await drained(drains);
   };
   for await (const chunk of src) {
     let data = partial.length > 0 ? Buffer.concat([partial, chunk as Buffer]) : (chunk as Buffer);

@@ -6,14 +6,9 @@
  */
 import type { Command } from 'commander';
 import { AGENT_TYPE_NAMES, type AgentType, MODE_NAMES, type Mode } from '../protocol/index.js';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connectionSettings,
-  parseTarget,
-  withClient,
-} from './connection.js';
+import { addConnectionOptions } from './connection.js';
 import { clientAction } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
 import { formatDuration, table } from './format.js';
 
 const typeName = (t: number) => AGENT_TYPE_NAMES[t as AgentType] ?? `type ${t}`;
@@ -23,8 +18,7 @@ export function registerInfo(program: Command): void {
   const cmd = program
     .command('info')
     .description("show an agent's product, version, host name, OS, architecture and agent types")
-    .argument('<host>', 'HOST[:PORT] of the agent')
-    .option('--json', 'print one JSON object');
+    .argument('<host>', 'HOST[:PORT], alias or @group of the agent(s)');
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -38,62 +32,49 @@ uptimeMs, supportedAgentTypes (names), encryptionMode (none/ssl/aes), handshakeV
 agentType, rootPath, sessionId.`,
   );
   cmd.action(
-    clientAction(async (host: string, flags: ConnectionFlags & { json?: boolean }) => {
-      const settings = await connectionSettings(flags);
-      const target = parseTarget(host);
-      const r = await withClient(target, settings, async (client) => {
-        const signal = AbortSignal.timeout(settings.timeoutMs);
-        const info = await client.info({ signal });
-        const rootPath = await client
-          .rootPath(undefined, { signal })
-          .catch((err: Error) => `(${err.message})`);
-        return {
-          info,
-          rootPath,
-          handshakeVersion: client.agentVersion,
-          agentType: AGENT_TYPE_NAMES[client.agentType],
-          sessionId: client.sessionId,
-        };
-      });
-      const { info } = r;
-      const types = [...info.supportedAgentTypes].map(typeName);
-      if (flags.json) {
-        process.stdout.write(
-          `${JSON.stringify(
-            {
-              host: target.host,
-              port: target.port,
-              ...info,
-              supportedAgentTypes: types,
-              encryptionMode: modeName(info.encryptionMode),
-              handshakeVersion: r.handshakeVersion,
-              agentType: r.agentType,
-              rootPath: r.rootPath,
-              sessionId: r.sessionId,
-            },
-            null,
-            2,
-          )}\n`,
-        );
-        return 0;
-      }
-      const rows = [
-        ['agent', `${target.label} (mode ${settings.mode})`],
-        ['product', info.product],
-        ['version', `${info.version} (handshake ${r.handshakeVersion})`],
-        ['protocol', String(info.protocolVersion)],
-        ['hostname', info.hostName],
-        ['platform', info.platform],
-        ['os release', info.osRelease],
-        ['architecture', info.arch],
-        ['process', String(info.processId)],
-        ['uptime', formatDuration(info.uptimeMs)],
-        ['agent types', types.join(', ')],
-        ['encryption', modeName(info.encryptionMode)],
-        [`root (${r.agentType})`, r.rootPath],
-      ];
-      process.stdout.write(`${table(rows.map(([k, v]) => [`${k}:`, v ?? '']))}\n`);
-      return 0;
-    }),
+    clientAction(async (host: string, flags: TargetFlags) =>
+      runOnHosts({
+        names: [host],
+        flags,
+        command: 'info',
+        run: async (client, task) => {
+          const signal = AbortSignal.any([task.signal, AbortSignal.timeout(task.settings.timeoutMs)]);
+          const info = await client.info({ signal });
+          const rootPath = await client
+            .rootPath(undefined, { signal })
+            .catch((err: Error) => `(${err.message})`);
+          const agentType = AGENT_TYPE_NAMES[client.agentType];
+          const types = [...info.supportedAgentTypes].map(typeName);
+          const json = {
+            host: task.target.target.host,
+            port: task.target.target.port,
+            ...info,
+            supportedAgentTypes: types,
+            encryptionMode: modeName(info.encryptionMode),
+            handshakeVersion: client.agentVersion,
+            agentType,
+            rootPath,
+            sessionId: client.sessionId,
+          };
+          const rows = [
+            ['agent', `${task.label} (mode ${task.settings.mode})`],
+            ['product', info.product],
+            ['version', `${info.version} (handshake ${client.agentVersion})`],
+            ['protocol', String(info.protocolVersion)],
+            ['hostname', info.hostName],
+            ['platform', info.platform],
+            ['os release', info.osRelease],
+            ['architecture', info.arch],
+            ['process', String(info.processId)],
+            ['uptime', formatDuration(info.uptimeMs)],
+            ['agent types', types.join(', ')],
+            ['encryption', modeName(info.encryptionMode)],
+            [`root (${agentType})`, rootPath],
+          ];
+          await task.print(`${table(rows.map(([k, v]) => [`${k}:`, v ?? '']))}\n`);
+          return { ok: true, result: `${info.product} ${info.version} on ${info.hostName}`, json };
+        },
+      }),
+    ),
   );
 }

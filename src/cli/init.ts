@@ -32,7 +32,10 @@ import {
   makeSelfSignedCertificate,
   normalizeThumbprint,
 } from '../transport/index.js';
+
+import { checkKey } from './connection.js';
 import { UsageError } from './errors.js';
+import { readKeyFile } from './secrets.js';
 
 export const CERT_FILE_NAME = 'outpost-agent.crt';
 export const KEY_FILE_NAME = 'outpost-agent.key';
@@ -51,6 +54,8 @@ export interface InitOptions {
   serverKey?: string | undefined;
   /** --thumbprint: the hub certificate's SHA-256 thumbprint. */
   thumbprint?: string | undefined;
+  /** Mode aes: reuse this key (hex, already checked) instead of making a fresh one. */
+  keyHex?: string | undefined;
   /** Where to print (default: stdout). */
   out?: (line: string) => void;
 }
@@ -177,7 +182,7 @@ export async function init(options: InitOptions): Promise<InitResult> {
   const template: ConfigTemplate = { mode, address, port };
   const result: InitResult = { configPath, mode, address, port };
   if (mode === 'aes') {
-    result.keyHex = randomBytes(32).toString('hex');
+    result.keyHex = options.keyHex ?? randomBytes(32).toString('hex');
     template.keyHex = result.keyHex;
   } else if (mode === 'ssl') {
     const certFile = join(dir, CERT_FILE_NAME);
@@ -295,6 +300,8 @@ export function registerInit(program: Command): void {
       '--thumbprint <hex>',
       "with --outbound: the hub certificate's SHA-256 thumbprint (`outpost hub init`)",
     )
+    .option('--key <hex>', 'mode aes: reuse this fleet key (32/48/64 hex digits) instead of a fresh one')
+    .option('--key-file <file>', 'mode aes: reuse the key in FILE (it must not be readable by others)')
     .action(
       async (opts: {
         config?: string;
@@ -305,6 +312,8 @@ export function registerInit(program: Command): void {
         outbound?: string;
         serverKey?: string;
         thumbprint?: string;
+        key?: string;
+        keyFile?: string;
       }) => {
         await init({
           configPath: opts.config,
@@ -315,7 +324,19 @@ export function registerInit(program: Command): void {
           outbound: opts.outbound,
           serverKey: opts.serverKey,
           thumbprint: opts.thumbprint,
+          keyHex: await initKey(opts),
         });
       },
     );
+}
+
+/** `--key HEX` / `--key-file FILE` of init: checked like a client's key; only with mode aes. */
+async function initKey(opts: { mode?: string; key?: string; keyFile?: string }): Promise<string | undefined> {
+  if (opts.key === undefined && opts.keyFile === undefined) return undefined;
+  if (opts.key !== undefined && opts.keyFile !== undefined)
+    throw new UsageError('give --key or --key-file, not both');
+  if ((opts.mode ?? 'aes').toLowerCase() !== 'aes')
+    throw new UsageError(`--key and --key-file apply to mode aes only, not ${opts.mode}`);
+  const text = opts.key ?? (await readKeyFile(opts.keyFile!, '--key-file'));
+  return checkKey(text, opts.key !== undefined ? '--key' : `key file ${opts.keyFile}`).toLowerCase();
 }

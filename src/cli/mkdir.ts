@@ -3,20 +3,16 @@
  * (an existing directory is fine, like `mkdir -p`).
  */
 import type { Command } from 'commander';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connectionSettings,
-  parseRemote,
-  withClient,
-} from './connection.js';
-import { clientAction, UsageError } from './errors.js';
+import { addConnectionOptions } from './connection.js';
+import { clientAction } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
+import { sameHostRemotes } from './hosts.js';
 
 export function registerMkdir(program: Command): void {
   const cmd = program
     .command('mkdir')
     .description('create remote directories (with parents; existing is fine)')
-    .argument('<remote...>', 'HOST[:PORT]:PATH to create (several: same host)');
+    .argument('<remote...>', 'HOST[:PORT]:PATH (or ALIAS:PATH, @GROUP:PATH) to create (several: same host)');
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -24,25 +20,22 @@ export function registerMkdir(program: Command): void {
 Examples:
   outpost mkdir web01:/srv/app/releases/42
   outpost mkdir web01:/srv/a web01:/srv/b
+  outpost mkdir @web:/srv/app/releases/42          # on every host of the group
 
 Exit code: 0 created (or existed); 1 bad usage; 2 connection failed; 3 remote error (AccessDenied, …).`,
   );
   cmd.action(
-    clientAction(async (remotes: string[], flags: ConnectionFlags) => {
-      const specs = remotes.map(parseRemote);
-      const first = specs[0]!;
-      const other = specs.find((s) => s.host !== first.host || s.port !== first.port);
-      if (other)
-        throw new UsageError(
-          `mkdir works on one agent at a time; ${other.label} differs from ${first.label}`,
-        );
-      const settings = await connectionSettings(flags);
-      await withClient(first, settings, async (client) => {
-        for (const spec of specs) {
-          await client.mkdir(spec.path);
-        }
+    clientAction(async (remotes: string[], flags: TargetFlags) => {
+      const { name, paths } = sameHostRemotes(remotes, 'mkdir');
+      return runOnHosts({
+        names: [name],
+        flags,
+        command: 'mkdir',
+        run: async (client, task) => {
+          for (const path of paths) await client.mkdir(path, { signal: task.signal });
+          return { ok: true, result: `${paths.length} created`, json: { host: task.label, created: paths } };
+        },
       });
-      return 0;
     }),
   );
 }

@@ -4,18 +4,11 @@
  * milliseconds and a min/avg/max line.
  */
 import type { Command } from 'commander';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connect,
-  connectionSettings,
-  endSession,
-  parseTarget,
-} from './connection.js';
-import { clientAction, UsageError } from './errors.js';
-import { interruptController } from './io.js';
+import { addConnectionOptions } from './connection.js';
+import { clientAction, EXIT, UsageError } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
 
-interface PingFlags extends ConnectionFlags {
+interface PingFlags extends TargetFlags {
   count?: string;
   interval?: string;
 }
@@ -34,7 +27,7 @@ export function registerPing(program: Command): void {
   const cmd = program
     .command('ping')
     .description('check that an agent answers; print the round-trip time in milliseconds')
-    .argument('<host>', 'HOST[:PORT] of the agent')
+    .argument('<host>', 'HOST[:PORT], alias or @group of the agent(s)')
     .option('-c, --count <n>', 'number of pings (default: 1)')
     .option('--interval <ms>', 'pause between pings in milliseconds (default: 1000)');
   addConnectionOptions(cmd);
@@ -45,6 +38,7 @@ Examples:
   outpost ping 10.0.0.5
   outpost ping web01:46400 -c 5 --interval 200
   outpost ping [::1] --mode ssl --thumbprint AB:CD:…
+  outpost ping @web                            # every host of the group; a summary table
 
 Output: "reply from HOST: time=0.42 ms" per ping, then "N replies: min/avg/max = … ms".
 Exit code: 0 answered; 1 bad usage; 2 cannot connect (unreachable, wrong key, mode mismatch, timeout).`,
@@ -53,52 +47,62 @@ Exit code: 0 answered; 1 bad usage; 2 cannot connect (unreachable, wrong key, mo
     clientAction(async (host: string, flags: PingFlags) => {
       const n = count(flags.count, '--count', 1, 1_000_000, 1);
       const interval = count(flags.interval, '--interval', 0, 3_600_000, 1000);
-      const settings = await connectionSettings(flags);
-      const target = parseTarget(host);
-      const stop = interruptController();
-      try {
-        const t0 = performance.now();
-        const client = await connect(target, settings, stop.signal);
-        const info = client.agentInfo;
-        process.stdout.write(
-          `connected to ${target.label} (agent ${info.product} ${client.agentVersion} on ${info.hostName}, mode ${settings.mode}) ` +
-            `in ${ms(performance.now() - t0)} ms\n`,
-        );
-        const times: number[] = [];
-        try {
-          for (let i = 0; i < n && !stop.interrupted(); i++) {
-            if (i > 0 && interval > 0)
-              await new Promise<void>((r) => {
-                const t = setTimeout(r, interval);
-                stop.signal.addEventListener(
-                  'abort',
-                  () => {
-                    clearTimeout(t);
-                    r();
-                  },
-                  { once: true },
-                );
-              });
-            if (stop.interrupted()) break;
-            const signal = AbortSignal.any([stop.signal, AbortSignal.timeout(settings.timeoutMs)]);
+      const t0 = performance.now();
+      return runOnHosts({
+        names: [host],
+        flags,
+        command: 'ping',
+        run: async (client, task) => {
+          const info = client.agentInfo;
+          const connectMs = performance.now() - t0;
+          await task.print(
+            `connected to ${task.label} (agent ${info.product} ${client.agentVersion} on ${info.hostName}, mode ${task.settings.mode}) ` +
+              `in ${ms(connectMs)} ms\n`,
+          );
+          const times: number[] = [];
+          for (let i = 0; i < n && !task.signal.aborted; i++) {
+            if (i > 0 && interval > 0) await sleep(interval, task.signal);
+            if (task.signal.aborted) break;
+            const signal = AbortSignal.any([task.signal, AbortSignal.timeout(task.settings.timeoutMs)]);
             const rtt = await client.ping({ signal });
             times.push(rtt);
-            process.stdout.write(`reply from ${target.label}: time=${ms(rtt)} ms\n`);
+            await task.print(`reply from ${task.label}: time=${ms(rtt)} ms\n`);
           }
-        } finally {
-          await endSession(client);
-        }
-        if (times.length > 0) {
-          const avg = times.reduce((a, b) => a + b, 0) / times.length;
-          process.stdout.write(
-            `${times.length} repl${times.length === 1 ? 'y' : 'ies'}: min/avg/max = ` +
-              `${ms(Math.min(...times))}/${ms(avg)}/${ms(Math.max(...times))} ms\n`,
-          );
-        }
-        return stop.interrupted() ? 130 : 0;
-      } finally {
-        stop.dispose();
-      }
+          const avg = times.length ? times.reduce((a, b) => a + b, 0) / times.length : 0;
+          const stats = times.length
+            ? `${ms(Math.min(...times))}/${ms(avg)}/${ms(Math.max(...times))} ms`
+            : 'no replies';
+          if (times.length > 0)
+            await task.print(
+              `${times.length} repl${times.length === 1 ? 'y' : 'ies'}: min/avg/max = ${stats}\n`,
+            );
+          return {
+            ok: true,
+            result: `${times.length} repl${times.length === 1 ? 'y' : 'ies'}, avg ${ms(avg)} ms`,
+            exitCode: task.signal.aborted ? EXIT.INTERRUPTED : EXIT.OK,
+            json: {
+              host: task.label,
+              connectMs: Number(ms(connectMs)),
+              replies: times.length,
+              timesMs: times.map((t) => Number(ms(t))),
+              mode: task.settings.mode,
+              version: client.agentVersion,
+            },
+          };
+        },
+      });
     }),
   );
+}
+
+function sleep(msToWait: number, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((r) => {
+    const t = setTimeout(done, msToWait);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      r();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }

@@ -12,10 +12,12 @@ import { ConfigError } from '../agent/config.js';
 import { AGENT_VERSION } from '../agent/version.js';
 import { registerCat } from './cat.js';
 import { registerCert } from './cert.js';
+import { registerCompletion } from './completion.js';
 import { CONNECTION_HELP } from './connection.js';
 import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
 import { registerExec } from './exec.js';
 import { registerGet } from './get.js';
+import { registerHosts } from './hosts-command.js';
 import { registerAgents, registerHub } from './hub.js';
 import { registerInfo } from './info.js';
 import { registerInit } from './init.js';
@@ -27,6 +29,7 @@ import { registerPut } from './put.js';
 import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
+import { registerVersion } from './version.js';
 
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   // the agent
@@ -48,6 +51,10 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerGet,
   registerRm,
   registerMkdir,
+  // the client's own
+  registerHosts,
+  registerVersion,
+  registerCompletion,
 ];
 
 export function buildProgram(): Command {
@@ -69,6 +76,8 @@ Examples:
   outpost exec 127.0.0.1 -- uname -a
   outpost put ./dist 127.0.0.1:/srv/app
   outpost exec --hosts hosts.txt -- uptime
+  outpost hosts add web01 10.0.0.5 --key-file ~/.config/outpost/fleet.key
+  outpost exec @web -- uptime                 # a group of ~/.config/outpost/hosts.toml
 ${CONNECTION_HELP}
 ${EXIT_CODES_HELP}
 

@@ -12,25 +12,19 @@
  * Progress on stderr: a bar on a terminal, plain lines otherwise, nothing
  * with -q.
  *
- * `outpost put LOCAL… --hosts FILE PATH`: the same upload to every host.
+ * Like scp, a new target's parent directory must exist, unless --parents.
+ *
+ * `outpost put LOCAL… @GROUP:PATH` or `--hosts FILE PATH`: the same upload
+ * to every host, with one overall progress bar.
  */
 import type { Command } from 'commander';
 import { type AgentClient, entryType } from '../client/index.js';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  type ConnectionSettings,
-  connect,
-  connectionSettings,
-  endSession,
-  looksRemote,
-  parseRemote,
-} from './connection.js';
-import { CliError, clientAction, describeError, EXIT, UsageError } from './errors.js';
-import { type HostResult, parseParallel, printSummary, readHostsFile, shortReason } from './fanout.js';
+import { addConnectionOptions, looksRemote } from './connection.js';
+import { CliError, clientAction, EXIT, UsageError } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
 import { formatBytes } from './format.js';
-import { interruptController, mapLimited } from './io.js';
-import { createProgress, type ProgressReporter } from './progress.js';
+import { splitRemote } from './hosts.js';
+import type { ProgressReporter } from './progress.js';
 import {
   checkLocalSource,
   endsWithSeparator,
@@ -41,10 +35,20 @@ import {
   skippedNote,
 } from './transfer.js';
 
-interface PutFlags extends ConnectionFlags {
+interface PutFlags extends TargetFlags {
   quiet?: boolean;
-  hosts?: string;
-  parallel?: string;
+  parents?: boolean;
+}
+
+/** The parent of a remote path (either separator), or null for a root (`/`, `C:\\`). */
+export function remoteParent(path: string): string | null {
+  const trimmed = path.replace(/[\\/]+$/, '');
+  const i = Math.max(trimmed.lastIndexOf('/'), trimmed.lastIndexOf('\\'));
+  if (i < 0) return null;
+  const parent = trimmed.slice(0, i);
+  if (parent === '') return trimmed.startsWith('/') ? '/' : null;
+  if (/^[A-Za-z]:$/.test(parent)) return `${parent}\\`;
+  return parent;
 }
 
 interface Plan {
@@ -71,14 +75,25 @@ async function uploadAll(
   p: Plan,
   dest: string,
   where: string,
-  options: { signal: AbortSignal; progress: ProgressReporter | null },
+  options: { signal: AbortSignal; progress: ProgressReporter | null; parents: boolean },
 ): Promise<{ files: number; bytes: number; skipped: string[] }> {
   const sep = client.pathSeparator;
-  const st = await client.stat(dest).catch((err: unknown) => {
-    if ((err as { code?: string }).code === 'NotFound') return null;
-    throw err;
-  });
+  const statOrNull = (path: string) =>
+    client.stat(path, { signal: options.signal }).catch((err: unknown) => {
+      if ((err as { code?: string }).code === 'NotFound') return null;
+      throw err;
+    });
+  const st = await statOrNull(dest);
   const isDir = st !== null && entryType(st) === 'directory';
+  // Like scp: a new target needs its parent directory, unless --parents.
+  if (st === null && !options.parents) {
+    const parent = remoteParent(dest);
+    if (parent !== null && (await statOrNull(parent)) === null)
+      throw new CliError(
+        `${where}: the remote directory ${parent} does not exist; create it (outpost mkdir) or pass --parents`,
+        EXIT.REMOTE,
+      );
+  }
   let targets: string[];
   if (p.sources.length > 1 || endsWithSeparator(dest)) {
     if (st && !isDir)
@@ -105,102 +120,18 @@ async function uploadAll(
   return { ...totals.done, skipped };
 }
 
-async function putOne(sources: string[], remote: string, flags: PutFlags): Promise<number> {
-  const spec = parseRemote(remote);
-  const settings = await connectionSettings(flags);
-  const p = await plan(sources);
-  const stop = interruptController();
-  const progress = createProgress({ label: 'put', quiet: flags.quiet === true });
-  try {
-    const client = await connect(spec, settings, stop.signal);
-    try {
-      const r = await uploadAll(client, p, spec.path, `${spec.label}:${spec.path}`, {
-        signal: stop.signal,
-        progress,
-      });
-      progress.done(r);
-      const note = skippedNote('put', r.skipped, 'the sources');
-      if (note && !flags.quiet) process.stderr.write(note);
-    } finally {
-      await endSession(client);
-    }
-    return EXIT.OK;
-  } catch (err) {
-    progress.clear();
-    if (stop.interrupted()) return reportInterrupted();
-    throw err;
-  } finally {
-    stop.dispose();
-  }
-}
-
-function reportInterrupted(): number {
-  process.stderr.write(
-    'outpost: interrupted; files in progress were not committed (their temp files were removed)\n',
-  );
-  return EXIT.INTERRUPTED;
-}
-
-async function putMany(sources: string[], path: string, flags: PutFlags): Promise<number> {
-  if (looksRemote(path) && !path.startsWith('/'))
-    throw new UsageError(
-      `with --hosts, the destination is only the remote PATH (e.g. /srv/app), not "${path}"`,
-    );
-  const entries = await readHostsFile(flags.hosts!);
-  const parallel = parseParallel(flags.parallel, entries.length);
-  const settings: ConnectionSettings[] = [];
-  for (const e of entries) {
-    try {
-      settings.push(await connectionSettings({ ...flags, ...e.flags }));
-    } catch (err) {
-      throw new UsageError(`${flags.hosts}:${e.line}: ${(err as Error).message}`);
-    }
-  }
-  const p = await plan(sources);
-  const stop = interruptController();
-  try {
-    const results = await mapLimited(entries, parallel, async (entry, i): Promise<HostResult> => {
-      const label = entry.target.label;
-      const t0 = performance.now();
-      if (stop.interrupted()) return { label, ok: false, result: 'not run (interrupted)', ms: 0 };
-      try {
-        const client = await connect(entry.target, settings[i]!, stop.signal);
-        try {
-          const r = await uploadAll(client, p, path, `${label}:${path}`, {
-            signal: stop.signal,
-            progress: null,
-          });
-          const result = `${r.files} file${r.files === 1 ? '' : 's'}, ${formatBytes(r.bytes)}`;
-          if (!flags.quiet) process.stderr.write(`${label}: done: ${result}\n`);
-          return { label, ok: true, result, ms: performance.now() - t0 };
-        } finally {
-          await endSession(client);
-        }
-      } catch (err) {
-        const reason = stop.interrupted()
-          ? 'interrupted'
-          : `error: ${shortReason(describeError(err).message)}`;
-        return { label, ok: false, result: reason, ms: performance.now() - t0 };
-      }
-    });
-    printSummary(results);
-    if (stop.interrupted()) return EXIT.INTERRUPTED;
-    return results.every((r) => r.ok) ? EXIT.OK : EXIT.FANOUT;
-  } finally {
-    stop.dispose();
-  }
-}
-
 export function registerPut(program: Command): void {
   const cmd = program
     .command('put')
     .description(
       'upload files and directories to an agent (or to every host of --hosts); SHA-256 verified, atomic',
     )
-    .argument('<paths...>', 'LOCAL… then HOST[:PORT]:PATH (with --hosts: LOCAL… then PATH)')
+    .argument(
+      '<paths...>',
+      'LOCAL… then HOST[:PORT]:PATH, ALIAS:PATH or @GROUP:PATH (with --hosts: LOCAL… then PATH)',
+    )
     .option('-q, --quiet', 'no progress and no summary line')
-    .option('--hosts <file>', 'upload to every host listed in FILE (one HOST[:PORT] per line)')
-    .option('--parallel <n>', 'with --hosts: at most N hosts at once (default: all, up to 64)');
+    .option('--parents', "create the target's missing parent directories (default: fail, like scp)");
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
@@ -209,6 +140,7 @@ Examples:
   outpost put ./dist web01:/srv/app/releases/42     # the directory becomes …/42 (or goes into it if it exists)
   outpost put app.tar.gz install.sh web01:/tmp/      # several sources: into the directory
   outpost put ./site --hosts hosts.txt /srv/www      # the same upload to every host
+  outpost put ./site @web:/srv/www                   # every host of the group; one overall progress bar
 
 Progress goes to stderr: a bar with percent, throughput and ETA on a terminal, plain lines otherwise.
 Exit code: 0 done; 1 bad usage or unreadable local file; 2 connection failed; 3 remote error (AccessDenied,
@@ -227,9 +159,35 @@ hash mismatch, …); 130 Ctrl-C (the file in progress is not committed). With --
       for (const s of sources)
         if (looksRemote(s))
           throw new UsageError(`put sends local files; "${s}" is remote (to fetch it, use outpost get)`);
-      if (flags.hosts !== undefined) return putMany(sources, dest, flags);
-      if (flags.parallel !== undefined) throw new UsageError('--parallel only applies with --hosts FILE');
-      return putOne(sources, dest, flags);
+      // With --hosts the destination may be only the remote PATH.
+      const bare = flags.hosts !== undefined && !dest.startsWith('@') && !looksRemote(dest);
+      const { names, path } = bare ? { names: [], path: dest } : oneName(splitRemote(dest));
+      const p = await plan(sources);
+      return runOnHosts({
+        names,
+        flags,
+        command: 'put',
+        progress: { label: 'put', quiet: flags.quiet === true },
+        run: async (client, task) => {
+          const r = await uploadAll(client, p, path, `${task.label}:${path}`, {
+            signal: task.signal,
+            progress: task.progress,
+            parents: flags.parents === true,
+          });
+          if (!task.fanout) task.progress?.done(r);
+          const note = skippedNote('put', r.skipped, 'the sources');
+          if (note && !flags.quiet && !task.json) process.stderr.write(note);
+          return {
+            ok: true,
+            result: `${r.files} file${r.files === 1 ? '' : 's'}, ${formatBytes(r.bytes)}`,
+            json: { host: task.label, path, files: r.files, bytes: r.bytes, skipped: r.skipped },
+          };
+        },
+      });
     }),
   );
+}
+
+function oneName(r: { name: string; path: string }): { names: string[]; path: string } {
+  return { names: [r.name], path: r.path };
 }

@@ -5,20 +5,21 @@
  */
 import type { Command } from 'commander';
 import { entryType, isRemoteError } from '../client/index.js';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connectionSettings,
-  parseRemote,
-  withClient,
-} from './connection.js';
-import { CliError, clientAction, EXIT, UsageError } from './errors.js';
+import { addConnectionOptions } from './connection.js';
+import { CliError, clientAction, EXIT } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
+import { sameHostRemotes } from './hosts.js';
+
+interface RmFlags extends TargetFlags {
+  recursive?: boolean;
+  force?: boolean;
+}
 
 export function registerRm(program: Command): void {
   const cmd = program
     .command('rm')
     .description('delete remote files (and directories with -r)')
-    .argument('<remote...>', 'HOST[:PORT]:PATH to delete (several: same host)')
+    .argument('<remote...>', 'HOST[:PORT]:PATH (or ALIAS:PATH, @GROUP:PATH) to delete (several: same host)')
     .option('-r, --recursive', 'delete directories with their contents')
     .option('-f, --force', 'a missing path is not an error');
   addConnectionOptions(cmd);
@@ -28,24 +29,24 @@ export function registerRm(program: Command): void {
 Examples:
   outpost rm web01:/tmp/upload.tar
   outpost rm -r web01:/srv/app/releases/41
+  outpost rm -r @web:/srv/app/releases/41        # on every host of the group
 
 Exit code: 0 deleted; 1 bad usage (a directory without -r); 2 connection failed;
 3 remote error (NotFound without -f, AccessDenied, …).`,
   );
   cmd.action(
-    clientAction(
-      async (remotes: string[], flags: ConnectionFlags & { recursive?: boolean; force?: boolean }) => {
-        const specs = remotes.map(parseRemote);
-        const first = specs[0]!;
-        const other = specs.find((s) => s.host !== first.host || s.port !== first.port);
-        if (other)
-          throw new UsageError(`rm works on one agent at a time; ${other.label} differs from ${first.label}`);
-        const settings = await connectionSettings(flags);
-        await withClient(first, settings, async (client) => {
-          for (const spec of specs) {
+    clientAction(async (remotes: string[], flags: RmFlags) => {
+      const { name, paths } = sameHostRemotes(remotes, 'rm');
+      return runOnHosts({
+        names: [name],
+        flags,
+        command: 'rm',
+        run: async (client, task) => {
+          let deleted = 0;
+          for (const path of paths) {
             let kind: string;
             try {
-              kind = entryType(await client.stat(spec.path));
+              kind = entryType(await client.stat(path, { signal: task.signal }));
             } catch (err) {
               if (flags.force && isRemoteError(err, 'NotFound')) continue;
               throw err;
@@ -53,17 +54,18 @@ Exit code: 0 deleted; 1 bad usage (a directory without -r); 2 connection failed;
             if (kind === 'directory') {
               if (!flags.recursive)
                 throw new CliError(
-                  `${first.label}:${spec.path} is a directory; pass -r to delete it with its contents`,
+                  `${task.label}:${path} is a directory; pass -r to delete it with its contents`,
                   EXIT.USAGE,
                 );
-              await client.rmdir(spec.path, { recursive: true });
+              await client.rmdir(path, { recursive: true, signal: task.signal });
             } else {
-              await client.rm(spec.path);
+              await client.rm(path, { signal: task.signal });
             }
+            deleted++;
           }
-        });
-        return 0;
-      },
-    ),
+          return { ok: true, result: `${deleted} deleted`, json: { host: task.label, deleted } };
+        },
+      });
+    }),
   );
 }

@@ -70,7 +70,7 @@ describe('files', () => {
     await chmod(join(src, 'run.sh'), 0o755);
     await symlink('index.html', join(src, 'link.html'));
 
-    const put = await cli(['put', src, a.remote('remote/site')], env);
+    const put = await cli(['put', '--parents', src, a.remote('remote/site')], env);
     assert.equal(put.code, 0, put.stderr);
     assert.equal(put.stdout, '');
     // Not a TTY: plain progress lines, then the summary, and a note about the skipped link.
@@ -131,15 +131,22 @@ describe('files', () => {
     await writeFile(join(dir, 'one.txt'), 'one\n');
     await writeFile(join(dir, 'conf', 'app.ini'), 'x=1\n');
     const put = await cli(
-      ['put', '-q', join(dir, 'one.txt'), join(dir, 'conf'), a.remote('remote/multi/')],
+      ['put', '-q', '--parents', join(dir, 'one.txt'), join(dir, 'conf'), a.remote('remote/multi/')],
       env,
     );
     assert.equal(put.code, 0, put.stderr);
     assert.equal(await readFile(join(a.root, 'remote/multi/one.txt'), 'utf8'), 'one\n');
     assert.equal(await readFile(join(a.root, 'remote/multi/conf/app.ini'), 'utf8'), 'x=1\n');
 
-    const get = await cli(
+    // Like scp: a missing parent is an error, unless --parents.
+    const noParent = await cli(
       ['get', a.remote('remote/multi/one.txt'), join(a.root, 'local', 'got', 'renamed.txt')],
+      env,
+    );
+    assert.equal(noParent.code, 1);
+    assert.match(noParent.stderr, /local\/got: no such local directory; create it first or pass --parents/);
+    const get = await cli(
+      ['get', '--parents', a.remote('remote/multi/one.txt'), join(a.root, 'local', 'got', 'renamed.txt')],
       env,
     );
     assert.equal(get.code, 0, get.stderr);
