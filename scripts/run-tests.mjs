@@ -2,8 +2,10 @@
 // Runs every test file under test/ with node:test, TypeScript loaded through tsx.
 // Node 20's --test does not expand globs, so the file list is built here.
 // Usage: node scripts/run-tests.mjs [filter-substring ...]
-import { spawn } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+// End-to-end tests spawn the built CLI (dist/), so dist/ is rebuilt first
+// when any file under src/ is newer than it.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -17,6 +19,31 @@ function walk(dir) {
     else if (name.endsWith('.test.ts')) out.push(p);
   }
   return out;
+}
+
+function newest(dir, ext) {
+  let t = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    if (st.isDirectory()) t = Math.max(t, newest(p, ext));
+    else if (name.endsWith(ext)) t = Math.max(t, st.mtimeMs);
+  }
+  return t;
+}
+
+const dist = join(root, 'dist');
+if (!existsSync(join(dist, 'cli', 'main.js')) || newest(join(root, 'src'), '.ts') > newest(dist, '.js')) {
+  console.error('run-tests: src/ is newer than dist/; building');
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+    {
+      cwd: root,
+      stdio: 'inherit',
+    },
+  );
+  if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
 const files = walk(join(root, 'test'))

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { AbortError, type AgentClient, isRemoteError, TimeoutError } from '../../src/index.js';
+import { until } from '../agent/e2e-helpers.js';
 import { type ClientAgent, delay, internals, startClientAgent } from './helpers.js';
 
 const NODE = process.execPath;
@@ -157,9 +158,12 @@ describe('AgentClient processes', () => {
     proc.stderr.setEncoding('utf8').on('data', (s: string) => {
       stderr += s;
     });
-    await delay(600);
+    // The child fills our 64 KiB window, then the client stops reading its socket (no fixed
+    // delay: a loaded machine may take seconds to start the child).
+    await until(() => internals(client).channel.conn?.isPaused === true, 30_000, 'the socket to pause');
+    await delay(200);
     const conn = internals(client).channel.conn;
-    assert.equal(conn?.isPaused, true, 'the socket is paused while stdout is full');
+    assert.equal(conn?.isPaused, true, 'the socket stays paused while stdout is full');
     assert.equal(proc.exitStatus, null, 'the child is blocked, not finished');
     assert.ok(proc.stdout.readableLength <= 64 * 1024 + 64 * 1024, `buffered ${proc.stdout.readableLength}`);
     const hash = createHash('sha256');

@@ -10,8 +10,8 @@
  *
  * It writes a config into a fresh temp dir (root paths and the extension
  * cache default to <dir>/state/…, so the agent never touches anything outside
- * it), spawns `node --import tsx src/cli/main.ts serve --config <file>` from
- * the repo root, and waits for the agent's "listening" log line. The port is
+ * it), spawns `node dist/cli/main.js serve --config <file>` (the build users
+ * run; scripts/run-tests.mjs rebuilds dist/ when src/ is newer) from the repo root, and waits for the agent's "listening" log line. The port is
  * 0 unless given: the OS picks a free one and the helper reads it from that
  * line, which is logged only once the socket accepts — no race with other
  * test processes picking ports. `stop()` sends SIGTERM (SIGKILL after 5 s)
@@ -51,13 +51,16 @@ import {
 
 export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 export const MAIN_TS = join(REPO_ROOT, 'src', 'cli', 'main.ts');
+/**
+ * The built CLI. Spawned agents, their hosts and CLI runs use it rather than
+ * `--import tsx src/…`: the same code users run, and a third of the CPU per
+ * process start (tsx compiles every module of every process it starts).
+ */
+export const MAIN_JS = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 
-/** tsx's loader as an absolute URL, so the CLI runs from any working directory. */
-const TSX = import.meta.resolve('tsx');
-
-/** The command line that runs the CLI from source. */
+/** The command line that runs the built CLI. */
 export function cliCommand(args: string[]): { command: string; args: string[] } {
-  return { command: process.execPath, args: ['--import', TSX, MAIN_TS, ...args] };
+  return { command: process.execPath, args: [MAIN_JS, ...args] };
 }
 
 export interface RunResult {
