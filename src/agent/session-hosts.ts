@@ -118,6 +118,9 @@ interface Buffered {
 }
 
 const DEFAULT_DETACHED_BYTES = 8 * 1024 * 1024;
+/** Handle numbers reserved per host of a session and product type: 2,047 hosts before they repeat. */
+const HANDLES_PER_HOST = 1 << 20;
+const HANDLE_SPACE = 0x7fffffff - HANDLES_PER_HOST;
 
 export class SessionHosts {
   private readonly opts: SessionHostsOptions;
@@ -131,6 +134,10 @@ export class SessionHosts {
   private inFlight = 0;
   private wasBusy = false;
   private closed = false;
+  /** Hosts started so far, by product type (their handle ranges). */
+  private readonly generations = new Map<ProductType, number>();
+  /** Why the last host of a product type crashed, until the next one starts. */
+  private readonly crashes = new Map<ProductType, string>();
   /** Last time a request arrived or a host produced something (ms). */
   lastActivity = Date.now();
 
@@ -337,7 +344,16 @@ export class SessionHosts {
   private hostFor(agentType: ProductType): HostProcess {
     const existing = this.hosts.get(agentType);
     if (existing?.alive) return existing;
-    const host: HostProcess = this.opts.pool.take(this.opts.settingsFor(agentType), {
+    // Each host of this session and type numbers its handles further on (HostSettings.firstHandle).
+    const generation = this.generations.get(agentType) ?? 0;
+    this.generations.set(agentType, generation + 1);
+    const settings: HostSettings = {
+      ...this.opts.settingsFor(agentType),
+      firstHandle: 1 + ((generation * HANDLES_PER_HOST) % HANDLE_SPACE),
+      handlesLostBy: this.crashes.get(agentType) ?? null,
+    };
+    this.crashes.delete(agentType);
+    const host: HostProcess = this.opts.pool.take(settings, {
       onMessage: (route, message, pieces) => this.fromHost(host, agentType, route, message, pieces),
       onExit: (reason) => this.hostExited(host, agentType, reason),
       onHandles: () => this.checkIdle(agentType),
@@ -430,6 +446,7 @@ export class SessionHosts {
     if (this.hosts.get(agentType) !== host) return;
     this.hosts.delete(agentType);
     if (this.closed) return;
+    this.crashes.set(agentType, reason);
     this.opts.log('error', 'host process ended', { sessionId: this.opts.sessionId, agentType, reason });
     const text = `the ${AGENT_TYPE_NAMES[agentType]} host process ended (${reason}); the request was not completed — a retry starts a fresh host`;
     for (const state of [...this.routes.values()])

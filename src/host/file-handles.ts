@@ -68,14 +68,17 @@ function openFlags(fileMode: FileMode, read: boolean, write: boolean): number {
 export class FileHandles {
   private readonly handles = new Map<number, OpenHandle>();
   private pendingOpens = 0;
-  private nextHandle = 1;
+  private nextHandle: number;
   /** Bumped by closeAll(): an open that finishes after it closes its file again. */
   private epoch = 0;
 
   constructor(
     private readonly ctx: HostContext,
     private readonly paths: PathResolver,
-  ) {}
+  ) {
+    const first = ctx.firstHandle;
+    this.nextHandle = Number.isSafeInteger(first) && first! >= 1 && first! <= MAX_HANDLE ? first! : 1;
+  }
 
   /** Number of file handles currently open in this session. */
   get size(): number {
@@ -190,7 +193,16 @@ export class FileHandles {
   private lookup(handle: unknown): { id: number; h: OpenHandle } {
     const id = asInt(handle, 'handle', -0x80000000, MAX_HANDLE);
     const h = this.handles.get(id);
-    if (!h) throw pathError('InvalidArgument', `handle ${id}`, 'not an open file handle');
+    if (!h) {
+      const lostBy = this.ctx.handlesLostBy;
+      if (lostBy && id >= 1 && id < (this.ctx.firstHandle ?? 1))
+        throw pathError(
+          'HostCrashed',
+          `handle ${id}`,
+          `opened in a host process of this session that ended (${lostBy}); its file was closed — open it again`,
+        );
+      throw pathError('InvalidArgument', `handle ${id}`, 'not an open file handle');
+    }
     return { id, h };
   }
 

@@ -71,6 +71,18 @@ export interface HostSettings {
   readonly maxOpenFiles: number;
   /** Concurrent processes allowed per session. */
   readonly maxProcesses: number;
+  /**
+   * The first file handle this host gives out (default 1). The agent starts
+   * each host of a session and product type further on, so a handle of a
+   * host that ended never names a file of the one after it.
+   */
+  readonly firstHandle?: number;
+  /**
+   * Why the previous host of this session and product type ended, when it
+   * crashed (null or absent: there was none, or it held nothing): a handle
+   * below `firstHandle` is then `HostCrashed`, not an unknown handle.
+   */
+  readonly handlesLostBy?: string | null;
   /** Every product's root path (the SetMode guard protects them all), if known. */
   readonly productRoots?: readonly string[];
   /** Where this host's instance keeps UpdateAgent files (extensions), if known. */

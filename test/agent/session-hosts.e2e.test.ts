@@ -201,11 +201,19 @@ describe('sessions and host processes (real agent)', () => {
     process.kill(hostPid, 'SIGKILL');
     const results = await Promise.all(writes);
     assert.equal(results.length, 64, 'every WriteFile was answered');
-    // In flight in the dead host: HostCrashed; read after its death: the fresh host knows no such handle.
+    // In flight in the dead host: HostCrashed; read after its death: the fresh host numbers its
+    // handles elsewhere and knows this one was lost with its predecessor, HostCrashed too.
     const kinds = new Set(results.map((r) => (r.kind === 'error' ? r.errorKind : r.kind)));
     assert.ok(kinds.has(ErrorKind.HostCrashed), [...kinds].join());
-    for (const k of kinds)
-      assert.ok([ErrorKind.HostCrashed, ErrorKind.InvalidArgument, 'response'].includes(k), k);
+    for (const k of kinds) assert.ok([ErrorKind.HostCrashed, 'response'].includes(k), k);
+    const late = await c.request(BM, 'WriteFile', { handle, position: -1, data: chunk }, 90_000);
+    assert.equal(late.kind, 'error');
+    if (late.kind === 'error') {
+      assert.equal(late.errorKind, ErrorKind.HostCrashed);
+      assert.match(late.message, /host process of this session that ended \(killed by SIGKILL\)/);
+    }
+    const fresh = await c.call(BM, 'OpenFile', { path, fileMode: 4, access: 2 });
+    assert.notEqual(fresh.handle, handle, 'a fresh host never reuses a handle of the dead one');
     assert.equal((await ping).kind, 'meta');
     assert.deepEqual(await c.call(BM, 'DirectoryExists', { path: agent.dir }), { exists: true });
     c.close();

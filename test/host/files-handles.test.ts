@@ -222,6 +222,24 @@ describe('handle table', () => {
   });
 });
 
+describe('handles of a host that ended (issue 18)', () => {
+  it('numbers from firstHandle; a lower handle after a crash is HostCrashed naming why, others unknown', async () => {
+    const lostBy = 'killed by SIGKILL';
+    const { dir, svc } = await setup({ firstHandle: 1 + (1 << 20), handlesLostBy: lostBy });
+    const h = await openH(svc, join(dir, 'n'), Create, Write);
+    assert.equal(h, 1 + (1 << 20));
+    await rejectsKind(
+      write(svc, 1, 0, 'x'),
+      'HostCrashed',
+      /host process of this session that ended \(killed by SIGKILL\)/,
+    );
+    await rejectsKind(close(svc, h + 5), 'InvalidArgument', /not an open file handle/);
+    const { svc: calm } = await setup({ firstHandle: 1 + (1 << 20), handlesLostBy: null });
+    await rejectsKind(write(calm, 1, 0, 'x'), 'InvalidArgument', /not an open file handle/);
+    await svc.files.closeAll();
+  });
+});
+
 describe('large round trip through handles', () => {
   const big = process.env.OUTPOST_BIG_TESTS === '1';
   const total = big ? 1024 * 1024 * 1024 : 64 * 1024 * 1024;
