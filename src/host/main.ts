@@ -17,7 +17,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
-import { type ControlMessage, HostControl } from '../protocol/index.js';
+import { type ControlMessage, HostControl, type Pieces } from '../protocol/index.js';
 import { PipeConnection } from '../transport/index.js';
 import { HostDispatcher } from './dispatcher.js';
 
@@ -26,7 +26,7 @@ function main(): void {
   socket.setNoDelay?.(true);
   const pipe = new PipeConnection(socket);
   const channel = {
-    send: (route: number, message: Buffer) => pipe.send(route, message),
+    send: (route: number, message: Buffer | Pieces) => pipe.send(route, message),
     whenWritable: () => pipe.whenWritable(),
     handles: (open: number) => pipe.sendControl({ control: HostControl.Handles, open }),
   };
