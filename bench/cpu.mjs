@@ -13,7 +13,7 @@
  * and the peak RSS each added during the work (sampled every 20 ms; the
  * session's host is already running, so this is buffers, not a boot).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeSecrets, startAgent } from './lib/agents.mjs';
@@ -92,7 +92,13 @@ async function measure(agent, fn) {
     hosts: peak.hosts - r0.hosts,
     total: peak.total - r0.agent - r0.hosts,
   };
-  return { wall, client: (c.user + c.system) / 1000, agent: a.agent - a0.agent, hosts: a.hosts - a0.hosts, rss };
+  return {
+    wall,
+    client: (c.user + c.system) / 1000,
+    agent: a.agent - a0.agent,
+    hosts: a.hosts - a0.hosts,
+    rss,
+  };
 }
 
 const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
@@ -115,16 +121,19 @@ try {
   const src = join(data, 'src.bin');
   const chunk = Buffer.alloc(1 << 20);
   for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
-  const parts = [];
-  for (let i = 0; i < sizeMiB; i++) parts.push(chunk);
-  writeFileSync(src, Buffer.concat(parts));
+  // Written a MiB at a time: a 4 GiB run must not hold 4 GiB here.
+  const fd = openSync(src, 'w');
+  for (let i = 0; i < sizeMiB; i++) writeSync(fd, chunk);
+  closeSync(fd);
   const tree = join(data, 'tree');
   for (let i = 0; i < nFiles; i++) {
     const d = join(tree, `d${i % 50}`);
     if (i < 50) mkdirSync(d, { recursive: true });
     writeFileSync(join(d, `f${i}`), chunk.subarray(0, 1024));
   }
-  console.log('| work | wall | client | agent | hosts | total | unit | peak RSS added, MiB: agent / hosts / both |');
+  console.log(
+    '| work | wall | client | agent | hosts | total | unit | peak RSS added, MiB: agent / hosts / both |',
+  );
   console.log('| --- | --- | --- | --- | --- | --- | --- | --- |');
   for (const mode of modes) {
     const agent = await startAgent({
@@ -151,6 +160,9 @@ try {
         sizeMiB,
         'MiB',
       );
+      // Room on tmpfs for the next mode's copies (4 GiB runs).
+      rmSync(join(data, `up-${mode}.bin`), { force: true });
+      rmSync(join(data, `down-${mode}.bin`), { force: true });
     }
     if (only.has('output')) {
       const bytes = sizeMiB * 1024 * 1024;
