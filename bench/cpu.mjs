@@ -13,7 +13,7 @@
  * and the peak RSS each added during the work (sampled every 20 ms; the
  * session's host is already running, so this is buffers, not a boot).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { makeSecrets, startAgent } from './lib/agents.mjs';
@@ -121,9 +121,10 @@ try {
   const src = join(data, 'src.bin');
   const chunk = Buffer.alloc(1 << 20);
   for (let i = 0; i < chunk.length; i += 4) chunk.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
-  const parts = [];
-  for (let i = 0; i < sizeMiB; i++) parts.push(chunk);
-  writeFileSync(src, Buffer.concat(parts));
+  // Written a MiB at a time: a 4 GiB run must not hold 4 GiB here.
+  const fd = openSync(src, 'w');
+  for (let i = 0; i < sizeMiB; i++) writeSync(fd, chunk);
+  closeSync(fd);
   const tree = join(data, 'tree');
   for (let i = 0; i < nFiles; i++) {
     const d = join(tree, `d${i % 50}`);
@@ -159,6 +160,9 @@ try {
         sizeMiB,
         'MiB',
       );
+      // Room on tmpfs for the next mode's copies (4 GiB runs).
+      rmSync(join(data, `up-${mode}.bin`), { force: true });
+      rmSync(join(data, `down-${mode}.bin`), { force: true });
     }
     if (only.has('output')) {
       const bytes = sizeMiB * 1024 * 1024;

@@ -24,8 +24,11 @@ import {
   decodeResult,
   encodeMetaRequest,
   encodeProductRequest,
+  encodeProductRequestPieces,
   type MetaCommand,
+  type Pieces,
   type ProductCommand,
+  piecesLength,
   type Reply,
   type RequestOf,
   type ResultOf,
@@ -215,7 +218,8 @@ export class Channel {
       );
     const conn = this.state === 'open' && this.conn ? this.conn : await this.connection(signal, name);
     const token = options.token ?? this.allocateToken();
-    const message = encodeChecked(name, () => encodeProductRequest(agentType, name, token, args));
+    // Pieces: a large byte array (WriteFile's data) goes out as it is, not copied into the message.
+    const message = encodeChecked(name, () => encodeProductRequestPieces(agentType, name, token, args));
     this.checkSize(name, message);
     const body = await new Promise<Buffer>((resolve, reject) => {
       const onAbort = () => {
@@ -306,11 +310,12 @@ export class Channel {
     return this.pingCounter;
   }
 
-  private checkSize(name: string, message: Buffer): void {
+  private checkSize(name: string, message: Buffer | Pieces): void {
     const limit = this.agentMaxMessageSize;
-    if (limit > 0 && message.length + FRAME_OVERHEAD > limit)
+    const length = piecesLength(message);
+    if (limit > 0 && length + FRAME_OVERHEAD > limit)
       throw new RangeError(
-        `${name} request of ${message.length} bytes exceeds the agent's message limit of ${limit} bytes`,
+        `${name} request of ${length} bytes exceeds the agent's message limit of ${limit} bytes`,
       );
   }
 

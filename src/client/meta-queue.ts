@@ -133,7 +133,7 @@ export class MetaQueue {
   }
 }
 
-export function encodeChecked(name: string, encode: () => Buffer): Buffer {
+export function encodeChecked<T extends Buffer | Buffer[]>(name: string, encode: () => T): T {
   try {
     return encode();
   } catch (err) {

@@ -25,13 +25,15 @@ import {
   type EventName,
   type EventOf,
   encodeError,
-  encodeEvent,
-  encodeResponse,
+  encodeEventPieces,
+  encodeResponsePieces,
   encodeUnknownCommand,
   hasNoReply,
+  type Pieces,
   PRODUCT_COMMANDS,
   type ProductCommand,
   ProtocolError,
+  piecesLength,
   productCommandName,
   type RequestOf,
   type ResultOf,
@@ -47,8 +49,8 @@ import { type EventSink, type HostContext, HostError } from './types.js';
 
 /** How the dispatcher talks back: send returns false when the pipe is full. */
 export interface ReplyChannel {
-  /** `route` is the requester's route, or EVENT_ROUTE for process events. */
-  send(route: number, message: Buffer): boolean;
+  /** `route` is the requester's route, or EVENT_ROUTE for process events; a message is one buffer or its pieces. */
+  send(route: number, message: Buffer | Pieces): boolean;
   whenWritable(): Promise<void>;
   /**
    * The number of open file handles went from 0 to `open` or back to 0;
@@ -171,7 +173,7 @@ export class HostDispatcher {
     this.files = new FileService(settings, options.fileHooks, channel.temps ?? null);
     const sink: EventSink = {
       send: <N extends EventName>(token: number, name: N, data: EventOf<N>): boolean =>
-        channel.send(EVENT_ROUTE, encodeEvent(token, name, data)),
+        channel.send(EVENT_ROUTE, encodeEventPieces(token, name, data)),
       whenWritable: () => channel.whenWritable(),
     };
     this.processes = new ProcessManager(settings, sink, this.files.paths, options.processOptions);
@@ -339,14 +341,15 @@ export class HostDispatcher {
     name: N,
     result: ResultOf<N>,
   ): boolean {
-    let message: Buffer;
+    let message: Buffer[];
     try {
-      message = encodeResponse(token, name, result);
+      // Pieces: ReadFile's data goes out as it was read, not copied into the message.
+      message = encodeResponsePieces(token, name, result);
     } catch (err) {
       this.fail(route, token, 'Internal', `Internal: ${name}: the result does not encode: ${messageOf(err)}`);
       return false;
     }
-    const size = message.length - AGENT_HEADER_SIZE;
+    const size = piecesLength(message) - AGENT_HEADER_SIZE;
     if (size > this.settings.maxMessageSize) {
       this.fail(
         route,

@@ -19,8 +19,9 @@
  *   every handle closed, then exit.
  */
 import { Socket } from 'node:net';
-import { type ControlMessage, HostControl } from '../protocol/index.js';
-import { PipeConnection } from '../transport/index.js';
+import { type ControlMessage, HostControl, type Pieces } from '../protocol/index.js';
+// The pipe alone: the transport index would also load TLS, the listener and the local sockets (~13 ms of CPU per host boot).
+import { PipeConnection } from '../transport/pipe.js';
 import { HostDispatcher } from './dispatcher.js';
 
 function main(): void {
@@ -28,7 +29,7 @@ function main(): void {
   socket.setNoDelay?.(true);
   const pipe = new PipeConnection(socket);
   const channel = {
-    send: (route: number, message: Buffer) => pipe.send(route, message),
+    send: (route: number, message: Buffer | Pieces) => pipe.send(route, message),
     whenWritable: () => pipe.whenWritable(),
     handles: (open: number) => pipe.sendControl({ control: HostControl.Handles, open }),
     temps: {

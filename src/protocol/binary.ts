@@ -58,16 +58,29 @@ export function bytesToGuid(bytes: Uint8Array): string {
 /** Unused bytes a `toBuffer()` view may keep alive instead of copying. */
 const TOBUFFER_SLACK = 256;
 
+/**
+ * Writes .NET-style values into a growing buffer. A writer made with
+ * `refFrom` keeps raw byte arrays of at least that many bytes by reference
+ * instead of copying them: `pieces()` then returns the message as the bytes
+ * before, the array itself, and the bytes after — what a socket writer sends
+ * with one `writev` (a 1 MiB chunk of a file is never copied into its
+ * message). Such an array must not change until the pieces are written.
+ */
 export class BinaryWriter {
   private buf: Buffer;
   private pos = 0;
+  private readonly refFrom: number;
+  /** Pieces finished before `buf` (only with `refFrom`). */
+  private done: Buffer[] | null = null;
+  private doneLength = 0;
 
-  constructor(initialSize = 256) {
+  constructor(initialSize = 256, refFrom = Number.POSITIVE_INFINITY) {
     this.buf = Buffer.allocUnsafe(initialSize);
+    this.refFrom = refFrom;
   }
 
   get length(): number {
-    return this.pos;
+    return this.doneLength + this.pos;
   }
 
   private ensure(n: number): void {
@@ -137,6 +150,15 @@ export class BinaryWriter {
 
   /** Raw bytes with no length prefix. */
   raw(v: Uint8Array): this {
+    if (v.length >= this.refFrom) {
+      this.done ??= [];
+      if (this.pos > 0) this.done.push(this.buf.subarray(0, this.pos));
+      this.done.push(Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+      this.doneLength += this.pos + v.length;
+      this.buf = Buffer.allocUnsafe(64);
+      this.pos = 0;
+      return this;
+    }
     this.ensure(v.length);
     this.buf.set(v, this.pos);
     this.pos += v.length;
@@ -159,9 +181,16 @@ export class BinaryWriter {
     return this.i64(ticks);
   }
 
-  /** A copy-free view of what was written (valid until the next write). */
+  /** A copy-free view of what was written (valid until the next write); joined when arrays were referenced. */
   view(): Buffer {
+    if (this.done) return Buffer.concat(this.pieces());
     return this.buf.subarray(0, this.pos);
+  }
+
+  /** What was written, as pieces to write in order (one piece unless arrays were referenced; see the class). */
+  pieces(): Buffer[] {
+    if (!this.done) return [this.buf.subarray(0, this.pos)];
+    return this.pos > 0 ? [...this.done, this.buf.subarray(0, this.pos)] : [...this.done];
   }
 
   /**
@@ -170,6 +199,7 @@ export class BinaryWriter {
    * later writes only append, so they never change the bytes returned.
    */
   toBuffer(): Buffer {
+    if (this.done) return Buffer.concat(this.pieces());
     if (this.buf.length - this.pos <= TOBUFFER_SLACK || this.pos >= this.buf.length * 0.75)
       return this.buf.subarray(0, this.pos);
     return Buffer.from(this.buf.subarray(0, this.pos));

@@ -297,11 +297,37 @@ export function encodeProductRequest<N extends ProductCommand>(
   token: number,
   args: RequestOf<N>,
 ): Buffer {
+  return productRequestWriter(agentType, name, token, args, Number.POSITIVE_INFINITY).view();
+}
+
+/**
+ * Byte arrays at least this long are sent by reference, not copied into
+ * their message, by the `…Pieces` encoders (bulk data: file chunks, output).
+ */
+export const REFERENCE_FROM = 16 * 1024;
+
+/** `encodeProductRequest` as pieces: a large byte array (WriteFile data) is referenced, not copied. */
+export function encodeProductRequestPieces<N extends ProductCommand>(
+  agentType: number,
+  name: N,
+  token: number,
+  args: RequestOf<N>,
+): Buffer[] {
+  return productRequestWriter(agentType, name, token, args, REFERENCE_FROM).pieces();
+}
+
+function productRequestWriter<N extends ProductCommand>(
+  agentType: number,
+  name: N,
+  token: number,
+  args: RequestOf<N>,
+  refFrom: number,
+): BinaryWriter {
   const def = PRODUCT_COMMANDS[name];
-  const w = new BinaryWriter(64);
+  const w = new BinaryWriter(64, refFrom);
   w.u8(agentType).i32(def.code).i32(token);
   writeValue(w, def.request, args, name);
-  return w.view();
+  return w;
 }
 
 /** The token at the start of product data, or null when the data is too short to hold one. */
@@ -413,10 +439,28 @@ export function encodeResponse<N extends ProductCommand>(
   name: N,
   result: ResultOf<N>,
 ): Buffer {
-  const w = new BinaryWriter(64);
+  return responseWriter(token, name, result, Number.POSITIVE_INFINITY).view();
+}
+
+/** `encodeResponse` as pieces: a large byte array (ReadFile data) is referenced, not copied. */
+export function encodeResponsePieces<N extends ProductCommand>(
+  token: number,
+  name: N,
+  result: ResultOf<N>,
+): Buffer[] {
+  return responseWriter(token, name, result, REFERENCE_FROM).pieces();
+}
+
+function responseWriter<N extends ProductCommand>(
+  token: number,
+  name: N,
+  result: ResultOf<N>,
+  refFrom: number,
+): BinaryWriter {
+  const w = new BinaryWriter(64, refFrom);
   w.i32(ReplyCode.Response).i32(token);
   writeValue(w, PRODUCT_COMMANDS[name].result, result, name);
-  return w.view();
+  return w;
 }
 
 export function encodeError(
@@ -439,10 +483,28 @@ export function encodeEventRaw(token: number, eventKind: number, body: Uint8Arra
 }
 
 export function encodeEvent<N extends EventName>(token: number, name: N, payload: EventOf<N>): Buffer {
-  const w = new BinaryWriter(64);
+  return eventWriter(token, name, payload, Number.POSITIVE_INFINITY).view();
+}
+
+/** `encodeEvent` as pieces: a large byte array (process output) is referenced, not copied. */
+export function encodeEventPieces<N extends EventName>(
+  token: number,
+  name: N,
+  payload: EventOf<N>,
+): Buffer[] {
+  return eventWriter(token, name, payload, REFERENCE_FROM).pieces();
+}
+
+function eventWriter<N extends EventName>(
+  token: number,
+  name: N,
+  payload: EventOf<N>,
+  refFrom: number,
+): BinaryWriter {
+  const w = new BinaryWriter(64, refFrom);
   w.i32(ReplyCode.Event).i32(token).u8(EVENTS[name].code);
   writeValue(w, EVENTS[name].body, payload, name);
-  return w.view();
+  return w;
 }
 
 /** Every agent → client message, decoded as far as the envelope goes. */

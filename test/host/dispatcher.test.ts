@@ -24,6 +24,8 @@ import {
   encodeClientMessage,
   encodeProductRequest,
   isHostTempName,
+  joinPieces,
+  type Pieces,
   type ProductCommand,
   type Reply,
   type RequestOf,
@@ -349,8 +351,8 @@ describe('open handles reported to the agent (issue 18, item 2)', () => {
   /** Records handle reports in one sequence with the replies, to check their order. */
   class HandlesChannel extends RecordingChannel {
     readonly seen: string[] = [];
-    override send(route: number, message: Buffer): boolean {
-      const r = decodeReply(message);
+    override send(route: number, message: Buffer | Pieces): boolean {
+      const r = decodeReply(joinPieces(message));
       this.seen.push(`${r.kind}:${'token' in r ? r.token : ''}`);
       return super.send(route, message);
     }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { HostDispatcher, type HostDispatcherOptions, type ReplyChannel } from '../../src/host/dispatcher.js';
 import type { FileServiceHooks } from '../../src/host/files.js';
 import { type HostContext, HostError } from '../../src/host/types.js';
-import { AgentType, type ErrorKindName } from '../../src/protocol/index.js';
+import { AgentType, type ErrorKindName, joinPieces, type Pieces } from '../../src/protocol/index.js';
 
 /** Settings for a host whose root, base directory and only allowed root is `dir`. */
 export function settingsFor(dir: string, over: Partial<HostContext> = {}): HostContext {
@@ -32,8 +32,8 @@ export function settingsFor(dir: string, over: Partial<HostContext> = {}): HostC
 export class RecordingChannel implements ReplyChannel {
   readonly sent: { route: number; message: Buffer }[] = [];
   private waiters: (() => void)[] = [];
-  send(route: number, message: Buffer): boolean {
-    this.sent.push({ route, message: Buffer.from(message) });
+  send(route: number, message: Buffer | Pieces): boolean {
+    this.sent.push({ route, message: Buffer.from(joinPieces(message)) });
     const w = this.waiters;
     this.waiters = [];
     for (const f of w) f();

@@ -6,12 +6,19 @@ import {
   AesFrameDecoder,
   AesFrameEncoder,
   CLIENT_HEADER_SIZE,
+  encodeEvent,
+  encodeEventPieces,
   encodePlainFrame,
+  encodeProductRequest,
+  encodeProductRequestPieces,
+  encodeResponse,
+  encodeResponsePieces,
   FrameDecoder,
   joinPieces,
   PIECES_HEAD,
   type Pieces,
   ProtocolError,
+  REFERENCE_FROM,
   ReplayCache,
 } from '../../src/protocol/index.js';
 
@@ -119,5 +126,26 @@ describe('FrameDecoder.pushPieces', () => {
       () => feed(new AesFrameDecoder(key, iv, { ...opts, replay }), split(frame, [0.25, 0.75])),
       (e: unknown) => e instanceof ProtocolError && e.code === 'REPLAYED',
     );
+  });
+});
+
+describe('encoders by reference', () => {
+  test('WriteFile, a ReadFile Response and a Stdout event: pieces join to the copied encoding; the data is referenced, not copied', () => {
+    const data = randomBytes(100_000);
+    const cases: [Buffer[], Buffer][] = [
+      [
+        encodeProductRequestPieces(2, 'WriteFile', 7, { handle: 3, position: 5, data }),
+        encodeProductRequest(2, 'WriteFile', 7, { handle: 3, position: 5, data }),
+      ],
+      [encodeResponsePieces(9, 'ReadFile', { data }), encodeResponse(9, 'ReadFile', { data })],
+      [encodeEventPieces(4, 'Stdout', { data }), encodeEvent(4, 'Stdout', { data })],
+    ];
+    for (const [pieces, whole] of cases) {
+      assert.deepEqual(Buffer.concat(pieces), whole);
+      assert.ok(pieces.includes(data), 'the data buffer itself is a piece');
+    }
+    // Below REFERENCE_FROM it is one buffer, as before.
+    const small = randomBytes(REFERENCE_FROM - 1);
+    assert.equal(encodeEventPieces(4, 'Stdout', { data: small }).length, 1);
   });
 });
