@@ -57,8 +57,16 @@ import { type AgentConfig, ConfigError } from './config.js';
 import { Listener, type UnfinishedConnection } from './listener.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { MetaHandler } from './meta.js';
+import { type AgentObserver, combineObservers, RejectionCounts } from './observe.js';
 import { describeAgentTypes, type ProductRouter, UnsupportedProductRouter } from './product.js';
+import { mergeReload, type ReloadPlan } from './reload.js';
 import { type Session, SessionLimitError, SessionMismatchError, SessionRegistry } from './sessions.js';
+import {
+  type AgentStatus,
+  describeSessions,
+  type OutboundLinksProvider,
+  type SessionDetail,
+} from './status.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Meta requests waiting per connection before reading pauses. */
@@ -80,6 +88,15 @@ export interface StartAgentOptions {
   logRatePerSecond?: number;
   /** Sessions at once (default 10 000). */
   maxSessions?: number;
+  /** Metrics, audit: told of connections, rejections, sessions (the router is given its own). */
+  observer?: AgentObserver | undefined;
+}
+
+/** What a router may offer beyond routing: reload and status (HostRouter does). */
+interface OperableRouter extends ProductRouter {
+  updateConfig?(config: AgentConfig): void;
+  describeSession?(sessionId: number): SessionDetail;
+  readonly hostCount?: number;
 }
 
 export interface AgentHandle {
@@ -93,6 +110,23 @@ export interface AgentHandle {
   readonly unfinishedCount: number;
   /** AES frames refused as replays since the process started. */
   readonly replayHits: number;
+  /** The settings in force (the last reload's). */
+  readonly config: AgentConfig;
+  readonly startedAt: number;
+  /** Connections refused or closed before their first valid frame since start, by reason. */
+  readonly rejections: Readonly<Record<string, number>>;
+  /**
+   * Applies a freshly parsed config (see reload.ts): new connections and
+   * requests get it, no session is dropped. Returns what changed and what
+   * needs a restart. Hooks registered with `onReload` run after.
+   */
+  reload(next: AgentConfig): ReloadPlan;
+  /** Called after each reload with the config in force (the outbound dialer re-reads its servers). */
+  onReload(hook: (config: AgentConfig) => void): () => void;
+  /** The outbound dialer reports its links here for `outpost status` (null: none). */
+  setOutboundLinks(provider: OutboundLinksProvider | null): void;
+  /** What `outpost status` shows. */
+  status(): AgentStatus;
   /** Stops accepting, closes every connection (gracefully, then by force), closes the router. */
   close(): Promise<void>;
 }
@@ -104,7 +138,13 @@ export async function startAgent(
 ): Promise<AgentHandle> {
   if (!config.listener.enabled)
     throw new ConfigError('Listener/@Enabled', 'is "false": there is nothing to serve; set it to "true"');
-  const router: ProductRouter = options.router ?? new UnsupportedProductRouter();
+  const router: OperableRouter = options.router ?? new UnsupportedProductRouter();
+  const startedAt = Date.now();
+  const rejections = new RejectionCounts();
+  const observer = combineObservers([rejections, options.observer]);
+  let current = config;
+  let outbound: OutboundLinksProvider | null = null;
+  const reloadHooks = new Set<(c: AgentConfig) => void>();
   const limiter = new RateLimitedLog(logger, options.logRatePerSecond ?? 20);
   const sessions = new SessionRegistry({
     idleTimeoutMs: config.sessionIdleTimeoutMs,
@@ -118,6 +158,7 @@ export async function startAgent(
 
   sessions.on('close', (session, reason) => {
     limiter.info('session-closed', { session: session.id, reason }, 'session closed');
+    observer?.sessionEnded?.(session, reason);
     try {
       router.sessionClosed(session, reason);
     } catch (err) {
@@ -125,7 +166,7 @@ export async function startAgent(
     }
   });
 
-  const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay };
+  const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay, observer };
   const listener = new Listener({
     config: config.listener,
     logger,
@@ -133,6 +174,7 @@ export async function startAgent(
     sessions,
     agentVersion: parseVersion(AGENT_VERSION),
     replay,
+    observer,
     onHandshake: (unfinished) => {
       const c = new AgentConnection(unfinished, deps);
       connections.add(c);
@@ -156,6 +198,69 @@ export async function startAgent(
     },
     get replayHits() {
       return replay?.hits ?? 0;
+    },
+    get config() {
+      return current;
+    },
+    startedAt,
+    get rejections() {
+      return rejections.toJSON();
+    },
+    reload(next) {
+      const plan = mergeReload(current, next);
+      current = plan.config;
+      listener.update(current.listener);
+      sessions.setTimeouts(current.sessionIdleTimeoutMs, current.detachedSessionTimeoutMs);
+      router.updateConfig?.(current);
+      logger.level = current.operations.logLevel;
+      for (const hook of reloadHooks) {
+        try {
+          hook(current);
+        } catch (err) {
+          logger.error({ err }, 'a reload hook failed');
+        }
+      }
+      return plan;
+    },
+    onReload(hook) {
+      reloadHooks.add(hook);
+      return () => reloadHooks.delete(hook);
+    },
+    setOutboundLinks(provider) {
+      outbound = provider;
+    },
+    status() {
+      const l = current.listener;
+      let open = 0;
+      for (const c of connections) if (c.finished) open++;
+      let links: AgentStatus['outbound'] = [];
+      try {
+        links = outbound?.() ?? [];
+      } catch (err) {
+        logger.error({ err }, 'the outbound links provider failed');
+      }
+      return {
+        version: AGENT_VERSION,
+        pid: process.pid,
+        startedAt: new Date(startedAt).toISOString(),
+        uptimeMs: Date.now() - startedAt,
+        configPath: current.configPath,
+        listener: {
+          address: bound.address,
+          port: bound.port,
+          mode: l.encryption.mode,
+          thumbprint: l.encryption.thumbprint,
+        },
+        connections: { open, unfinished: listener.handshakeCount },
+        hostProcesses: router.hostCount ?? 0,
+        outbound: links,
+        sessions: describeSessions(
+          sessions,
+          (id) => router.describeSession?.(id) ?? { hosts: [], processes: [], jobs: [] },
+        ),
+        rejected: rejections.toJSON(),
+        replayCacheHits: replay?.hits ?? 0,
+      };
     },
     close() {
       closing ??= (async () => {
@@ -183,6 +288,7 @@ interface ConnectionDeps {
   logger: Logger;
   aes: boolean;
   replay: ReplayCache | null;
+  observer: AgentObserver | undefined;
 }
 
 /** Why a first frame is not valid: the codec's reasons, and a token already reserved. */
@@ -229,6 +335,10 @@ class AgentConnection {
     connection.on('close', (err) => this.onClose(err));
   }
 
+  get remote(): string {
+    return this.unfinished.remote;
+  }
+
   /** True once the first valid frame has joined the connection to its session. */
   get finished(): boolean {
     return this.session !== null;
@@ -263,6 +373,7 @@ class AgentConnection {
     if (!this.sawFrame) {
       this.sawFrame = true;
       if (sessions.belongsToOther(u.sessionId, u.principal)) {
+        this.deps.observer?.rejected?.('session-mismatch');
         limiter.warn(
           'session-refused',
           { remote: u.remote, session: u.sessionId },
@@ -280,6 +391,7 @@ class AgentConnection {
     if (problem !== null) {
       if (aes) {
         // Garbage that happened to pad correctly looks like this: answer nothing.
+        this.deps.observer?.rejected?.('first-frame');
         limiter.warn(
           'first-frame-invalid',
           { remote: u.remote, problem },
@@ -297,6 +409,7 @@ class AgentConnection {
       attached = sessions.attach(u.sessionId, u.principal, this, u.remote);
     } catch (err) {
       if (!(err instanceof SessionMismatchError || err instanceof SessionLimitError)) throw err;
+      this.deps.observer?.rejected?.(err instanceof SessionLimitError ? 'session-limit' : 'session-mismatch');
       limiter.warn(
         'session-refused',
         { remote: u.remote, session: u.sessionId, reason: err.message },
@@ -308,6 +421,7 @@ class AgentConnection {
     u.finish();
     const session = attached.session;
     this.session = session;
+    if (!attached.resumed) this.deps.observer?.sessionStarted?.(session);
     limiter.info(
       'connected',
       { remote: u.remote, session: session.id, resumed: attached.resumed },
@@ -482,6 +596,7 @@ class AgentConnection {
     const session = this.session;
     const fields: Record<string, unknown> = { remote: this.unfinished.remote, session: session?.id ?? null };
     if (err && isProtocolError(err)) {
+      if (!session) this.deps.observer?.rejected?.(err.code.toLowerCase());
       if (err.code === 'REPLAYED') fields.replayHits = replay?.hits ?? 0;
       // In mode aes every failure is told the same way to the peer; the log may say more.
       const hint =

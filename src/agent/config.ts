@@ -42,6 +42,7 @@ import {
   parseAesKeyHex,
 } from '../protocol/index.js';
 import { type EncryptionMode, thumbprintOfDer } from '../transport/index.js';
+import { OPERATIONS_ELEMENTS, type OperationsConfig, parseOperations } from './config-operations.js';
 import {
   ConfigError,
   Element,
@@ -53,6 +54,12 @@ import {
 } from './config-xml.js';
 import { Secret } from './secret.js';
 
+export {
+  LOG_LEVELS,
+  type LogLevel,
+  type MetricsAddress,
+  type OperationsConfig,
+} from './config-operations.js';
 export { type ConfigTemplate, escapeXml, renderConfigXml } from './config-render.js';
 export { ConfigError, ROOT_ELEMENT } from './config-xml.js';
 
@@ -134,6 +141,8 @@ export interface AgentConfig {
   /** Host processes of the agent at once, warm spares included. */
   maxHostProcesses: number;
   listener: ListenerConfig;
+  /** Control socket, metrics, audit log, log level and rotation (docs/OPERATIONS.md). */
+  operations: OperationsConfig;
   /** Non-fatal findings (unknown elements, risky settings), to log at start. */
   warnings: string[];
 }
@@ -196,6 +205,7 @@ const TOP_ELEMENTS = [
   'MaxHostProcesses',
   'Listener',
   'Connections',
+  ...OPERATIONS_ELEMENTS,
 ];
 const LISTENER_ELEMENTS = [
   'Encryption',
@@ -416,6 +426,7 @@ export async function parseConfig(
         MAX_MAX_MESSAGE_SIZE,
       ),
     },
+    operations: parseOperations(root, configDir, stateDir, expandHome),
     warnings,
   };
   return config;
@@ -592,5 +603,10 @@ export function describeConfig(config: AgentConfig): Record<string, unknown> {
     handshakeTimeoutMs: l.handshakeTimeoutMs,
     logFile: config.logFile,
     extensionCachePath: config.extensionCachePath,
+    controlSocket: config.operations.controlSocket,
+    metrics: config.operations.metrics
+      ? `${config.operations.metrics.host}:${config.operations.metrics.port}`
+      : null,
+    auditLogFile: config.operations.auditLogFile,
   };
 }

@@ -23,9 +23,12 @@ import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
 import { registerPing } from './ping.js';
 import { registerPut } from './put.js';
+import { registerReload } from './reload.js';
 import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
+import { registerService } from './service.js';
 import { registerStart } from './start.js';
+import { registerStatus } from './status.js';
 
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   // the agent
@@ -34,6 +37,9 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerInit,
   registerKeygen,
   registerCert,
+  registerStatus,
+  registerReload,
+  registerService,
   // talking to agents
   registerPing,
   registerInfo,

@@ -54,6 +54,9 @@ function main(): void {
         mkdirSync(message.settings.rootPath, { recursive: true });
         dispatcher = new HostDispatcher(message.settings, channel);
         return;
+      case HostControl.Settings:
+        dispatcher?.updateSettings(message.settings);
+        return;
     }
   });
   pipe.on('message', (route, message) => {

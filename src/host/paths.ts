@@ -137,9 +137,15 @@ export interface Resolved {
 }
 
 export class PathResolver {
-  private readonly roots: readonly string[] | null;
+  private roots: readonly string[] | null = null;
 
   constructor(private readonly ctx: HostContext) {
+    this.reloadRoots();
+  }
+
+  /** Reads `ctx.allowedRoots` again (a config reload changed them). */
+  reloadRoots(): void {
+    const ctx = this.ctx;
     this.roots = ctx.allowedRoots ? ctx.allowedRoots.map((r) => path.resolve(ctx.baseDirectory, r)) : null;
   }
 

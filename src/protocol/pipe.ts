@@ -41,6 +41,13 @@ export const HostControl = {
    * (docs/ARCHITECTURE.md, "Idle hosts").
    */
   Handles: 4,
+  /**
+   * agent → host, after Init: new settings (JSON, the same shape) on a config
+   * reload. The host applies `allowedRoots`, `maxOpenFiles` and
+   * `maxProcesses` to requests that arrive after it; the rest stays as Init
+   * said (paths and the message limit are fixed for a host's life).
+   */
+  Settings: 5,
 } as const;
 export type HostControl = (typeof HostControl)[keyof typeof HostControl];
 
@@ -104,13 +111,15 @@ export type ControlMessage =
   | { control: typeof HostControl.Ping; token: number }
   | { control: typeof HostControl.Shutdown }
   | { control: typeof HostControl.Init; settings: HostSettings }
+  | { control: typeof HostControl.Settings; settings: HostSettings }
   | { control: typeof HostControl.Handles; open: number };
 
 export function encodeControl(message: ControlMessage): Buffer {
   const w = new BinaryWriter(64).u8(message.control);
   if (message.control === HostControl.Ping) w.i32(message.token);
   else if (message.control === HostControl.Handles) w.i32(message.open);
-  else if (message.control === HostControl.Init) w.string(JSON.stringify(message.settings));
+  else if (message.control === HostControl.Init || message.control === HostControl.Settings)
+    w.string(JSON.stringify(message.settings));
   return w.view();
 }
 
@@ -124,7 +133,8 @@ export function decodeControl(message: Uint8Array): ControlMessage {
       return { control };
     case HostControl.Handles:
       return { control, open: r.i32() };
-    case HostControl.Init: {
+    case HostControl.Init:
+    case HostControl.Settings: {
       let settings: HostSettings;
       try {
         settings = JSON.parse(r.string()) as HostSettings;
