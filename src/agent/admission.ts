@@ -41,12 +41,18 @@ export class HandshakeCaps {
   /** Unfinished tickets by address, each set in arrival order. */
   private readonly byAddress = new Map<string, Set<Ticket>>();
   private total = 0;
-  private readonly maxTotal: number;
-  private readonly maxPerAddress: number;
+  private maxTotal: number;
+  private maxPerAddress: number;
   /** Handshakes closed to make room (for logs and tests). */
   evicted = 0;
 
   constructor(options: HandshakeCapsOptions) {
+    this.maxTotal = Math.max(1, options.maxTotal);
+    this.maxPerAddress = Math.max(1, options.maxPerAddress);
+  }
+
+  /** New caps (reload): they apply from the next admission; nobody is evicted for them. */
+  setLimits(options: HandshakeCapsOptions): void {
     this.maxTotal = Math.max(1, options.maxTotal);
     this.maxPerAddress = Math.max(1, options.maxPerAddress);
   }

@@ -59,9 +59,17 @@ import { type AgentConfig, ConfigError } from './config.js';
 import { Listener, type UnfinishedConnection } from './listener.js';
 import { type Logger, RateLimitedLog } from './log.js';
 import { MetaHandler } from './meta.js';
+import { type AgentObserver, combineObservers, RejectionCounts } from './observe.js';
 import { OutboundDialer, type OutboundOptions, type ServerStatus } from './outbound.js';
 import { describeAgentTypes, type ProductRouter, UnsupportedProductRouter } from './product.js';
+import { mergeReload, type ReloadPlan } from './reload.js';
 import { type Session, SessionLimitError, SessionMismatchError, SessionRegistry } from './sessions.js';
+import {
+  type AgentStatus,
+  describeSessions,
+  type OutboundLinksProvider,
+  type SessionDetail,
+} from './status.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Meta requests waiting per connection before reading pauses. */
@@ -85,6 +93,15 @@ export interface StartAgentOptions {
   maxSessions?: number;
   /** Outbound mode tuning (backoff, idle-link rotation); tests shorten them. */
   outbound?: OutboundOptions;
+  /** Metrics, audit: told of connections, rejections, sessions (the router is given its own). */
+  observer?: AgentObserver | undefined;
+}
+
+/** What a router may offer beyond routing: reload and status (HostRouter does). */
+interface OperableRouter extends ProductRouter {
+  updateConfig?(config: AgentConfig): void;
+  describeSession?(sessionId: number): SessionDetail;
+  readonly hostCount?: number;
 }
 
 export interface AgentHandle {
@@ -100,6 +117,23 @@ export interface AgentHandle {
   readonly unfinishedCount: number;
   /** AES frames refused as replays since the process started. */
   readonly replayHits: number;
+  /** The settings in force (the last reload's). */
+  readonly config: AgentConfig;
+  readonly startedAt: number;
+  /** Connections refused or closed before their first valid frame since start, by reason. */
+  readonly rejections: Readonly<Record<string, number>>;
+  /**
+   * Applies a freshly parsed config (see reload.ts): new connections and
+   * requests get it, no session is dropped. Returns what changed and what
+   * needs a restart. Hooks registered with `onReload` run after.
+   */
+  reload(next: AgentConfig): ReloadPlan;
+  /** Called after each reload with the config in force (the outbound dialer re-reads its servers). */
+  onReload(hook: (config: AgentConfig) => void): () => void;
+  /** The outbound dialer reports its links here for `outpost status` (null: none). */
+  setOutboundLinks(provider: OutboundLinksProvider | null): void;
+  /** What `outpost status` shows. */
+  status(): AgentStatus;
   /** Stops accepting, closes every connection (gracefully, then by force), closes the router. */
   close(): Promise<void>;
 }
@@ -114,7 +148,13 @@ export async function startAgent(
       'Listener/@Enabled',
       'is "false" and <Connections> is off: there is nothing to serve; enable one of them',
     );
-  const router: ProductRouter = options.router ?? new UnsupportedProductRouter();
+  const router: OperableRouter = options.router ?? new UnsupportedProductRouter();
+  const startedAt = Date.now();
+  const rejections = new RejectionCounts();
+  const observer = combineObservers([rejections, options.observer]);
+  let current = config;
+  let outbound: OutboundLinksProvider | null = null;
+  const reloadHooks = new Set<(c: AgentConfig) => void>();
   const limiter = new RateLimitedLog(logger, options.logRatePerSecond ?? 20);
   const sessions = new SessionRegistry({
     idleTimeoutMs: config.sessionIdleTimeoutMs,
@@ -128,6 +168,7 @@ export async function startAgent(
 
   sessions.on('close', (session, reason) => {
     limiter.info('session-closed', { session: session.id, reason }, 'session closed');
+    observer?.sessionEnded?.(session, reason);
     try {
       router.sessionClosed(session, reason);
     } catch (err) {
@@ -135,7 +176,7 @@ export async function startAgent(
     }
   });
 
-  const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay };
+  const deps: ConnectionDeps = { sessions, meta, router, limiter, logger, aes, replay, observer };
   const agentVersion = parseVersion(AGENT_VERSION);
   const adopt = (unfinished: UnfinishedConnection, d: ConnectionDeps) => {
     const c = new AgentConnection(unfinished, d);
@@ -152,24 +193,33 @@ export async function startAgent(
       sessions,
       agentVersion,
       replay,
+      observer,
       onHandshake: (unfinished) => adopt(unfinished, deps),
     });
     bound = await listener.listen();
   }
   // Outbound links run mode 0 inside TLS (§8): the first-frame rules of mode none, no replay cache.
   const outboundDeps: ConnectionDeps = { ...deps, aes: false, replay: null };
-  const dialer = config.connections.enabled
-    ? new OutboundDialer({
-        servers: config.connections.servers,
-        logger,
-        sessions,
-        agentVersion,
-        maxMessageSize: config.listener.maxMessageSize,
-        onHandshake: (unfinished) => adopt(unfinished, outboundDeps),
-        ...(options.outbound ? { options: options.outbound } : {}),
-      })
-    : null;
+  const makeDialer = (c: AgentConfig): OutboundDialer | null =>
+    c.connections.enabled
+      ? new OutboundDialer({
+          servers: c.connections.servers,
+          logger,
+          sessions,
+          agentVersion,
+          maxMessageSize: c.listener.maxMessageSize,
+          onHandshake: (unfinished) => adopt(unfinished, outboundDeps),
+          ...(options.outbound ? { options: options.outbound } : {}),
+        })
+      : null;
+  let dialer = makeDialer(config);
   dialer?.start();
+  // `outpost status` shows each server's links (a provider set later replaces this one).
+  outbound = () =>
+    (dialer?.status() ?? []).map((s) => ({
+      ...s,
+      state: s.used > 0 ? 'in use' : s.waiting > 0 ? 'ready' : s.failures > 0 ? 'backing off' : 'dialing',
+    }));
 
   let closing: Promise<void> | null = null;
   return {
@@ -189,6 +239,76 @@ export async function startAgent(
     },
     get replayHits() {
       return replay?.hits ?? 0;
+    },
+    get config() {
+      return current;
+    },
+    startedAt,
+    get rejections() {
+      return rejections.toJSON();
+    },
+    reload(next) {
+      const plan = mergeReload(current, next);
+      const before = current;
+      current = plan.config;
+      listener?.update(current.listener);
+      if (JSON.stringify(before.connections) !== JSON.stringify(current.connections)) {
+        // Links in use stay with their connections; idle ones close, and the new servers are dialed.
+        dialer?.close();
+        dialer = makeDialer(current);
+        dialer?.start();
+      }
+      sessions.setTimeouts(current.sessionIdleTimeoutMs, current.detachedSessionTimeoutMs);
+      router.updateConfig?.(current);
+      logger.level = current.operations.logLevel;
+      for (const hook of reloadHooks) {
+        try {
+          hook(current);
+        } catch (err) {
+          logger.error({ err }, 'a reload hook failed');
+        }
+      }
+      return plan;
+    },
+    onReload(hook) {
+      reloadHooks.add(hook);
+      return () => reloadHooks.delete(hook);
+    },
+    setOutboundLinks(provider) {
+      outbound = provider;
+    },
+    status() {
+      const l = current.listener;
+      let open = 0;
+      for (const c of connections) if (c.finished) open++;
+      let links: AgentStatus['outbound'] = [];
+      try {
+        links = outbound?.() ?? [];
+      } catch (err) {
+        logger.error({ err }, 'the outbound links provider failed');
+      }
+      return {
+        version: AGENT_VERSION,
+        pid: process.pid,
+        startedAt: new Date(startedAt).toISOString(),
+        uptimeMs: Date.now() - startedAt,
+        configPath: current.configPath,
+        listener: {
+          address: bound.address,
+          port: bound.port,
+          mode: l.encryption.mode,
+          thumbprint: l.encryption.thumbprint,
+        },
+        connections: { open, unfinished: listener?.handshakeCount ?? 0 },
+        hostProcesses: router.hostCount ?? 0,
+        outbound: links,
+        sessions: describeSessions(
+          sessions,
+          (id) => router.describeSession?.(id) ?? { hosts: [], processes: [], jobs: [] },
+        ),
+        rejected: rejections.toJSON(),
+        replayCacheHits: replay?.hits ?? 0,
+      };
     },
     close() {
       closing ??= (async () => {
@@ -217,6 +337,7 @@ interface ConnectionDeps {
   logger: Logger;
   aes: boolean;
   replay: ReplayCache | null;
+  observer: AgentObserver | undefined;
 }
 
 /** Why a first frame is not valid: the codec's reasons, and a token already reserved. */
@@ -266,6 +387,10 @@ class AgentConnection {
     connection.on('close', (err) => this.onClose(err));
   }
 
+  get remote(): string {
+    return this.unfinished.remote;
+  }
+
   /** True once the first valid frame has joined the connection to its session. */
   get finished(): boolean {
     return this.session !== null;
@@ -308,6 +433,7 @@ class AgentConnection {
     if (!this.sawFrame) {
       this.sawFrame = true;
       if (sessions.belongsToOther(u.sessionId, u.principal)) {
+        this.deps.observer?.rejected?.('session-mismatch');
         limiter.warn(
           'session-refused',
           { remote: u.remote, session: u.sessionId },
@@ -325,6 +451,7 @@ class AgentConnection {
     if (problem !== null) {
       if (aes) {
         // Garbage that happened to pad correctly looks like this: answer nothing.
+        this.deps.observer?.rejected?.('first-frame');
         limiter.warn(
           'first-frame-invalid',
           { remote: u.remote, problem },
@@ -342,6 +469,7 @@ class AgentConnection {
       attached = sessions.attach(u.sessionId, u.principal, this, u.remote);
     } catch (err) {
       if (!(err instanceof SessionMismatchError || err instanceof SessionLimitError)) throw err;
+      this.deps.observer?.rejected?.(err instanceof SessionLimitError ? 'session-limit' : 'session-mismatch');
       limiter.warn(
         'session-refused',
         { remote: u.remote, session: u.sessionId, reason: err.message },
@@ -353,6 +481,7 @@ class AgentConnection {
     u.finish();
     const session = attached.session;
     this.session = session;
+    if (!attached.resumed) this.deps.observer?.sessionStarted?.(session);
     limiter.info(
       'connected',
       { remote: u.remote, session: session.id, resumed: attached.resumed },
@@ -528,6 +657,7 @@ class AgentConnection {
     const session = this.session;
     const fields: Record<string, unknown> = { remote: this.unfinished.remote, session: session?.id ?? null };
     if (err && isProtocolError(err)) {
+      if (!session) this.deps.observer?.rejected?.(err.code.toLowerCase());
       if (err.code === 'REPLAYED') fields.replayHits = replay?.hits ?? 0;
       // In mode aes every failure is told the same way to the peer; the log may say more.
       const hint =

@@ -44,6 +44,7 @@ import {
   parseAesKeyHex,
 } from '../protocol/index.js';
 import { type EncryptionMode, normalizeThumbprint, thumbprintOfDer } from '../transport/index.js';
+import { OPERATIONS_ELEMENTS, type OperationsConfig, parseOperations } from './config-operations.js';
 import {
   ConfigError,
   Element,
@@ -55,6 +56,12 @@ import {
 } from './config-xml.js';
 import { Secret } from './secret.js';
 
+export {
+  LOG_LEVELS,
+  type LogLevel,
+  type MetricsAddress,
+  type OperationsConfig,
+} from './config-operations.js';
 export { type ConfigTemplate, escapeXml, renderConfigXml } from './config-render.js';
 export { ConfigError, ROOT_ELEMENT } from './config-xml.js';
 
@@ -163,6 +170,8 @@ export interface AgentConfig {
   listener: ListenerConfig;
   /** Outbound mode (§8): the servers this agent dials. */
   connections: ConnectionsConfig;
+  /** Control socket, metrics, audit log, log level and rotation (docs/OPERATIONS.md). */
+  operations: OperationsConfig;
   /** Non-fatal findings (unknown elements, risky settings), to log at start. */
   warnings: string[];
 }
@@ -226,6 +235,7 @@ const TOP_ELEMENTS = [
   'MaxExtractedSize',
   'Listener',
   'Connections',
+  ...OPERATIONS_ELEMENTS,
 ];
 const LISTENER_ELEMENTS = [
   'Encryption',
@@ -461,6 +471,7 @@ export async function parseConfig(
       ),
     },
     connections,
+    operations: parseOperations(root, configDir, stateDir, expandHome),
     warnings,
   };
   return config;
@@ -728,5 +739,10 @@ export function describeConfig(config: AgentConfig): Record<string, unknown> {
       thumbprint: s.thumbprint ?? 'trust store',
       maxConnections: s.maxConnections,
     })),
+    controlSocket: config.operations.controlSocket,
+    metrics: config.operations.metrics
+      ? `${config.operations.metrics.host}:${config.operations.metrics.port}`
+      : null,
+    auditLogFile: config.operations.auditLogFile,
   };
 }

@@ -65,8 +65,8 @@ export class HostPool {
   private readonly hostOptions: Omit<HostProcessOptions, 'settings' | 'onMessage' | 'onExit'>;
   private readonly spares: number;
   private readonly spareIdleMs: number;
-  private readonly idleMs: number;
-  readonly maxHosts: number;
+  private idleMs: number;
+  maxHosts: number;
 
   constructor(opts: HostPoolOptions) {
     const { spares, spareIdleMs, idleMs, maxHosts, ...hostOptions } = opts;
@@ -75,6 +75,15 @@ export class HostPool {
     this.spareIdleMs = spareIdleMs ?? DEFAULT_SPARE_IDLE_MS;
     this.idleMs = idleMs ?? DEFAULT_HOST_IDLE_MS;
     this.maxHosts = maxHosts ?? DEFAULT_MAX_HOSTS;
+  }
+
+  /**
+   * Reload: HostIdleTimeout applies to hosts that become idle from now on,
+   * MaxHostProcesses to the next host started (none is stopped for it).
+   */
+  setLimits(idleMs: number, maxHosts: number): void {
+    this.idleMs = idleMs;
+    this.maxHosts = maxHosts;
   }
 
   /** True while a spare host is up (or booting) and unassigned. */

@@ -173,6 +173,12 @@ export class HostProcess {
     this.pipe.sendControl({ control: HostControl.Init, settings });
   }
 
+  /** Reload: new settings for the requests sent after this (HostControl.Settings). */
+  updateSettings(settings: HostSettings): void {
+    if (!this.assigned || this.exited) return;
+    this.pipe.sendControl({ control: HostControl.Settings, settings });
+  }
+
   get pid(): number | undefined {
     return this.child.pid;
   }

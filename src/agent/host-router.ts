@@ -12,6 +12,7 @@ import {
   type HostSettings,
   type Pieces,
   PRODUCT_NAMES,
+  type ProductCommand,
   type ProductType,
   pipeFrameLimit,
 } from '../protocol/index.js';
@@ -20,6 +21,7 @@ import type { AgentConfig } from './config.js';
 import { HostPool } from './host-pool.js';
 import type { Logger } from './log.js';
 import { instanceName } from './meta.js';
+import type { AgentObserver } from './observe.js';
 import type { ProductRequestContext, ProductRouter } from './product.js';
 import { type RouteConnection, SessionHosts } from './session-hosts.js';
 import type { Session } from './sessions.js';
@@ -34,6 +36,8 @@ export interface HostRouterOptions {
   detachedBufferBytes?: number;
   /** Warm spare host processes kept ready after first use (default 1; 0 disables). */
   spareHosts?: number;
+  /** Metrics and audit: told of requests and hosts (undefined: nothing is observed). */
+  observer?: AgentObserver | undefined;
 }
 
 /** Adapts a FramedConnection to what SessionHosts needs. */
@@ -89,7 +93,7 @@ class ConnectionRoute implements RouteConnection {
 }
 
 export class HostRouter implements ProductRouter {
-  private readonly opts: HostRouterOptions;
+  private opts: HostRouterOptions;
   private readonly sessions = new Map<number, SessionHosts>();
   private readonly routes = new WeakMap<FramedConnection, ConnectionRoute>();
   private nextRoute = 1;
@@ -142,15 +146,48 @@ export class HostRouter implements ProductRouter {
     return r;
   }
 
+  /** Host processes of the agent now, warm spare included. */
+  get hostCount(): number {
+    return this.pool.size;
+  }
+
+  /**
+   * Reload: new hosts get the new settings; running hosts get AllowedRoots
+   * and the per-session limits for their next requests (HostControl.Settings);
+   * the pool gets the new HostIdleTimeout and MaxHostProcesses.
+   */
+  updateConfig(config: AgentConfig): void {
+    this.opts = { ...this.opts, config };
+    this.pool.setLimits(config.hostIdleTimeoutMs, config.maxHostProcesses);
+    for (const hosts of this.sessions.values()) hosts.updateSettings();
+  }
+
+  /** For `outpost status`: the session's hosts, processes and jobs (empty when it has used no product yet). */
+  describeSession(sessionId: number): ReturnType<SessionHosts['describe']> {
+    return this.sessions.get(sessionId)?.describe() ?? { hosts: [], processes: [], jobs: [] };
+  }
+
   private hostsFor(session: Session): SessionHosts {
     let hosts = this.sessions.get(session.id);
     if (!hosts) {
       const log = this.opts.logger;
+      const observer = this.opts.observer;
       let release: (() => void) | null = null;
       hosts = new SessionHosts({
         sessionId: session.id,
         pool: this.pool,
         settingsFor: (t) => this.settingsFor(t, session),
+        ...(observer?.request
+          ? {
+              observeRequest: (name: ProductCommand, data: Buffer) => observer.request?.(session, name, data),
+            }
+          : {}),
+        ...(observer?.hostStarted || observer?.hostEnded
+          ? {
+              observeHost: (t: ProductType, started: boolean, crashed: boolean) =>
+                started ? observer.hostStarted?.(t) : observer.hostEnded?.(t, crashed),
+            }
+          : {}),
         detachedBufferBytes: this.opts.detachedBufferBytes,
         // A session with running processes never idles out.
         onBusyChange: (busy) => {

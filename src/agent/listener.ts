@@ -21,6 +21,7 @@ import { acceptHandshake, type FramedConnection, HandshakeError } from '../trans
 import { type AdmissionTicket, HandshakeCaps } from './admission.js';
 import { type AddressRule, ConfigError, type ListenerConfig } from './config.js';
 import type { Logger, RateLimitedLog } from './log.js';
+import type { AgentObserver } from './observe.js';
 import { addressPrincipal, aesPrincipal, type SessionRegistry } from './sessions.js';
 
 const KEEPALIVE_DELAY_MS = 30_000;
@@ -52,6 +53,8 @@ export interface ListenerDeps {
   agentVersion: number;
   /** The process-wide replay cache (mode aes; null otherwise). */
   replay: ReplayCache | null;
+  /** Told of accepted connections, their bytes, and rejections by reason. */
+  observer?: AgentObserver | undefined;
   onHandshake(unfinished: UnfinishedConnection): void;
 }
 
@@ -82,13 +85,13 @@ export function plainAddress(address: string): string {
 export class Listener {
   private readonly server: Server;
   readonly caps: HandshakeCaps;
-  private readonly allowed: ((address: string) => boolean) | null;
+  private allowed: ((address: string) => boolean) | null;
   /** Sockets not yet past their first valid frame, to drop on close. */
   private readonly unfinished = new Set<Socket>();
   private readonly principalOfKey: string | null;
   private closing = false;
 
-  constructor(private readonly deps: ListenerDeps) {
+  constructor(private deps: ListenerDeps) {
     const c = deps.config;
     this.allowed = buildAddressFilter(c.allowedAddresses);
     this.caps = new HandshakeCaps({
@@ -104,6 +107,26 @@ export class Listener {
     });
     this.server.on('connection', (socket) => this.onConnection(socket));
     this.server.on('error', (err) => deps.logger.error({ err }, 'listener error'));
+  }
+
+  /**
+   * Reload: AllowedAddresses, the caps, HandshakeTimeout, MaxMessageSize and
+   * the TLS certificate and key apply to connections accepted from now on;
+   * connections already accepted keep what they started with. (Address,
+   * port, mode and AES key need a restart: the caller refuses to change them here.)
+   */
+  update(config: ListenerConfig): void {
+    this.deps = { ...this.deps, config };
+    this.allowed = buildAddressFilter(config.allowedAddresses);
+    this.caps.setLimits({
+      maxTotal: config.maxConcurrentHandshakes,
+      maxPerAddress: config.maxHandshakesPerAddress,
+    });
+  }
+
+  /** The settings in force (the latest reload). */
+  get config(): ListenerConfig {
+    return this.deps.config;
   }
 
   /** Connections accepted and not yet past their first valid frame. */
@@ -144,13 +167,14 @@ export class Listener {
   private onConnection(socket: Socket): void {
     socket.on('error', () => {}); // failures surface as 'close'; never as an uncaught error
     const remote = plainAddress(socket.remoteAddress ?? '');
-    const { limiter, config } = this.deps;
+    const { limiter, config, observer } = this.deps;
     if (this.closing || remote === '') {
       socket.destroy();
       return;
     }
     if (this.allowed && !this.allowed(socket.remoteAddress!)) {
       socket.destroy();
+      observer?.rejected?.('address');
       limiter.warn(
         'address-refused',
         { remote },
@@ -159,6 +183,10 @@ export class Listener {
       return;
     }
 
+    if (observer) {
+      observer.connectionOpened?.(socket);
+      socket.once('close', () => observer.connectionClosed?.(socket));
+    }
     this.unfinished.add(socket);
     const abort = new AbortController();
     // The TLS socket once there is one; destroying it closes the raw socket too.
@@ -175,6 +203,7 @@ export class Listener {
     const fail = (kind: string, reason: string) => {
       if (finished) return;
       finish();
+      observer?.rejected?.(kind.toLowerCase());
       abort.abort(new HandshakeError(kind, reason));
       current.destroy();
       socket.destroy();
@@ -231,6 +260,7 @@ export class Listener {
       if (signal.aborted) return; // timed out or evicted: already closed and logged
       finish();
       socket.destroy();
+      this.deps.observer?.rejected?.(handshakeReason(err));
       limiter.warn('handshake-failed', { remote, reason: describeHandshakeError(err) }, 'handshake failed');
       return;
     }
@@ -250,6 +280,15 @@ export class Listener {
       finish,
     });
   }
+}
+
+/** A short stable word for a failed handshake (status and metrics labels). */
+function handshakeReason(err: unknown): string {
+  if (isProtocolError(err)) return err.code.toLowerCase();
+  if (err instanceof HandshakeError) return err.code.toLowerCase();
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (typeof code === 'string' && /SSL|TLS/i.test(code)) return 'tls';
+  return 'other';
 }
 
 function describeHandshakeError(err: unknown): string {

@@ -58,6 +58,7 @@ import {
 } from '../protocol/index.js';
 import { HostLimitError, type HostPool } from './host-pool.js';
 import type { HostProcess } from './host-process.js';
+import type { RequestDone } from './observe.js';
 
 /** What the router needs of a client connection. */
 export interface RouteConnection {
@@ -80,6 +81,10 @@ export interface SessionHostsOptions {
   settingsFor(agentType: ProductType): HostSettings;
   /** Bytes of messages kept while no connection can take them (default 8 MiB). */
   detachedBufferBytes?: number;
+  /** Observers (metrics, audit): told of each request forwarded and of its end. */
+  observeRequest?(name: ProductCommand, data: Buffer): RequestDone | undefined;
+  /** Observers: a host of the session started, or ended (`crashed`: while it was the session's). */
+  observeHost?(agentType: ProductType, started: boolean, crashed: boolean): void;
   /** Called when the session goes from no work (requests, processes, jobs) to some, and back. */
   onBusyChange?(busy: boolean): void;
   log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
@@ -101,6 +106,8 @@ interface Reservation {
 interface Pending {
   readonly agentType: ProductType;
   readonly reservation: Reservation | null;
+  /** An observer's end-of-request callback. */
+  readonly done: RequestDone | undefined;
 }
 
 /** A connection of the session, with its requests in flight by token. */
@@ -160,6 +167,32 @@ export class SessionHosts {
     let n = 0;
     for (const state of this.routes.values()) if (!state.gone) n++;
     return n;
+  }
+
+  /** For `outpost status`: the hosts (product, pid) and the running processes and jobs. */
+  describe(): {
+    hosts: { agentType: ProductType; product: string; pid: number | null }[];
+    processes: { token: number; pid: number; attached: boolean }[];
+    jobs: { token: number; attached: boolean }[];
+  } {
+    const hosts = [...this.hosts].map(([agentType, h]) => ({
+      agentType,
+      product: AGENT_TYPE_NAMES[agentType],
+      pid: h.pid ?? null,
+    }));
+    const processes: { token: number; pid: number; attached: boolean }[] = [];
+    const jobs: { token: number; attached: boolean }[] = [];
+    for (const r of this.reserved.values()) {
+      const attached = r.conn !== null && !r.conn.closed;
+      if (r.kind === 'process') processes.push({ token: r.token, pid: r.pid, attached });
+      else jobs.push({ token: r.token, attached });
+    }
+    return { hosts, processes, jobs };
+  }
+
+  /** Reload: each running host gets the settings of its product type for its next requests. */
+  updateSettings(): void {
+    for (const [t, h] of this.hosts) h.updateSettings(this.opts.settingsFor(t));
   }
 
   isReserved(token: number): boolean {
@@ -265,7 +298,7 @@ export class SessionHosts {
       };
       this.reserved.set(token, reservation);
     }
-    state.pending.set(token, { agentType, reservation });
+    state.pending.set(token, { agentType, reservation, done: this.opts.observeRequest?.(name, data) });
     host.busy(1);
     this.opts.pool.setIdle(host, null);
     this.inFlight++;
@@ -301,8 +334,15 @@ export class SessionHosts {
     return state;
   }
 
-  /** The request of `token` on `state` is answered (or its host is gone). */
-  private settle(state: RouteState, token: number, agentType: ProductType, hostGone = false): void {
+  /** The request of `token` on `state` is answered with `reply` (or its host is gone: null). */
+  private settle(
+    state: RouteState,
+    token: number,
+    agentType: ProductType,
+    reply: Buffer | null,
+    hostGone = false,
+  ): void {
+    state.pending.get(token)?.done?.(reply);
     state.pending.delete(token);
     if (state.gone && state.pending.size === 0 && this.routes.get(state.conn.id) === state)
       this.routes.delete(state.conn.id);
@@ -325,6 +365,7 @@ export class SessionHosts {
   private stopIdle(agentType: ProductType, host: HostProcess): void {
     if (this.hosts.get(agentType) !== host) return;
     this.hosts.delete(agentType);
+    this.opts.observeHost?.(agentType, false, false);
     this.opts.log('info', 'host stopped: it held nothing', {
       sessionId: this.opts.sessionId,
       agentType,
@@ -361,6 +402,7 @@ export class SessionHosts {
         this.opts.log('warn', 'host output', { sessionId: this.opts.sessionId, agentType, line }),
     });
     this.hosts.set(agentType, host);
+    this.opts.observeHost?.(agentType, true, false);
     this.opts.log('info', 'host started', { sessionId: this.opts.sessionId, agentType, pid: host.pid });
     return host;
   }
@@ -385,7 +427,7 @@ export class SessionHosts {
       if (isResult) {
         // Answered: no longer in flight on the connection that asked (if it is still here).
         const origin = this.routes.get(r.origin.id);
-        if (origin?.pending.get(token)?.reservation === r) this.settle(origin, token, agentType);
+        if (origin?.pending.get(token)?.reservation === r) this.settle(origin, token, agentType, head);
         final = !(r.kind === 'process' && command === ReplyCode.Response);
         if (!final) r.pid = startedPid(joinPieces(message));
       } else {
@@ -397,7 +439,8 @@ export class SessionHosts {
     }
     if (!state || !pending) return;
     if (isResult) {
-      this.settle(state, token, agentType);
+      // Observers read the reply's header (and a small Error whole): `head` holds it.
+      this.settle(state, token, agentType, head);
       this.busyChanged();
     }
     // A connection that has gone gets nothing: nobody asks any more.
@@ -445,6 +488,7 @@ export class SessionHosts {
     // Not the session's host any more: stopped for being idle, it held nothing.
     if (this.hosts.get(agentType) !== host) return;
     this.hosts.delete(agentType);
+    this.opts.observeHost?.(agentType, false, !this.closed);
     if (this.closed) return;
     this.crashes.set(agentType, reason);
     this.opts.log('error', 'host process ended', { sessionId: this.opts.sessionId, agentType, reason });
@@ -452,7 +496,7 @@ export class SessionHosts {
     for (const state of [...this.routes.values()])
       for (const [token, p] of [...state.pending]) {
         if (p.agentType !== agentType) continue;
-        this.settle(state, token, agentType, true);
+        this.settle(state, token, agentType, null, true);
         if (!p.reservation && !state.gone) state.conn.send(encodeError(token, ErrorKind.HostCrashed, text));
       }
     for (const r of [...this.reserved.values()]) {
@@ -469,7 +513,9 @@ export class SessionHosts {
     if (this.closed) return;
     this.closed = true;
     const hosts = [...this.hosts.values()];
+    for (const t of this.hosts.keys()) this.opts.observeHost?.(t, false, false);
     this.hosts.clear();
+    for (const state of this.routes.values()) for (const p of state.pending.values()) p.done?.(null);
     this.reserved.clear();
     this.routes.clear();
     this.inFlight = 0;

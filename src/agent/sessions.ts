@@ -33,6 +33,8 @@ import { EventEmitter } from 'node:events';
 /** What the registry needs from a connection. */
 export interface SessionConnection {
   close(): void;
+  /** Its remote address (for `outpost status`). */
+  readonly remote?: string;
 }
 
 export interface Session {
@@ -46,6 +48,8 @@ export interface Session {
   readonly connections: Set<SessionConnection>;
   /** Since when the session has had no connection, or null. */
   detachedSince: number | null;
+  /** Since when it has had a connection without a gap (null while detached). */
+  attachedSince: number | null;
   closed: boolean;
   /** Outstanding `hold()`s; a held session never idles out. */
   holds: number;
@@ -91,15 +95,32 @@ export function addressPrincipal(remote: string): string {
 export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
   private readonly sessions = new Map<number, Session>();
   private readonly detachTimers = new Map<number, NodeJS.Timeout>();
-  private readonly sweepTimer: NodeJS.Timeout;
+  private sweepTimer: NodeJS.Timeout;
   private readonly options: Required<SessionRegistryOptions>;
 
   constructor(options: SessionRegistryOptions) {
     super();
     this.options = { maxSessions: 10_000, ...options };
+    this.sweepTimer = this.startSweep();
+  }
+
+  private startSweep(): NodeJS.Timeout {
     const sweepEvery = Math.min(60_000, Math.max(250, Math.floor(this.options.idleTimeoutMs / 4)));
-    this.sweepTimer = setInterval(() => this.sweepIdle(), sweepEvery);
-    this.sweepTimer.unref();
+    const timer = setInterval(() => this.sweepIdle(), sweepEvery);
+    timer.unref();
+    return timer;
+  }
+
+  /**
+   * New timeouts (reload). The idle timeout applies at the next sweep to
+   * every session; a session already detached keeps the deadline it got
+   * when its last connection left, the next detach gets the new one.
+   */
+  setTimeouts(idleTimeoutMs: number, detachedTimeoutMs: number): void {
+    this.options.idleTimeoutMs = idleTimeoutMs;
+    this.options.detachedTimeoutMs = detachedTimeoutMs;
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = this.startSweep();
   }
 
   get size(): number {
@@ -169,12 +190,14 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
         lastActivity: now,
         connections: new Set(),
         detachedSince: null,
+        attachedSince: null,
         closed: false,
         holds: 0,
       };
       this.sessions.set(id, session);
     }
     session.connections.add(connection);
+    if (session.connections.size === 1) session.attachedSince = now;
     session.detachedSince = null;
     session.lastActivity = now;
     return { session, resumed };
@@ -185,6 +208,7 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     session.connections.delete(connection);
     if (session.closed || session.connections.size > 0) return;
     session.detachedSince = Date.now();
+    session.attachedSince = null;
     this.clearDetachTimer(session.id);
     const timer = setTimeout(() => this.close(session, 'detached timeout'), this.options.detachedTimeoutMs);
     timer.unref();

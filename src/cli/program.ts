@@ -26,9 +26,12 @@ import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
 import { registerPing } from './ping.js';
 import { registerPut } from './put.js';
+import { registerReload } from './reload.js';
 import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
+import { registerService } from './service.js';
 import { registerStart } from './start.js';
+import { registerStatus } from './status.js';
 import { registerVersion } from './version.js';
 
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
@@ -41,6 +44,9 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   // outbound agents
   registerHub,
   registerAgents,
+  registerStatus,
+  registerReload,
+  registerService,
   // talking to agents
   registerPing,
   registerInfo,

@@ -180,6 +180,19 @@ export class HostDispatcher {
     this.jobs = new JobManager(settings, sink, options.jobCancelGraceMs);
   }
 
+  /**
+   * A config reload: AllowedRoots and the per-session limits apply to the
+   * requests that arrive from now on (requests already running finish under
+   * the old ones). The rest of the settings is fixed for the host's life.
+   */
+  updateSettings(next: HostContext): void {
+    const s = this.settings as { -readonly [K in keyof HostContext]: HostContext[K] };
+    s.allowedRoots = next.allowedRoots;
+    s.maxOpenFiles = next.maxOpenFiles;
+    s.maxProcesses = next.maxProcesses;
+    this.files.paths.reloadRoots();
+  }
+
   /** Handles one client message from `route`; never throws. */
   handle(route: number, message: Buffer): void {
     let agentType: number;

@@ -11,6 +11,7 @@ import type { ProductCommand, RequestOf, ResultOf } from '../protocol/index.js';
 import type { FileService } from './files.js';
 import type { JobManager } from './jobs.js';
 import type { ProcessManager } from './processes.js';
+import { serviceEnvironmentVariable } from './spawning.js';
 import type { HostContext } from './types.js';
 
 /** What a handler may use besides its arguments. */
@@ -116,7 +117,7 @@ export const HANDLERS: Handlers = {
     return EMPTY;
   },
   // string name → nullable<string> value (the host's own environment)
-  GetEnvironmentVariable: (a) => ({ value: process.env[a.name] ?? null }),
+  GetEnvironmentVariable: (a) => ({ value: serviceEnvironmentVariable(a.name) }),
   // (extension) — → array<{int32 token, int32 pid, string fileName, bool running}> processes
   ListProcesses: (_a, { processes }) => processes.list(),
   // string jobType, bytes payload → bytes result, after Log events

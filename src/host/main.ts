@@ -69,6 +69,9 @@ function main(): void {
           if (problem) process.stderr.write(`outpost host: ${problem.message}\n`);
         }
         return;
+      case HostControl.Settings:
+        dispatcher?.updateSettings(message.settings);
+        return;
     }
   });
   pipe.on('message', (route, message) => {

@@ -149,11 +149,17 @@ export interface Resolved {
 const OWNER_RWX = 0o700;
 
 export class PathResolver {
-  private readonly roots: readonly string[] | null;
+  private roots: readonly string[] | null = null;
   /** Why the base directory cannot be used (see {@link checkRoot}); null: it can. */
   private rootProblem: HostError | null = null;
 
   constructor(private readonly ctx: HostContext) {
+    this.reloadRoots();
+  }
+
+  /** Reads `ctx.allowedRoots` again (a config reload changed them). */
+  reloadRoots(): void {
+    const ctx = this.ctx;
     this.roots = ctx.allowedRoots ? ctx.allowedRoots.map((r) => path.resolve(ctx.baseDirectory, r)) : null;
   }
 

@@ -125,9 +125,57 @@ export function validateStart(args: RequestOf<'StartProcess'>): number {
   return flags;
 }
 
+/** A PATH entry that `npm run` / `npx` put there (node_modules/.bin, npm's node-gyp-bin). */
+const NPM_PATH_ENTRY = /[\\/]node_modules[\\/]\.bin[\\/]?$|[\\/]node-gyp-bin[\\/]?$/;
+
+let serviceEnv: Readonly<Record<string, string>> | null = null;
+
+/**
+ * The agent's service environment as remote processes see it: the host's
+ * environment without what `npm start` / `npm run` injects — every `npm_*`
+ * variable, and then `INIT_CWD` and `NODE`, and the `node_modules/.bin`
+ * (and node-gyp-bin) entries it put on PATH. The one place this is decided:
+ * StartProcess's inherited environment and GetEnvironmentVariable both read
+ * it. Computed once: the host's environment does not change.
+ */
+export function serviceEnvironment(
+  source: NodeJS.ProcessEnv = process.env,
+): Readonly<Record<string, string>> {
+  if (source === process.env && serviceEnv) return serviceEnv;
+  const env: Record<string, string> = Object.create(null);
+  let fromNpm = false;
+  for (const [k, v] of Object.entries(source)) {
+    if (v === undefined) continue;
+    if (/^npm_/i.test(k)) {
+      fromNpm = true;
+      continue;
+    }
+    env[k] = v;
+  }
+  if (fromNpm) {
+    delete env.INIT_CWD;
+    delete env.NODE;
+  }
+  const pathKey = Object.keys(env).find((k) => k.toUpperCase() === 'PATH');
+  if (pathKey !== undefined) {
+    const sep = IS_WINDOWS ? ';' : ':';
+    env[pathKey] = env[pathKey]!.split(sep)
+      .filter((p) => !NPM_PATH_ENTRY.test(p))
+      .join(sep);
+  }
+  const frozen = Object.freeze(env);
+  if (source === process.env) serviceEnv = frozen;
+  return frozen;
+}
+
+/** One variable of the service environment (case-insensitive on Windows): GetEnvironmentVariable. */
+export function serviceEnvironmentVariable(name: string): string | null {
+  return envGet(serviceEnvironment() as Record<string, string>, name) ?? null;
+}
+
 export function buildEnvironment(overlay: Record<string, string>, empty: boolean): Record<string, string> {
   const env: Record<string, string> = Object.create(null);
-  if (!empty) for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  if (!empty) Object.assign(env, serviceEnvironment());
   for (const [k, v] of Object.entries(overlay)) {
     if (IS_WINDOWS) {
       // Windows names are case-insensitive: the overlay replaces, never duplicates.

@@ -52,6 +52,13 @@ export const HostControl = {
    * it creates the file, so a kill -9 cannot lose it.
    */
   Temp: 5,
+  /**
+   * agent → host, after Init: new settings (JSON, the same shape) on a config
+   * reload. The host applies `allowedRoots`, `maxOpenFiles` and
+   * `maxProcesses` to requests that arrive after it; the rest stays as Init
+   * said (paths and the message limit are fixed for a host's life).
+   */
+  Settings: 6,
 } as const;
 export type HostControl = (typeof HostControl)[keyof typeof HostControl];
 
@@ -137,7 +144,8 @@ export type ControlMessage =
   | { control: typeof HostControl.Shutdown }
   | { control: typeof HostControl.Init; settings: HostSettings }
   | { control: typeof HostControl.Handles; open: number }
-  | { control: typeof HostControl.Temp; exists: boolean; path: string };
+  | { control: typeof HostControl.Temp; exists: boolean; path: string }
+  | { control: typeof HostControl.Settings; settings: HostSettings };
 
 /**
  * Whether `name` (a file name, no directory) has the form of a host's temp
@@ -153,7 +161,8 @@ export function encodeControl(message: ControlMessage): Buffer {
   if (message.control === HostControl.Ping) w.i32(message.token);
   else if (message.control === HostControl.Handles) w.i32(message.open);
   else if (message.control === HostControl.Temp) w.bool(message.exists).string(message.path);
-  else if (message.control === HostControl.Init) w.string(JSON.stringify(message.settings));
+  else if (message.control === HostControl.Init || message.control === HostControl.Settings)
+    w.string(JSON.stringify(message.settings));
   return w.view();
 }
 
@@ -171,7 +180,8 @@ export function decodeControl(message: Uint8Array): ControlMessage {
       const exists = r.bool();
       return { control, exists, path: r.string() };
     }
-    case HostControl.Init: {
+    case HostControl.Init:
+    case HostControl.Settings: {
       let settings: HostSettings;
       try {
         settings = JSON.parse(r.string()) as HostSettings;
