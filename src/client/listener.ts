@@ -11,7 +11,7 @@
  * key`, read bounded (at most MAX_KEY_BYTES of key) within `prefaceTimeoutMs`;
  * a key the map or callback does not know closes the connection with nothing
  * written. A known one becomes an *idle link* of that agent. A client takes
- * the oldest idle link and runs the ordinary client handshake on it (the
+ * the newest idle link and runs the ordinary client handshake on it (the
  * agent answers mode 0: TLS is underneath); the agent then dials its next
  * link. Reconnects and resumes take the next idle link of the same agent,
  * so `reconnect: true` survives the agent's link dropping and coming back.
@@ -341,8 +341,9 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
   }
 
   #takeIdle(a: AgentRecord): TLSSocket | null {
+    // Newest first: the oldest idle link is the next one its agent retires.
     while (a.idle.length > 0) {
-      const s = a.idle.shift()!;
+      const s = a.idle.pop()!;
       if (s.destroyed || s.readableEnded) continue;
       a.active++;
       this.#inUse.add(s);
