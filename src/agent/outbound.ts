@@ -268,12 +268,13 @@ class ServerLinks {
       if (link.rotateTimer) clearTimeout(link.rotateTimer);
       const was = link.state;
       this.links.delete(link);
+      if (this.closed) return; // shutting down: nothing to report or redial
       if (!settled) {
         settled = true;
         this.fail(
           `the server closed the connection during the TLS handshake; is ${this.server.label} an Outpost hub or orchestrator?`,
         );
-      } else if (was === 'idle' && !this.closed) {
+      } else if (was === 'idle') {
         const idleFor = Date.now() - link.idleSince;
         if (idleFor < REFUSAL_WINDOW_MS)
           this.fail(

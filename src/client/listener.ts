@@ -11,7 +11,7 @@
  * key`, read bounded (at most MAX_KEY_BYTES of key) within `prefaceTimeoutMs`;
  * a key the map or callback does not know closes the connection with nothing
  * written. A known one becomes an *idle link* of that agent. A client takes
- * the oldest idle link and runs the ordinary client handshake on it (the
+ * the newest idle link and runs the ordinary client handshake on it (the
  * agent answers mode 0: TLS is underneath); the agent then dials its next
  * link. Reconnects and resumes take the next idle link of the same agent,
  * so `reconnect: true` survives the agent's link dropping and coming back.
@@ -40,6 +40,7 @@ const DEFAULT_MAX_PENDING = 256;
 const DEFAULT_MAX_IDLE_PER_AGENT = 16;
 const DEFAULT_WAIT_MS = 10_000;
 const KEEPALIVE_DELAY_MS = 10_000;
+const DEFAULT_IDLE_LINK_MAX_AGE_MS = 60_000;
 
 /** Who an agent is, from its key: a map (key → name) or a function (null: unknown). */
 export type AgentKeys =
@@ -65,6 +66,13 @@ export interface AgentListenerOptions {
   maxIdlePerAgent?: number;
   /** Learn each agent's version on arrival with a handshake on its first link (default true). */
   probeVersion?: boolean;
+  /**
+   * An idle link older than this is closed (default 60 s; 0: never). An
+   * Outpost agent replaces its idle links every ~20 s, so an older one is
+   * from an agent that is gone (a vanished host leaves no FIN); an agent
+   * that does not rotate simply dials again.
+   */
+  idleLinkMaxAgeMs?: number;
 }
 
 /** An agent that has dialed in. */
@@ -118,6 +126,9 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
   readonly #keys: AgentKeys;
   readonly #thumbprint: string;
   #address = { address: '', port: 0 };
+  #sweeper: NodeJS.Timeout | null = null;
+  /** When each idle link arrived. */
+  readonly #idleSince = new WeakMap<TLSSocket, number>();
   #closed = false;
 
   private constructor(options: AgentListenerOptions) {
@@ -129,7 +140,12 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
       maxPending: options.maxPending ?? DEFAULT_MAX_PENDING,
       maxIdlePerAgent: options.maxIdlePerAgent ?? DEFAULT_MAX_IDLE_PER_AGENT,
       probeVersion: options.probeVersion ?? true,
+      idleLinkMaxAgeMs: options.idleLinkMaxAgeMs ?? DEFAULT_IDLE_LINK_MAX_AGE_MS,
     };
+    if (this.#options.idleLinkMaxAgeMs > 0) {
+      this.#sweeper = setInterval(() => this.#sweep(), Math.max(50, this.#options.idleLinkMaxAgeMs / 4));
+      this.#sweeper.unref();
+    }
     this.#server = createServer({
       cert: options.cert,
       key: options.key,
@@ -283,6 +299,7 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#sweeper) clearInterval(this.#sweeper);
     const done = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const s of this.#pending) s.destroy();
     for (const a of this.#agents.values()) {
@@ -292,6 +309,13 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
     // Links in use belong to their clients; end them so close() does not wait on them forever.
     for (const s of this.#inUse) s.destroy();
     await done;
+  }
+
+  /** Closes idle links past idleLinkMaxAgeMs (their 'close' updates the record). */
+  #sweep(): void {
+    const limit = Date.now() - this.#options.idleLinkMaxAgeMs;
+    for (const a of this.#agents.values())
+      for (const s of a.idle) if ((this.#idleSince.get(s) ?? 0) < limit) s.destroy();
   }
 
   #names(): string {
@@ -317,8 +341,9 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
   }
 
   #takeIdle(a: AgentRecord): TLSSocket | null {
+    // Newest first: the oldest idle link is the next one its agent retires.
     while (a.idle.length > 0) {
-      const s = a.idle.shift()!;
+      const s = a.idle.pop()!;
       if (s.destroyed || s.readableEnded) continue;
       a.active++;
       this.#inUse.add(s);
@@ -399,6 +424,7 @@ export class AgentListener extends EventEmitter<AgentListenerEvents> {
       this.#inUse.add(socket);
       waiter.resolve(socket);
     } else {
+      this.#idleSince.set(socket, Date.now());
       a.idle.push(socket);
       while (a.idle.length > this.#options.maxIdlePerAgent) a.idle.shift()!.destroy();
     }

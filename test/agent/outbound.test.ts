@@ -343,6 +343,47 @@ describe('outbound mode', () => {
     }
   });
 
+  it('an idle link is replaced before it is closed (make-before-break): a dead path cannot hide', async () => {
+    // A bare TLS server that only counts TCP connections: the agent must never have none.
+    const { createServer } = await import('node:tls');
+    const { readFile } = await import('node:fs/promises');
+    const server = createServer({ cert: hubCert.certPem, key: await readFile(hubCert.keyFile) });
+    server.on('tlsClientError', () => {});
+    let open = 0;
+    let accepted = 0;
+    let lowest = Number.POSITIVE_INFINITY;
+    server.on('connection', (sock) => {
+      open++;
+      accepted++;
+      sock.on('error', () => {});
+      sock.once('close', () => {
+        open--;
+        lowest = Math.min(lowest, open);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, HOST, r));
+    const port = (server.address() as { port: number }).port;
+    const config = await parseConfig(
+      renderConfigXml({
+        mode: 'none',
+        listenerEnabled: false,
+        servers: [{ host: `${HOST}:${port}`, key: 'k', thumbprint: hubCert.thumbprint }],
+      }),
+      join(dir, 'rotate.config'),
+    );
+    const agent = await startAgent(config, recordingLogger().logger, {
+      outbound: { ...FAST, idleLifetimeMs: 200 },
+    });
+    try {
+      await until(() => accepted >= 4, 20_000, 'idle links replaced');
+      assert.ok(lowest >= 1, `the agent had no link for a moment (lowest ${lowest})`);
+      assert.equal(agent.outboundStatus()[0]!.failures, 0, 'retiring is not a failure');
+    } finally {
+      await agent.close();
+      server.close();
+    }
+  });
+
   it('the listener bounds what an unknown peer can make it hold', async () => {
     // Plain TCP that never starts TLS, and TLS with a preface whose key length is too long.
     const raw = tcpConnect({ host: HOST, port: listener.address.port });

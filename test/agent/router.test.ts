@@ -171,13 +171,18 @@ describe('product router seam', () => {
     }
   });
 
-  it('refuses to start when Listener/@Enabled is false', async () => {
-    const xml = renderConfigXml({ mode: 'none', address: '127.0.0.1', port: 0 }).replace(
-      'Enabled="true"',
-      'Enabled="false"',
+  it('refuses to start when Listener/@Enabled is false and nothing is dialed either', async () => {
+    const xml = renderConfigXml({ mode: 'none', address: '127.0.0.1', port: 0, listenerEnabled: false });
+    await assert.rejects(
+      parseConfig(xml, join(dir, 'off.config')),
+      /^ConfigError: Listener\/@Enabled: is "false"/,
     );
-    const off = await parseConfig(xml, join(dir, 'off.config'));
-    assert.equal(off.listener.enabled, false);
+    // A config built in code gets the same answer from startAgent.
+    const on = await parseConfig(
+      renderConfigXml({ mode: 'none', address: '127.0.0.1', port: 0 }),
+      join(dir, 'on.config'),
+    );
+    const off = { ...on, listener: { ...on.listener, enabled: false } };
     await assert.rejects(startAgent(off, silentLogger()), /^ConfigError: Listener\/@Enabled: is "false"/);
   });
 

@@ -80,10 +80,12 @@ async function agentFrom(configXml: string, name: string, router: boolean): Prom
   });
 }
 
+// Generous deadlines: 50 handshakes at once on a loaded 2-core machine.
 const link = (name: string) =>
   AgentClient.connect({
     host: name,
-    link: (signal) => hubLink(name, { socketPath: socket, ...(signal ? { signal } : {}) }),
+    timeoutMs: 60_000,
+    link: (signal) => hubLink(name, { socketPath: socket, timeoutMs: 60_000, ...(signal ? { signal } : {}) }),
   });
 
 before(async () => {
