@@ -15,9 +15,11 @@ import { registerCert } from './cert.js';
 import { CONNECTION_HELP } from './connection.js';
 import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
 import { registerExec } from './exec.js';
+import { registerExt } from './ext.js';
 import { registerGet } from './get.js';
 import { registerInfo } from './info.js';
 import { registerInit } from './init.js';
+import { registerJob } from './job.js';
 import { registerKeygen } from './keygen.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
@@ -26,6 +28,7 @@ import { registerPut } from './put.js';
 import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
 import { registerStart } from './start.js';
+import { registerSync } from './sync.js';
 
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   // the agent
@@ -44,6 +47,10 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerGet,
   registerRm,
   registerMkdir,
+  registerSync,
+  // extensions and jobs
+  registerExt,
+  registerJob,
 ];
 
 export function buildProgram(): Command {
@@ -64,6 +71,8 @@ Examples:
   outpost ping 127.0.0.1
   outpost exec 127.0.0.1 -- uname -a
   outpost put ./dist 127.0.0.1:/srv/app
+  outpost sync ./dist 127.0.0.1:/srv/app --delete
+  outpost ext push ext.upack 127.0.0.1 && outpost job 127.0.0.1 example.hello
   outpost exec --hosts hosts.txt -- uptime
 ${CONNECTION_HELP}
 ${EXIT_CODES_HELP}

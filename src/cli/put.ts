@@ -8,14 +8,19 @@
  *   source goes into it under its own name.
  *
  * Directories are always copied whole. Every file is SHA-256 verified and
- * replaced atomically (temp name + Move), with its mode and last-write time.
+ * replaced atomically (temp name + Move), with its mode and last-write time
+ * — except a directory of many small files (16 or more, averaging at most
+ * 1 MiB), which goes as one tar stream that the agent extracts
+ * (outpost.extract: a new directory appears whole, files in an existing
+ * one are replaced one by one, each atomic); `--no-archive`, or an agent
+ * without the job, sends it a file at a time.
  * Progress on stderr: a bar on a terminal, plain lines otherwise, nothing
  * with -q.
  *
  * `outpost put LOCAL… --hosts FILE PATH`: the same upload to every host.
  */
 import type { Command } from 'commander';
-import { type AgentClient, entryType } from '../client/index.js';
+import { type AgentClient, entryType, type TransferProgress } from '../client/index.js';
 import {
   addConnectionOptions,
   type ConnectionFlags,
@@ -43,6 +48,8 @@ import {
 
 interface PutFlags extends ConnectionFlags {
   quiet?: boolean;
+  /** false with --no-archive: a request per file even for many small files. */
+  archive?: boolean;
   hosts?: string;
   parallel?: string;
 }
@@ -51,18 +58,28 @@ interface Plan {
   sources: string[];
   totalFiles: number;
   totalBytes: number;
+  /** Per source: a directory of enough small files to go as one archive stream (outpost.extract). */
+  archive: boolean[];
 }
 
-async function plan(sources: string[]): Promise<Plan> {
+/** A directory with at least this many files, averaging at most ARCHIVE_MAX_AVERAGE bytes, goes as one archive. */
+const ARCHIVE_MIN_FILES = 16;
+const ARCHIVE_MAX_AVERAGE = 1024 * 1024;
+
+async function plan(sources: string[], useArchive = true): Promise<Plan> {
   let totalFiles = 0;
   let totalBytes = 0;
+  const archive: boolean[] = [];
   for (const s of sources) {
     await checkLocalSource(s);
     const t = await localTotals(s);
     totalFiles += t.files;
     totalBytes += t.bytes;
+    archive.push(
+      useArchive && t.isDir && t.files >= ARCHIVE_MIN_FILES && t.bytes / t.files <= ARCHIVE_MAX_AVERAGE,
+    );
   }
-  return { sources, totalFiles, totalBytes };
+  return { sources, totalFiles, totalBytes, archive };
 }
 
 /** Uploads every source to one agent; returns what was sent and what was skipped. */
@@ -94,11 +111,17 @@ async function uploadAll(
   const totals = new ProgressTotals(p.totalBytes, p.totalFiles);
   const skipped: string[] = [];
   for (const [i, source] of p.sources.entries()) {
-    const r = await client.upload(source, targets[i]!, {
+    const transfer = {
       signal: options.signal,
       verify: true,
-      ...(options.progress ? { onProgress: (x) => options.progress!.update(totals.map(x)) } : {}),
-    });
+      ...(options.progress
+        ? { onProgress: (x: TransferProgress) => options.progress!.update(totals.map(x)) }
+        : {}),
+    };
+    // Many small files: one archive stream extracted on the agent (falls back on an agent without it).
+    const r = p.archive[i]
+      ? await client.uploadArchive(source, targets[i]!, transfer)
+      : await client.upload(source, targets[i]!, transfer);
     totals.add(r);
     skipped.push(...r.skipped.map((s) => `${localBasename(source)}/${s}`));
   }
@@ -108,7 +131,7 @@ async function uploadAll(
 async function putOne(sources: string[], remote: string, flags: PutFlags): Promise<number> {
   const spec = parseRemote(remote);
   const settings = await connectionSettings(flags);
-  const p = await plan(sources);
+  const p = await plan(sources, flags.archive !== false);
   const stop = interruptController();
   const progress = createProgress({ label: 'put', quiet: flags.quiet === true });
   try {
@@ -156,7 +179,7 @@ async function putMany(sources: string[], path: string, flags: PutFlags): Promis
       throw new UsageError(`${flags.hosts}:${e.line}: ${(err as Error).message}`);
     }
   }
-  const p = await plan(sources);
+  const p = await plan(sources, flags.archive !== false);
   const stop = interruptController();
   try {
     const results = await mapLimited(entries, parallel, async (entry, i): Promise<HostResult> => {
@@ -199,6 +222,7 @@ export function registerPut(program: Command): void {
     )
     .argument('<paths...>', 'LOCAL… then HOST[:PORT]:PATH (with --hosts: LOCAL… then PATH)')
     .option('-q, --quiet', 'no progress and no summary line')
+    .option('--no-archive', 'send a directory of many small files a file at a time, not as one archive')
     .option('--hosts <file>', 'upload to every host listed in FILE (one HOST[:PORT] per line)')
     .option('--parallel <n>', 'with --hosts: at most N hosts at once (default: all, up to 64)');
   addConnectionOptions(cmd);
