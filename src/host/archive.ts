@@ -23,6 +23,7 @@ import {
   createReadStream,
   createWriteStream,
   futimesSync,
+  lstatSync,
   mkdirSync,
   openSync,
   renameSync,
@@ -131,9 +132,28 @@ class EntryWriter {
     private readonly root: string,
   ) {}
 
+  /**
+   * Makes directory `p` (below the root) and its parents. A component that
+   * is already there must be a real directory: a symbolic link in an
+   * existing target (target/link → /etc) would carry the entries out of it.
+   */
   dir(p: string): void {
-    if (this.made.has(p)) return;
-    mkdirSync(p, { recursive: true });
+    if (p === this.root || this.made.has(p)) return;
+    this.dir(path.dirname(p));
+    let st: ReturnType<typeof lstatSync> | undefined;
+    try {
+      st = lstatSync(p);
+    } catch (err) {
+      if (errorCode(err) !== 'ENOENT') throw err;
+    }
+    if (!st) mkdirSync(p);
+    else if (st.isSymbolicLink())
+      throw new HostError(
+        'InvalidArgument',
+        `${path.relative(this.root, p)} is a symbolic link in the target: refusing to extract through it`,
+      );
+    else if (!st.isDirectory())
+      throw pathError('NotDirectory', path.relative(this.root, p), 'a file is in the way of a directory');
     this.made.add(p);
   }
 
