@@ -43,9 +43,6 @@ import { HostError } from './types.js';
 export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
 export const ARCHIVE_FORMATS: readonly ArchiveFormat[] = ['tar', 'tar.gz', 'zip'];
 
-/** Default for MaxExtractedSize: the bytes one extraction may write. */
-export const DEFAULT_MAX_EXTRACTED = 4 * 1024 * 1024 * 1024;
-
 export interface ExtractOptions {
   /** Most bytes the entries may add up to (MaxExtractedSize). */
   readonly maxBytes: number;
