@@ -15,6 +15,7 @@ import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchDeploy, deployMarkdown, deployTargets } from './deploy.mjs';
 import { CLI, makeSecrets, startAgent } from './lib/agents.mjs';
 import * as op from './lib/outpost.mjs';
 import { ensureOpenSsh, startSshd, versions } from './lib/sshd.mjs';
@@ -40,7 +41,7 @@ import {
 } from './lib/util.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const SECTIONS = ['transfer', 'files', 'exec', 'smallops', 'output', 'memory', 'fanout'];
+const SECTIONS = ['transfer', 'files', 'exec', 'smallops', 'output', 'memory', 'fanout', 'deploy'];
 const CIPHERS = ['aes256-ctr', 'aes128-gcm@openssh.com', 'chacha20-poly1305@openssh.com'];
 const SHORT = {
   'aes256-ctr': 'aes256-ctr',
@@ -810,6 +811,7 @@ const BENCHES = {
   output: benchOutput,
   memory: benchMemory,
   fanout: benchFanout,
+  deploy: (ctx) => benchDeploy(ctx, { interleave, log }),
 };
 
 // ------------------------------------------------------------------ targets
@@ -997,6 +999,7 @@ function evaluateTargets(sections) {
         s && Number.isFinite(s.median) ? `${fmt(s.median)} s (${s.label})` : '–',
       );
   }
+  deployTargets(sections.deploy, { ratio, absolute, pick });
   return t;
 }
 
@@ -1161,6 +1164,7 @@ function renderMarkdown(result) {
     if (fo.warm) rows.push([fo.warm.label, fmt(fo.warm.median), fmt(fo.warm.min), fmt(fo.warm.max), '–']);
     out.push(table(['variant', 'median', 'min', 'max', '–'], rows));
   }
+  out.push(...deployMarkdown(s.deploy, { table, variantRows, fmt }));
   const failed = Object.entries(s).filter(([, v]) => v.error);
   if (failed.length) {
     out.push('');

@@ -16,11 +16,13 @@ import { registerCompletion } from './completion.js';
 import { CONNECTION_HELP } from './connection.js';
 import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
 import { registerExec } from './exec.js';
+import { registerExt } from './ext.js';
 import { registerGet } from './get.js';
 import { registerHosts } from './hosts-command.js';
 import { registerAgents, registerHub } from './hub.js';
 import { registerInfo } from './info.js';
 import { registerInit } from './init.js';
+import { registerJob } from './job.js';
 import { registerKeygen } from './keygen.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
@@ -32,6 +34,7 @@ import { registerServe } from './serve.js';
 import { registerService } from './service.js';
 import { registerStart } from './start.js';
 import { registerStatus } from './status.js';
+import { registerSync } from './sync.js';
 import { registerVersion } from './version.js';
 
 const COMMANDS: ReadonlyArray<(program: Command) => void> = [
@@ -57,6 +60,10 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerGet,
   registerRm,
   registerMkdir,
+  registerSync,
+  // extensions and jobs
+  registerExt,
+  registerJob,
   // the client's own
   registerHosts,
   registerVersion,
@@ -81,6 +88,8 @@ Examples:
   outpost ping 127.0.0.1
   outpost exec 127.0.0.1 -- uname -a
   outpost put ./dist 127.0.0.1:/srv/app
+  outpost sync ./dist 127.0.0.1:/srv/app --delete
+  outpost ext push ext.upack 127.0.0.1 && outpost job 127.0.0.1 example.hello
   outpost exec --hosts hosts.txt -- uptime
   outpost hosts add web01 10.0.0.5 --key-file ~/.config/outpost/fleet.key
   outpost exec @web -- uptime                 # a group of ~/.config/outpost/hosts.toml

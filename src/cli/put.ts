@@ -8,7 +8,12 @@
  *   source goes into it under its own name.
  *
  * Directories are always copied whole. Every file is SHA-256 verified and
- * replaced atomically (temp name + Move), with its mode and last-write time.
+ * replaced atomically (temp name + Move), with its mode and last-write time
+ * — except a directory of many small files (16 or more, averaging at most
+ * 1 MiB), which goes as one tar stream that the agent extracts
+ * (outpost.extract: a new directory appears whole, files in an existing
+ * one are replaced one by one, each atomic); `--no-archive`, or an agent
+ * without the job, sends it a file at a time.
  * Progress on stderr: a bar on a terminal, plain lines otherwise, nothing
  * with -q.
  *
@@ -18,7 +23,7 @@
  * to every host, with one overall progress bar.
  */
 import type { Command } from 'commander';
-import { type AgentClient, entryType } from '../client/index.js';
+import { type AgentClient, entryType, type TransferProgress } from '../client/index.js';
 import { addConnectionOptions, looksRemote } from './connection.js';
 import { CliError, clientAction, EXIT, UsageError } from './errors.js';
 import { runOnHosts, type TargetFlags } from './fanout.js';
@@ -38,6 +43,8 @@ import {
 interface PutFlags extends TargetFlags {
   quiet?: boolean;
   parents?: boolean;
+  /** false with --no-archive: a request per file even for many small files. */
+  archive?: boolean;
 }
 
 /** The parent of a remote path (either separator), or null for a root (`/`, `C:\\`). */
@@ -55,18 +62,28 @@ interface Plan {
   sources: string[];
   totalFiles: number;
   totalBytes: number;
+  /** Per source: a directory of enough small files to go as one archive stream (outpost.extract). */
+  archive: boolean[];
 }
 
-async function plan(sources: string[]): Promise<Plan> {
+/** A directory with at least this many files, averaging at most ARCHIVE_MAX_AVERAGE bytes, goes as one archive. */
+const ARCHIVE_MIN_FILES = 16;
+const ARCHIVE_MAX_AVERAGE = 1024 * 1024;
+
+async function plan(sources: string[], useArchive = true): Promise<Plan> {
   let totalFiles = 0;
   let totalBytes = 0;
+  const archive: boolean[] = [];
   for (const s of sources) {
     await checkLocalSource(s);
     const t = await localTotals(s);
     totalFiles += t.files;
     totalBytes += t.bytes;
+    archive.push(
+      useArchive && t.isDir && t.files >= ARCHIVE_MIN_FILES && t.bytes / t.files <= ARCHIVE_MAX_AVERAGE,
+    );
   }
-  return { sources, totalFiles, totalBytes };
+  return { sources, totalFiles, totalBytes, archive };
 }
 
 /** Uploads every source to one agent; returns what was sent and what was skipped. */
@@ -109,11 +126,17 @@ async function uploadAll(
   const totals = new ProgressTotals(p.totalBytes, p.totalFiles);
   const skipped: string[] = [];
   for (const [i, source] of p.sources.entries()) {
-    const r = await client.upload(source, targets[i]!, {
+    const transfer = {
       signal: options.signal,
       verify: true,
-      ...(options.progress ? { onProgress: (x) => options.progress!.update(totals.map(x)) } : {}),
-    });
+      ...(options.progress
+        ? { onProgress: (x: TransferProgress) => options.progress!.update(totals.map(x)) }
+        : {}),
+    };
+    // Many small files: one archive stream extracted on the agent (falls back on an agent without it).
+    const r = p.archive[i]
+      ? await client.uploadArchive(source, targets[i]!, transfer)
+      : await client.upload(source, targets[i]!, transfer);
     totals.add(r);
     skipped.push(...r.skipped.map((s) => `${localBasename(source)}/${s}`));
   }
@@ -131,6 +154,7 @@ export function registerPut(program: Command): void {
       'LOCAL… then HOST[:PORT]:PATH, ALIAS:PATH or @GROUP:PATH (with --hosts: LOCAL… then PATH)',
     )
     .option('-q, --quiet', 'no progress and no summary line')
+    .option('--no-archive', 'send a directory of many small files a file at a time, not as one archive')
     .option('--parents', "create the target's missing parent directories (default: fail, like scp)");
   addConnectionOptions(cmd);
   cmd.addHelpText(
@@ -162,7 +186,7 @@ hash mismatch, …); 130 Ctrl-C (the file in progress is not committed). With --
       // With --hosts the destination may be only the remote PATH.
       const bare = flags.hosts !== undefined && !dest.startsWith('@') && !looksRemote(dest);
       const { names, path } = bare ? { names: [], path: dest } : oneName(splitRemote(dest));
-      const p = await plan(sources);
+      const p = await plan(sources, flags.archive !== false);
       return runOnHosts({
         names,
         flags,

@@ -20,7 +20,14 @@ import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ARCHIVE_FORMATS, type ArchiveFormat, createArchive, extractArchive } from './archive.js';
 import { pathError } from './fs-errors.js';
-import { type JobContext, type JobFunction, jsonPayload, optionalBool, stringField } from './job-api.js';
+import {
+  type BUILTIN_JOB_TYPES,
+  type JobContext,
+  type JobFunction,
+  jsonPayload,
+  optionalBool,
+  stringField,
+} from './job-api.js';
 import { HostError } from './types.js';
 
 /** Most bytes of NDJSON per JobData event. */
@@ -190,9 +197,10 @@ const archive: JobFunction = async (job: JobContext) => {
   return { entries };
 };
 
-/** The built-in job types by name. */
-export const BUILTIN_JOBS: Readonly<Record<string, JobFunction>> = {
+/** The built-in job types by name (their names, spelled once: BUILTIN_JOB_TYPES in job-api.ts). */
+const TABLE: Readonly<Record<(typeof BUILTIN_JOB_TYPES)[number], JobFunction>> = {
   'outpost.manifest': manifest,
   'outpost.extract': extract,
   'outpost.archive': archive,
 };
+export const BUILTIN_JOBS: Readonly<Record<string, JobFunction | undefined>> = TABLE;

@@ -9,6 +9,12 @@ import type { HostSettings } from '../protocol/index.js';
 import { PathResolver } from './paths.js';
 import { HostError } from './types.js';
 
+/** The built-in job types (src/host/builtin-jobs.ts), by name. */
+export const BUILTIN_JOB_TYPES = ['outpost.manifest', 'outpost.extract', 'outpost.archive'] as const;
+
+/** Default for MaxExtractedSize: the bytes one extraction may write (4 GiB). */
+export const DEFAULT_MAX_EXTRACTED = 4 * 1024 * 1024 * 1024;
+
 /** A job's logger: each call is one Log event (4) on the job's token, in order. */
 export interface JobLogger {
   debug(text: string): void;

@@ -25,10 +25,17 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { LogLevel } from '../protocol/index.js';
-import { DEFAULT_MAX_EXTRACTED } from './archive.js';
-import { BUILTIN_JOBS } from './builtin-jobs.js';
-import { type BrokenExtension, ExtensionCatalog } from './extensions.js';
-import { type JobContext, jobResolver, makeLogger, payloadBytes, resultBytes } from './job-api.js';
+import type { BrokenExtension, ExtensionCatalog } from './extensions.js';
+import {
+  BUILTIN_JOB_TYPES,
+  DEFAULT_MAX_EXTRACTED,
+  type JobContext,
+  type JobFunction,
+  jobResolver,
+  makeLogger,
+  payloadBytes,
+  resultBytes,
+} from './job-api.js';
 import type { WorkerInput } from './job-worker.js';
 import { signal as signalProcess } from './spawning.js';
 import { type EventSink, type HostContext, HostError } from './types.js';
@@ -62,7 +69,8 @@ interface RunningJob {
 }
 
 export class JobManager {
-  private readonly catalog: ExtensionCatalog;
+  /** Loaded on the first job: a host that runs none never loads the archive libraries. */
+  private catalog: ExtensionCatalog | null = null;
   private readonly running = new Set<RunningJob>();
   readonly maxExtractedBytes: number;
 
@@ -72,7 +80,6 @@ export class JobManager {
     private readonly graceMs = JOB_CANCEL_GRACE_MS,
   ) {
     this.maxExtractedBytes = settings.maxExtractedBytes ?? DEFAULT_MAX_EXTRACTED;
-    this.catalog = new ExtensionCatalog(settings.extensionPath, this.maxExtractedBytes);
   }
 
   get count(): number {
@@ -81,8 +88,11 @@ export class JobManager {
 
   /** Runs job `type` for request `token`; resolves with its result bytes. */
   async run(token: number, type: string, payload: Uint8Array, signal: AbortSignal): Promise<Uint8Array> {
-    const builtin = BUILTIN_JOBS[type];
-    if (builtin) return this.runBuiltin(token, type, payload, signal);
+    if (isBuiltin(type)) return this.runBuiltin(token, type, payload, signal);
+    if (!this.catalog) {
+      const { ExtensionCatalog } = await import('./extensions.js');
+      this.catalog ??= new ExtensionCatalog(this.settings.extensionPath, this.maxExtractedBytes);
+    }
     const { installed, broken } = await this.catalog.list();
     return this.runWorker(token, type, payload, signal, installed, broken);
   }
@@ -111,7 +121,7 @@ export class JobManager {
     this.running.add(job);
     const ctx = this.context(token, type, payload, signal, pids);
     try {
-      const value = await BUILTIN_JOBS[type]!(ctx);
+      const value = await (await builtin(type))(ctx);
       if (signal.aborted) throw canceled(type);
       return resultBytes(value);
     } catch (err) {
@@ -143,9 +153,8 @@ export class JobManager {
         throw new HostError('Unsupported', 'spawn() is for extension jobs');
       },
       run: async (t, p) => {
-        const f = BUILTIN_JOBS[t];
-        if (!f) throw new HostError('Unsupported', `run(): ${t} is not a built-in job type`);
-        return resultBytes(await f(this.context(token, t, payloadBytes(p), signal, pids)));
+        if (!isBuiltin(t)) throw new HostError('Unsupported', `run(): ${t} is not a built-in job type`);
+        return resultBytes(await (await builtin(t))(this.context(token, t, payloadBytes(p), signal, pids)));
       },
       limits: { maxExtractedBytes: this.maxExtractedBytes },
     };
@@ -297,7 +306,7 @@ function unsupported(
   broken: readonly BrokenExtension[],
 ): HostError {
   const list = [
-    ...Object.keys(BUILTIN_JOBS).map((t) => `${t} (built in)`),
+    ...BUILTIN_JOB_TYPES.map((t) => `${t} (built in)`),
     ...installed,
     ...broken.map((b) => `${b.file}: broken, ${b.problem}`),
   ];
@@ -305,6 +314,16 @@ function unsupported(
     'Unsupported',
     `job type ${JSON.stringify(type)} is not installed for this instance; installed: ${list.join('; ')}`,
   );
+}
+
+function isBuiltin(type: string): boolean {
+  return (BUILTIN_JOB_TYPES as readonly string[]).includes(type);
+}
+
+/** A built-in job function (the module, and tar/yauzl/yazl with it, loads on first use). */
+async function builtin(type: string): Promise<JobFunction> {
+  const { BUILTIN_JOBS } = await import('./builtin-jobs.js');
+  return BUILTIN_JOBS[type]!;
 }
 
 function canceled(type: string, why = ''): HostError {

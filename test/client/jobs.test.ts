@@ -3,15 +3,20 @@
  * its own script, shipped with UpdateAgent, run with live logs; a cancel
  * that leaves nothing running; a dropped link mid-job with every later log
  * line and the result delivered after the client resumes; a job that takes
- * its host down (HostCrashed, and the next job gets a fresh host).
+ * its host down (HostCrashed, and the next job gets a fresh host). And
+ * agent.sync()/uploadArchive() through the manifest job and one archive
+ * stream, and against a contract-only agent (no ExecuteJob) through the
+ * contract's own commands.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type AgentClient, RemoteError } from '../../src/index.js';
+import { AgentClient, RemoteError } from '../../src/index.js';
 import { packExtension } from '../helpers/upack.js';
+import { ContractAgent, Out } from './contract-agent.js';
 import { type ClientAgent, delay, internals, startClientAgent } from './helpers.js';
 
 function alive(pid: number): boolean {
@@ -28,13 +33,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** One agent for the whole file. */
+let env: ClientAgent;
+before(async () => {
+  env = await startClientAgent();
+});
+after(async () => {
+  await env?.stop();
+});
+
 describe('jobs through the agent', () => {
-  let env: ClientAgent;
   let client: AgentClient;
   let root: string;
 
   before(async () => {
-    env = await startClientAgent();
     client = await env.connect({ reconnect: { retries: 20, delayMs: 300 } });
     root = await client.getBaseWorkingDirectory();
     const file = await packExtension(join(env.root, 'example.upack'));
@@ -42,7 +54,6 @@ describe('jobs through the agent', () => {
   });
   after(async () => {
     await client?.close();
-    await env?.stop();
   });
 
   it('runs a shipped extension job with live log lines and its result', async () => {
@@ -98,5 +109,155 @@ describe('jobs through the agent', () => {
       (e: unknown) =>
         e instanceof RemoteError && e.kind === 'Unsupported' && /example\.hello/.test(e.message),
     );
+  });
+});
+
+async function tree(dir: string, files: Record<string, string>): Promise<void> {
+  for (const [rel, text] of Object.entries(files)) {
+    await mkdir(join(dir, rel, '..'), { recursive: true });
+    await writeFile(join(dir, rel), text);
+  }
+}
+
+describe('sync through the manifest job and one archive', () => {
+  let client: AgentClient;
+  before(async () => {
+    client = await env.connect();
+  });
+  after(async () => {
+    await client?.close();
+  });
+
+  it('sends what changed, reports a dry run without changing anything, deletes with delete', async () => {
+    const src = join(env.root, 'src');
+    const dst = join(env.root, 'dst');
+    await tree(src, { 'a.txt': 'a', 'd/b.txt': 'bb', 'd/e/c.txt': 'ccc' });
+    await mkdir(join(src, 'empty'));
+    const dry = await client.sync(src, dst, { dryRun: true });
+    assert.equal(dry.dryRun, true);
+    assert.equal(dry.method, 'archive');
+    assert.deepEqual(dry.uploaded, ['a.txt', 'd/b.txt', 'd/e/c.txt']);
+    await assert.rejects(stat(dst), /ENOENT/);
+
+    const first = await client.sync(src, dst);
+    assert.deepEqual(first.uploaded, ['a.txt', 'd/b.txt', 'd/e/c.txt']);
+    assert.equal(await readFile(join(dst, 'd', 'e', 'c.txt'), 'utf8'), 'ccc');
+    assert.ok((await stat(join(dst, 'empty'))).isDirectory());
+    assert.equal(
+      Math.round((await stat(join(dst, 'a.txt'))).mtimeMs),
+      Math.round((await stat(join(src, 'a.txt'))).mtimeMs),
+      'exact last-write time',
+    );
+
+    const again = await client.sync(src, dst);
+    assert.deepEqual(again.uploaded, []);
+    assert.equal(again.unchanged, 3);
+
+    await writeFile(join(src, 'a.txt'), 'A');
+    await rm(join(src, 'd', 'e'), { recursive: true });
+    await writeFile(join(src, 'd', 'e'), 'now a file');
+    await writeFile(join(dst, 'stale.txt'), 'x');
+    const dryDelete = await client.sync(src, dst, { delete: true, dryRun: true });
+    assert.deepEqual(dryDelete.deleted, ['stale.txt']);
+    assert.equal(await readFile(join(dst, 'stale.txt'), 'utf8'), 'x');
+    const third = await client.sync(src, dst, { delete: true });
+    assert.deepEqual(third.uploaded, ['a.txt', 'd/e']);
+    assert.deepEqual(third.deleted, ['stale.txt']);
+    assert.equal(await readFile(join(dst, 'a.txt'), 'utf8'), 'A');
+    assert.equal(await readFile(join(dst, 'd', 'e'), 'utf8'), 'now a file');
+    assert.deepEqual((await readdir(dst)).sort(), ['a.txt', 'd', 'empty']);
+    assert.deepEqual(
+      (await readdir(env.root)).filter((n) => n.includes('outpost-sync')),
+      [],
+      'no archive left behind',
+    );
+  });
+
+  it('uploadArchive puts a tree of many small files in one stream', async () => {
+    const src = join(env.root, 'many');
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) files[`d${i % 7}/f${i}.txt`] = `file ${i}\n`;
+    await tree(src, files);
+    const dst = join(env.root, 'many-out');
+    const r = await client.uploadArchive(src, dst);
+    assert.equal(r.method, 'archive');
+    assert.equal(r.files, 300);
+    assert.equal(await readFile(join(dst, 'd3', 'f10.txt'), 'utf8'), 'file 10\n');
+  });
+});
+
+describe('sync against a contract-only agent', () => {
+  let agent: ContractAgent;
+  let client: AgentClient;
+  const files = new Map<string, Buffer>();
+  before(async () => {
+    const ok = (reply: { response(b?: Buffer): void }) => reply.response();
+    agent = await new ContractAgent({
+      handlers: {
+        // DirectoryExists: string path → bool
+        3: (args, reply) => {
+          const p = args.string();
+          reply.response(new Out().bool([...files.keys()].some((f) => f.startsWith(`${p}/`))).done());
+        },
+        // CreateDirectory
+        6: (_a, reply) => ok(reply),
+        // DeleteFile
+        7: (args, reply) => {
+          files.delete(args.string());
+          ok(reply);
+        },
+        // Move: source, target, overwrite
+        10: (args, reply) => {
+          const from = args.string();
+          const to = args.string();
+          files.set(to, files.get(from)!);
+          files.delete(from);
+          ok(reply);
+        },
+        // WriteAllBytes: path, contents, …
+        13: (args, reply) => {
+          const p = args.string();
+          files.set(p, Buffer.from(args.bytes()));
+          ok(reply);
+        },
+        // GetFileHash: path, algorithm → string
+        18: (args, reply) => {
+          const data = files.get(args.string()) ?? Buffer.alloc(0);
+          reply.response(new Out().string(createHash('sha256').update(data).digest('hex')).done());
+        },
+      },
+    }).start();
+    client = await AgentClient.connect({
+      host: '127.0.0.1',
+      port: agent.port,
+      mode: 'none',
+      timeoutMs: 5000,
+    });
+  });
+  after(async () => {
+    await client?.close();
+    await agent?.stop();
+  });
+
+  it('falls back to the contract commands (WriteAllBytes, GetFileHash)', async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const src = await mkdtemp(join(tmpdir(), 'outpost-sync-'));
+    try {
+      await tree(src, { 'x.txt': 'x', 'y/z.txt': 'zz' });
+      const dry = await client.sync(src, '/srv/new', { dryRun: true });
+      assert.equal(dry.method, 'files');
+      assert.deepEqual(dry.uploaded, ['x.txt', 'y/z.txt']);
+      assert.equal(files.size, 0);
+      const r = await client.sync(src, '/srv/new');
+      assert.equal(r.method, 'files');
+      assert.equal(files.get('/srv/new/y/z.txt')?.toString(), 'zz');
+      const put = await client.uploadArchive(src, '/srv/put');
+      assert.equal(put.method, 'files');
+      assert.equal(files.get('/srv/put/x.txt')?.toString(), 'x');
+      assert.equal(agent.frames(2, 60).length, 1, 'ExecuteJob asked once: the answer is remembered');
+    } finally {
+      await rm(src, { recursive: true, force: true });
+    }
   });
 });

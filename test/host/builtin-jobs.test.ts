@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { create as createTar } from 'tar';
@@ -136,6 +136,24 @@ describe('built-in jobs', () => {
         /MaxExtractedSize/,
       );
     }
+    // A symbolic link already in an existing target is not followed out of it.
+    const outside = join(host.dir, 'outside');
+    await mkdir(outside);
+    const existing = join(host.dir, 't4');
+    await mkdir(existing);
+    await symlink(outside, join(existing, 'a'));
+    const tree = join(host.dir, 'tree.tar');
+    await job('outpost.archive', { path: 'src', output: tree, format: 'tar' });
+    await rejectsKind(
+      host.svc.call('ExecuteJob', {
+        jobType: 'outpost.extract',
+        payload: Buffer.from(JSON.stringify({ archive: tree, target: existing })),
+      }),
+      'InvalidArgument',
+      /symbolic link in the target/,
+    );
+    assert.deepEqual(await readdir(outside), []);
+    await rm(existing, { recursive: true });
     const left = (await readdir(host.dir)).filter(
       (n) => n.startsWith('t1') || n.startsWith('t2') || n.startsWith('t3') || n.endsWith('.d'),
     );

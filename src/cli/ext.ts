@@ -1,0 +1,97 @@
+/**
+ * `outpost ext push FILE.upack… HOST`: ships extension packages to an agent
+ * (UpdateAgent, stored under ExtensionCachePath/<this address>/<product>/
+ * extensions), then asks it whether it runs jobs at all: an agent of
+ * another implementation stores the files but says ExecuteJob is
+ * Unsupported, and the command says so (exit 3). The next job of the
+ * session's product sees the new version.
+ */
+import { open, readFile } from 'node:fs/promises';
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { isRemoteError } from '../client/index.js';
+import { AGENT_TYPE_NAMES } from '../protocol/index.js';
+import {
+  addConnectionOptions,
+  type ConnectionFlags,
+  connectionSettings,
+  parseTarget,
+  withClient,
+} from './connection.js';
+import { CliError, clientAction, EXIT, UsageError } from './errors.js';
+import { formatBytes } from './format.js';
+
+interface ExtFlags extends ConnectionFlags {
+  quiet?: boolean;
+}
+
+/** Refuses what is plainly not a .upack before anything is sent. */
+async function checkPackage(file: string): Promise<void> {
+  if (!file.toLowerCase().endsWith('.upack'))
+    throw new UsageError(
+      `${file}: an extension package is a .upack file (a zip with upack.json and package/)`,
+    );
+  const fh = await open(file, 'r');
+  try {
+    const head = Buffer.alloc(2);
+    await fh.read(head, 0, 2, 0);
+    if (head.toString('latin1') !== 'PK')
+      throw new UsageError(`${file} is not a zip archive; pack it with examples/extension/pack.mjs`);
+  } finally {
+    await fh.close();
+  }
+}
+
+export function registerExt(program: Command): void {
+  const ext = program.command('ext').description('extension packages (.upack) on agents');
+  const push = ext
+    .command('push')
+    .description("ship .upack extension packages to an agent (UpdateAgent), for this client's address")
+    .argument('<paths...>', 'FILE.upack… then HOST[:PORT]')
+    .option('-q, --quiet', 'no summary line');
+  addConnectionOptions(push);
+  push.addHelpText(
+    'after',
+    `
+Examples:
+  node examples/extension/pack.mjs ext.upack && outpost ext push ext.upack web01
+  outpost ext push a.upack b.upack web01 --agent-type otter      # for the Otter product's jobs
+
+Exit code: 0 stored (and the agent runs jobs); 1 bad usage or not a .upack; 2 connection failed;
+3 the agent refused the files, or stored them but does not run jobs (ExecuteJob Unsupported).`,
+  );
+  push.action(
+    clientAction(async (paths: string[], flags: ExtFlags) => {
+      if (paths.length < 2)
+        throw new UsageError('ext push needs FILE.upack… and HOST: outpost ext push ext.upack web01');
+      const files = paths.slice(0, -1);
+      const target = parseTarget(paths[paths.length - 1]!);
+      for (const f of files) await checkPackage(f);
+      const extensions = await Promise.all(
+        files.map(async (f) => ({ name: basename(f), data: await readFile(f) })),
+      );
+      const settings = await connectionSettings(flags);
+      return withClient(target, settings, async (client) => {
+        await client.updateAgent({ extensions });
+        // Does it run jobs? An empty extract payload is InvalidArgument where it does.
+        try {
+          await client.runJob('outpost.extract', '{}').result;
+        } catch (err) {
+          if (isRemoteError(err, 'Unsupported'))
+            throw new CliError(
+              `${target.label} stored the package(s) but does not run jobs (ExecuteJob is Unsupported there); extensions need an Outpost agent`,
+              EXIT.REMOTE,
+            );
+          if (!isRemoteError(err, 'InvalidArgument')) throw err;
+        }
+        if (!flags.quiet) {
+          const bytes = extensions.reduce((n, e) => n + e.data.length, 0);
+          process.stderr.write(
+            `ext push: ${extensions.length} package(s), ${formatBytes(bytes)} stored on ${target.label} for ${AGENT_TYPE_NAMES[client.agentType]}\n`,
+          );
+        }
+        return EXIT.OK;
+      });
+    }),
+  );
+}

@@ -1,0 +1,134 @@
+/**
+ * `outpost job HOST TYPE [--payload FILE | --json TEXT]`: runs a job on the
+ * agent (ExecuteJob) — a built-in `outpost.*` type or one of an extension
+ * shipped with `outpost ext push` — with its log lines live on stderr
+ * (`[info] …`) and its result bytes on stdout. Ctrl-C cancels the job and
+ * waits until the agent has stopped it (exit 130).
+ *
+ * Exit code by outcome: 0 the job succeeded; 3 it failed (Internal, with
+ * its message), is not installed (Unsupported: the message lists what is),
+ * was canceled or crashed its host; 2 the connection failed.
+ */
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { type AgentClient, isRemoteError, type JobLogLine } from '../client/index.js';
+import {
+  addConnectionOptions,
+  type ConnectionFlags,
+  connectionSettings,
+  parseTarget,
+  withClient,
+} from './connection.js';
+import { CliError, clientAction, EXIT, UsageError } from './errors.js';
+import { useColor } from './format.js';
+import { drained, interruptController } from './io.js';
+
+interface JobFlags extends ConnectionFlags {
+  payload?: string;
+  json?: string;
+  quiet?: boolean;
+}
+
+const LEVEL_COLORS: Record<JobLogLine['level'], string> = {
+  debug: '\x1b[2m',
+  info: '',
+  warning: '\x1b[33m',
+  error: '\x1b[31m',
+};
+
+/** `[level] text` for stderr. */
+export function formatLogLine(line: JobLogLine, color: boolean): string {
+  const text = `[${line.level}] ${line.text}`;
+  const c = LEVEL_COLORS[line.level];
+  return color && c ? `${c}${text}\x1b[0m\n` : `${text}\n`;
+}
+
+/** Says what the agent lacks when ExecuteJob itself is unknown there. */
+export function jobsUnsupported(err: unknown, where: string): never {
+  if (isRemoteError(err, 'Unsupported') && !/is not installed/.test(err.message))
+    throw new CliError(
+      `${where} does not run jobs (it answered ExecuteJob with Unsupported: ${err.message}); jobs need an Outpost agent`,
+      EXIT.REMOTE,
+    );
+  throw err;
+}
+
+/** Runs one job on a connected client; returns the exit code. */
+export async function runJobOn(
+  client: AgentClient,
+  type: string,
+  payload: Uint8Array,
+  options: { signal: AbortSignal; quiet: boolean; where: string },
+): Promise<number> {
+  const color = useColor(process.stderr);
+  const run = client.runJob(type, payload, { signal: options.signal });
+  for await (const line of run.logs) {
+    if (options.quiet && line.level === 'debug') continue;
+    process.stderr.write(formatLogLine(line, color));
+  }
+  let result: Buffer;
+  try {
+    result = await run.result;
+  } catch (err) {
+    if (options.signal.aborted && isRemoteError(err, 'Canceled')) return EXIT.INTERRUPTED;
+    return jobsUnsupported(err, options.where);
+  }
+  if (result.length > 0 && !process.stdout.write(result)) await drained(process.stdout);
+  return EXIT.OK;
+}
+
+export function registerJob(program: Command): void {
+  const cmd = program
+    .command('job')
+    .description("run a job on an agent (ExecuteJob): live log lines on stderr, the job's result on stdout")
+    .argument('<host>', 'HOST[:PORT] of the agent')
+    .argument('<type>', 'job type: outpost.manifest, outpost.extract, outpost.archive, or an extension’s')
+    .option('--payload <file>', 'the payload bytes, from FILE (- for stdin)')
+    .option('--json <text>', 'the payload as text (e.g. JSON: \'{"path":"/srv/app"}\')')
+    .option('-q, --quiet', 'leave out debug log lines');
+  addConnectionOptions(cmd);
+  cmd.addHelpText(
+    'after',
+    `
+Examples:
+  outpost job web01 outpost.manifest --json '{"path":"/srv/app"}'     # the NDJSON goes as JobData; result: totals
+  outpost job web01 example.hello --json '{"name":"web01"}'
+  outpost job web01 acme.migrate --payload plan.bin > result.bin
+
+Ctrl-C cancels the job (the agent stops it and the processes it started) and exits 130.
+Exit code: 0 the job succeeded; 2 connection failed; 3 the job failed, is not installed (the message lists
+what is), was canceled, or crashed its host.`,
+  );
+  cmd.action(
+    clientAction(async (host: string, type: string, flags: JobFlags) => {
+      if (flags.payload !== undefined && flags.json !== undefined)
+        throw new UsageError('give the payload once: --payload FILE or --json TEXT');
+      const payload =
+        flags.payload === '-'
+          ? await readStdin()
+          : flags.payload !== undefined
+            ? await readFile(flags.payload)
+            : Buffer.from(flags.json ?? '', 'utf8');
+      const target = parseTarget(host);
+      const settings = await connectionSettings(flags);
+      const stop = interruptController();
+      try {
+        return await withClient(target, settings, (client) =>
+          runJobOn(client, type, payload, {
+            signal: stop.signal,
+            quiet: flags.quiet === true,
+            where: target.label,
+          }),
+        );
+      } finally {
+        stop.dispose();
+      }
+    }),
+  );
+}
+
+async function readStdin(): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of process.stdin) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}

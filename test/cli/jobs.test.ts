@@ -1,0 +1,93 @@
+/**
+ * `outpost ext push`, `outpost job`, `outpost sync` and `put` of a directory
+ * of many small files, against a real agent; `job` and `ext push` against a
+ * contract-only agent say what it lacks.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ContractAgent } from '../client/contract-agent.js';
+import { packExtension } from '../helpers/upack.js';
+import { type CliAgent, cli, oneLineError, startCliAgent } from './helpers.js';
+
+let a: CliAgent;
+let env: NodeJS.ProcessEnv;
+before(async () => {
+  a = await startCliAgent();
+  env = { OUTPOST_KEY: a.keyHex };
+});
+after(() => a.stop());
+
+describe('outpost ext push and job', () => {
+  it('pushes the example extension, then runs its job with live logs and the result on stdout', async () => {
+    const pkg = await packExtension(join(a.root, 'example.upack'));
+    const pushed = await cli(['ext', 'push', pkg, a.target], env);
+    assert.equal(pushed.code, 0, pushed.stderr);
+    assert.match(pushed.stderr, /ext push: 1 package\(s\), .* stored on 127\.0\.0\.1:\d+ for BuildMaster/);
+    const [ok, missing, failed] = await Promise.all([
+      cli(['job', a.target, 'example.hello', '--json', '{"name":"cli","lines":2}'], env),
+      cli(['job', a.target, 'nope.none'], env),
+      cli(['job', a.target, 'example.fail'], env),
+    ]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout, 'hello, cli');
+    assert.match(ok.stderr, /^\[info\] line 1 of 2\n\[info\] line 2 of 2\n/);
+    assert.equal(missing.code, 3);
+    assert.match(oneLineError(missing), /"nope\.none" is not installed.*example\.hello/);
+    assert.equal(failed.code, 3);
+    assert.match(oneLineError(failed), /Internal: .*failed on purpose/);
+  });
+});
+
+describe('outpost sync and put of many small files', () => {
+  it('sync sends what changed, then nothing; --dry-run --delete lists without changing', async () => {
+    const src = join(a.root, 'site');
+    await mkdir(join(src, 'css'), { recursive: true });
+    await writeFile(join(src, 'index.html'), '<h1>hi</h1>');
+    await writeFile(join(src, 'css', 'a.css'), 'a{}');
+    const first = await cli(['sync', src, a.remote('www')], env);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /^sync: sent 2 files \(\d+ B\), 0 unchanged in /m);
+    assert.equal(await readFile(join(a.root, 'www', 'css', 'a.css'), 'utf8'), 'a{}');
+    await writeFile(join(a.root, 'www', 'old.txt'), 'old');
+    const [again, dry] = await Promise.all([
+      cli(['sync', src, a.remote('www')], env),
+      cli(['sync', src, a.remote('www'), '--delete', '--dry-run'], env),
+    ]);
+    assert.match(again.stdout, /^sync: sent 0 files \(0 B\), 2 unchanged in /m);
+    assert.match(dry.stdout, /^would delete old\.txt$/m);
+    assert.match(dry.stdout, /would send 0 files .*, would delete 1 in/);
+    assert.equal(await readFile(join(a.root, 'www', 'old.txt'), 'utf8'), 'old');
+  });
+
+  it('put of a directory of many small files goes as one archive', async () => {
+    const src = join(a.root, 'many');
+    await mkdir(src);
+    for (let i = 0; i < 40; i++) await writeFile(join(src, `f${i}.txt`), `${i}`);
+    const r = await cli(['put', src, a.remote('many-out')], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await readFile(join(a.root, 'many-out', 'f39.txt'), 'utf8'), '39');
+  });
+});
+
+describe('against a contract-only agent', () => {
+  let agent: ContractAgent;
+  before(async () => {
+    agent = await new ContractAgent().start();
+  });
+  after(() => agent?.stop());
+
+  it('job and ext push say that the agent does not run jobs', async () => {
+    const target = `127.0.0.1:${agent.port}`;
+    const pkg = join(a.root, 'example.upack');
+    const [job, push] = await Promise.all([
+      cli(['job', target, 'example.hello', '--mode', 'none'], {}),
+      cli(['ext', 'push', pkg, target, '--mode', 'none'], {}),
+    ]);
+    assert.equal(job.code, 3);
+    assert.match(oneLineError(job), /does not run jobs/);
+    assert.equal(push.code, 3, push.stderr);
+    assert.match(oneLineError(push), /stored the package\(s\) but does not run jobs/);
+  });
+});
