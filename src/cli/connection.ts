@@ -295,13 +295,28 @@ export function clientOptions(
   };
 }
 
-/** Connects to one agent. */
-export function connect(
+/**
+ * How long the agent keeps a CLI session whose client vanished (kill -9,
+ * network gone) before it ends it with its processes: short, because the
+ * CLI never resumes a session (SetSessionOptions, an Outpost extension;
+ * other agents keep their default).
+ */
+export const CLI_DETACHED_TIMEOUT_MS = 30_000;
+
+/** Connects to one agent (resuming `sessionId` when given) and asks for the CLI's short detached timeout. */
+export async function connect(
   target: Target,
   settings: ConnectionSettings,
   signal?: AbortSignal,
+  sessionId?: number,
 ): Promise<AgentClient> {
-  return AgentClient.connect(clientOptions(target, settings, signal));
+  const client = await AgentClient.connect({
+    ...clientOptions(target, settings, signal),
+    ...(sessionId !== undefined ? { sessionId } : {}),
+  });
+  // Not awaited: meta requests are answered in order, before anything this command does next.
+  if (sessionId === undefined) client.setDetachedTimeout(CLI_DETACHED_TIMEOUT_MS).catch(() => {});
+  return client;
 }
 
 /**

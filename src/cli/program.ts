@@ -24,6 +24,7 @@ import { registerKeygen } from './keygen.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
 import { registerPing } from './ping.js';
+import { registerProcesses } from './processes.js';
 import { registerPut } from './put.js';
 import { registerRm } from './rm.js';
 import { registerServe } from './serve.js';
@@ -47,6 +48,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   registerGet,
   registerRm,
   registerMkdir,
+  registerProcesses,
   // the client's own
   registerHosts,
   registerVersion,
