@@ -161,7 +161,7 @@ export async function startAgent(
     detachedTimeoutMs: config.detachedSessionTimeoutMs,
     ...(options.maxSessions !== undefined ? { maxSessions: options.maxSessions } : {}),
   });
-  const meta = new MetaHandler({ config, sessions, logger });
+  const meta = new MetaHandler({ config, sessions, logger, router });
   const connections = new Set<AgentConnection>();
   const aes = config.listener.encryption.mode === 'aes';
   const replay = aes ? replayCache() : null;
@@ -588,7 +588,7 @@ class AgentConnection {
       this.protocolError(err, `${name} arguments do not decode`);
       return;
     }
-    const ctx = { session, remote: this.unfinished.remote, reply: this.reply };
+    const ctx = { session, remote: this.unfinished.remote, reply: this.reply, connection: this.connection };
     this.inOrder(() => this.deps.meta.handle(name, args, ctx));
   }
 

@@ -72,6 +72,7 @@ export const DEFAULTS = {
   port: DEFAULT_PORT,
   sessionIdleTimeoutSeconds: 1800,
   detachedSessionTimeoutSeconds: 1800,
+  maxDetachedSessionTimeoutSeconds: 86_400,
   maxProcessesPerSession: 64,
   maxOpenFilesPerSession: 1024,
   hostIdleTimeoutSeconds: 60,
@@ -159,6 +160,11 @@ export interface AgentConfig {
   allowedRoots: string[] | null;
   sessionIdleTimeoutMs: number;
   detachedSessionTimeoutMs: number;
+  /**
+   * Extension (SetSessionOptions): the longest detached timeout a session may
+   * ask for, e.g. for `outpost exec --detach` (a shorter one is always granted).
+   */
+  maxDetachedSessionTimeoutMs: number;
   maxProcessesPerSession: number;
   maxOpenFilesPerSession: number;
   /** A host process that holds nothing (no handle, process, job or request) is stopped after this. */
@@ -228,6 +234,7 @@ const TOP_ELEMENTS = [
   'AllowedRoots',
   'SessionIdleTimeout',
   'DetachedSessionTimeout',
+  'MaxDetachedSessionTimeout',
   'MaxProcessesPerSession',
   'MaxOpenFilesPerSession',
   'HostIdleTimeout',
@@ -406,6 +413,12 @@ export async function parseConfig(
       root,
       'DetachedSessionTimeout',
       DEFAULTS.detachedSessionTimeoutSeconds,
+      MAX_TIMEOUT_SECONDS,
+    ),
+    maxDetachedSessionTimeoutMs: parseSeconds(
+      root,
+      'MaxDetachedSessionTimeout',
+      DEFAULTS.maxDetachedSessionTimeoutSeconds,
       MAX_TIMEOUT_SECONDS,
     ),
     maxProcessesPerSession: parseInteger(

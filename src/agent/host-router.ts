@@ -22,7 +22,7 @@ import { HostPool } from './host-pool.js';
 import type { Logger } from './log.js';
 import { instanceName } from './meta.js';
 import type { AgentObserver } from './observe.js';
-import type { ProductRequestContext, ProductRouter } from './product.js';
+import type { ProcessControl, ProductRequestContext, ProductRouter } from './product.js';
 import { type RouteConnection, SessionHosts } from './session-hosts.js';
 import type { Session } from './sessions.js';
 
@@ -238,6 +238,15 @@ export class HostRouter implements ProductRouter {
     this.opts.logger.info({ sessionId: session.id, reason }, 'session ended: stopping its hosts');
     void hosts.close();
   }
+
+  /** Extensions ps / kill / detach / attach, by session. */
+  readonly processControl: ProcessControl = {
+    processes: (id) => this.sessions.get(id)?.processes() ?? [],
+    kill: (id, token, tree) => this.sessions.get(id)?.kill(token, tree) ?? false,
+    detachToken: (session, token) => this.hostsFor(session).detachToken(token),
+    attachToken: (id, connection, token) =>
+      this.sessions.get(id)?.attachToken(this.route(connection), token) ?? false,
+  };
 
   async close(): Promise<void> {
     const all = [...this.sessions.values()];

@@ -13,6 +13,13 @@
  *   4 GetAgentInfo      — → AgentInfo
  *   5 CloseSession      — → (empty), then the session ends and the connection closes
  *
+ * Extensions (docs/PROTOCOL.md):
+ *   6 SetSessionOptions   int32 detachedTimeoutMs → int32 granted (≤ MaxDetachedSessionTimeout)
+ *   7 ListAgentProcesses  — → array<AgentProcess>: every session of the caller's principal
+ *   8 KillProcess         int32 sessionId | int32 token | bool entireTree → (empty)
+ *  10 DetachProcess       int32 token → (empty): its output waits for AttachProcess
+ *  11 AttachProcess       int32 token → (empty), then its kept and live output here
+ *
  * A failure is `MetaError(requestCommand, message)`; the connection stays.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,6 +28,7 @@ import { isIP } from 'node:net';
 import { arch, hostname, release } from 'node:os';
 import { join } from 'node:path';
 import {
+  dateToTicks,
   encodeMetaError,
   encodeMetaReply,
   isProductType,
@@ -32,10 +40,11 @@ import {
   SUPPORTED_AGENT_TYPES,
   type UpdateFile,
 } from '../protocol/index.js';
+import type { FramedConnection } from '../transport/index.js';
 import { MODE_BYTES } from '../transport/index.js';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
-import { describeAgentTypes } from './product.js';
+import { describeAgentTypes, type ProcessControl, type ProductRouter } from './product.js';
 import type { Session, SessionRegistry } from './sessions.js';
 import { AGENT_VERSION } from './version.js';
 
@@ -48,6 +57,8 @@ export interface MetaDeps {
   config: AgentConfig;
   sessions: SessionRegistry;
   logger: Logger;
+  /** The product side, for the process extensions (absent: they answer what is missing). */
+  router?: ProductRouter;
 }
 
 /** What a meta handler may use of the connection it answers. */
@@ -57,6 +68,8 @@ export interface MetaContext {
   remote: string;
   /** Sends a reply on the connection. */
   reply(message: Buffer): void;
+  /** The connection itself (AttachProcess moves a process's output to it). */
+  connection?: FramedConnection;
 }
 
 type MetaHandlerFn<N extends MetaCommand> = (args: RequestOf<N>, ctx: MetaContext) => void | Promise<void>;
@@ -142,7 +155,72 @@ export class MetaHandler {
       // Closes every connection of the session gracefully: the reply is flushed first.
       this.deps.sessions.close(ctx.session, 'closed by the client (CloseSession)');
     },
+    SetSessionOptions: (args, ctx) => {
+      if (args.detachedTimeoutMs < 1)
+        throw new MetaFailure(`detachedTimeoutMs ${args.detachedTimeoutMs} must be at least 1 ms`);
+      const granted = Math.min(args.detachedTimeoutMs, this.deps.config.maxDetachedSessionTimeoutMs);
+      ctx.session.detachedTimeoutMs = granted;
+      ctx.reply(encodeMetaReply('SetSessionOptions', { detachedTimeoutMs: granted }));
+    },
+    // Scope: the sessions of the caller's principal only (the same key in mode aes, the same address otherwise).
+    ListAgentProcesses: (_args, ctx) => {
+      const control = this.control();
+      const processes = [];
+      for (const s of this.deps.sessions)
+        if (s.principal === ctx.session.principal && !s.closed)
+          for (const p of control.processes(s.id))
+            processes.push({
+              sessionId: s.id,
+              token: p.token,
+              pid: p.pid,
+              command: p.command,
+              startedUtc: dateToTicks(p.startedAt),
+              running: p.running,
+              detached: p.detached,
+              attached: p.attached,
+            });
+      ctx.reply(encodeMetaReply('ListAgentProcesses', { processes }));
+    },
+    KillProcess: (args, ctx) => {
+      const control = this.control();
+      const s = this.deps.sessions.get(args.sessionId);
+      // Another principal's session looks the same as none.
+      if (
+        !s ||
+        s.closed ||
+        s.principal !== ctx.session.principal ||
+        !control.kill(s.id, args.token, args.entireTree)
+      )
+        throw new MetaFailure(
+          `no running process ${args.sessionId}.${args.token} of yours; list them with ListAgentProcesses (outpost ps)`,
+        );
+      this.deps.logger.info(
+        { sessionId: s.id, token: args.token, tree: args.entireTree, remote: ctx.remote },
+        'process killed on request (KillProcess)',
+      );
+      ctx.reply(encodeMetaReply('KillProcess', {}));
+    },
+    DetachProcess: (args, ctx) => {
+      this.control().detachToken(ctx.session, args.token);
+      ctx.reply(encodeMetaReply('DetachProcess', {}));
+    },
+    AttachProcess: (args, ctx) => {
+      const control = this.control();
+      if (!ctx.connection || !control.processes(ctx.session.id).some((p) => p.token === args.token))
+        throw new MetaFailure(
+          `session ${ctx.session.id} has no process with token ${args.token} (it ended and its output was delivered, or it never ran)`,
+        );
+      // The reply first, then what was kept, then live output.
+      ctx.reply(encodeMetaReply('AttachProcess', {}));
+      control.attachToken(ctx.session.id, ctx.connection, args.token);
+    },
   };
+
+  private control(): ProcessControl {
+    const c = this.deps.router?.processControl;
+    if (!c) throw new MetaFailure('this agent serves no processes (no product host)');
+    return c;
+  }
 
   constructor(private readonly deps: MetaDeps) {}
 

@@ -40,6 +40,7 @@ import {
   type ProductType,
 } from '../protocol/index.js';
 import type { FramedConnection } from '../transport/index.js';
+import type { SessionProcessInfo } from './session-hosts.js';
 import type { Session } from './sessions.js';
 
 /** "1 (Otter), 2 (BuildMaster), 3 (Hedgehog)", from the constants, for error messages. */
@@ -81,6 +82,16 @@ export interface ProductRouter {
   connectionClosed(connection: FramedConnection, session: Session): void;
   sessionClosed(session: Session, reason: string): void;
   close(): Promise<void>;
+  /** Extensions ps / kill / detach / attach (meta 7, 8, 10, 11); absent: the agent says it lacks them. */
+  processControl?: ProcessControl;
+}
+
+/** What the meta extensions need of the product side (per session, by ID). */
+export interface ProcessControl {
+  processes(sessionId: number): SessionProcessInfo[];
+  kill(sessionId: number, token: number, tree: boolean): boolean;
+  detachToken(session: Session, token: number): void;
+  attachToken(sessionId: number, connection: FramedConnection, token: number): boolean;
 }
 
 /** The default router: no product host; every product request gets `Error Unsupported` naming the command. */

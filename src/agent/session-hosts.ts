@@ -101,6 +101,30 @@ interface Reservation {
   readonly origin: RouteConnection;
   /** OS pid from the StartProcess Response (its process group on POSIX). */
   pid: number;
+  /** Extension (ps): the command line as started, and when. */
+  readonly command: string;
+  readonly startedAt: number;
+  /** Its Exited (or a final Error) has come from the host (it may not be delivered yet). */
+  ended: boolean;
+  /**
+   * Extension DetachProcess: its events wait for an AttachProcess (they do
+   * not go to the next connection that joins); its results still go to the
+   * connection that asked.
+   */
+  detached: boolean;
+  /** Taken over by AttachProcess: when that connection goes, it is detached again. */
+  viaAttach: boolean;
+}
+
+/** A process of the session, for ListAgentProcesses (extension). */
+export interface SessionProcessInfo {
+  token: number;
+  pid: number;
+  command: string;
+  startedAt: number;
+  running: boolean;
+  detached: boolean;
+  attached: boolean;
 }
 
 interface Pending {
@@ -134,6 +158,8 @@ export class SessionHosts {
   private readonly hosts = new Map<ProductType, HostProcess>();
   private readonly routes = new Map<number, RouteState>();
   private readonly reserved = new Map<number, Reservation>();
+  /** Tokens marked by DetachProcess before their StartProcess arrived. */
+  private readonly detachNext = new Set<number>();
   private buffer: Buffered[] = [];
   private bufferBytes = 0;
   private bufferPaused = false;
@@ -206,17 +232,28 @@ export class SessionHosts {
    */
   attach(conn: RouteConnection): void {
     this.stateOf(conn);
-    for (const r of this.reserved.values()) if (!r.conn || r.conn.closed) r.conn = conn;
+    for (const r of this.reserved.values()) if (!r.detached && (!r.conn || r.conn.closed)) r.conn = conn;
+    this.flush(conn, (r) => !r.detached);
+  }
+
+  /** Sends `conn` what was buffered for the reservations `which` selects, in order; the rest stays. */
+  private flush(conn: RouteConnection, which: (r: Reservation) => boolean): void {
     if (this.buffer.length === 0) return;
     const queue = this.buffer;
     this.buffer = [];
     this.bufferBytes = 0;
     let full = false;
     for (const b of queue) {
+      if (!which(b.reservation)) {
+        this.buffer.push(b);
+        this.bufferBytes += b.message.length;
+        continue;
+      }
       if (!conn.send(b.message)) full = true;
       if (b.final) this.release(b.reservation);
     }
-    if (this.bufferPaused) {
+    const limit = this.opts.detachedBufferBytes ?? DEFAULT_DETACHED_BYTES;
+    if (this.bufferPaused && this.bufferBytes < limit) {
       this.bufferPaused = false;
       const resumeAll = () => {
         for (const h of this.hosts.values()) h.resume();
@@ -234,7 +271,12 @@ export class SessionHosts {
   detach(conn: RouteConnection): void {
     const state = this.routes.get(conn.id);
     if (!state) return;
-    for (const r of this.reserved.values()) if (r.conn === conn) r.conn = null;
+    for (const r of this.reserved.values())
+      if (r.conn === conn) {
+        r.conn = null;
+        // An attached detached process waits for the next AttachProcess again.
+        if (r.viaAttach) r.detached = true;
+      }
     if (state.pending.size === 0) this.routes.delete(conn.id);
     else state.gone = true;
   }
@@ -288,13 +330,19 @@ export class SessionHosts {
     }
     let reservation: Reservation | null = null;
     if (name === 'StartProcess' || name === 'ExecuteJob') {
+      const detached = name === 'StartProcess' && this.detachNext.delete(token);
       reservation = {
         token,
         agentType,
         kind: name === 'StartProcess' ? 'process' : 'job',
-        conn,
+        conn: detached ? null : conn,
         origin: conn,
         pid: 0,
+        command: name === 'StartProcess' ? commandLine(data) : name,
+        startedAt: Date.now(),
+        ended: false,
+        detached,
+        viaAttach: false,
       };
       this.reserved.set(token, reservation);
     }
@@ -433,6 +481,14 @@ export class SessionHosts {
       } else {
         final = r.kind === 'process' && command === ReplyCode.Event && event === EventCode.Exited;
       }
+      if (final) r.ended = true;
+      // A detached process's result still answers the connection that asked for it.
+      if (r.detached && isResult && !r.origin.closed) {
+        this.sendTo(host, r.origin, message);
+        if (final) this.release(r);
+        this.busyChanged();
+        return;
+      }
       this.deliverReserved(host, r, message, final);
       this.busyChanged();
       return;
@@ -469,6 +525,70 @@ export class SessionHosts {
       this.bufferPaused = true;
       for (const h of this.hosts.values()) h.pause();
     }
+  }
+
+  /** Extension (ps): the session's processes (reserved StartProcess tokens). */
+  processes(): SessionProcessInfo[] {
+    const out: SessionProcessInfo[] = [];
+    for (const r of this.reserved.values())
+      if (r.kind === 'process')
+        out.push({
+          token: r.token,
+          pid: r.pid,
+          command: r.command,
+          startedAt: r.startedAt,
+          running: !r.ended && r.pid > 0,
+          detached: r.detached,
+          attached: r.conn !== null && !r.conn.closed,
+        });
+    return out;
+  }
+
+  /**
+   * Extension (kill): signals the process of `token` (its process group with
+   * `tree`, on POSIX): SIGTERM, then SIGKILL after `graceMs` if it has not
+   * ended. Its Exited goes where its events go. False when no such process runs.
+   */
+  kill(token: number, tree: boolean, graceMs = 5000): boolean {
+    const r = this.reserved.get(token);
+    if (r?.kind !== 'process' || r.ended || r.pid <= 0) return false;
+    signalProcess(r.pid, tree, 'SIGTERM');
+    const t = setTimeout(() => {
+      if (this.reserved.get(token) === r && !r.ended) signalProcess(r.pid, tree, 'SIGKILL');
+    }, graceMs);
+    t.unref();
+    return true;
+  }
+
+  /**
+   * Extension DetachProcess: the process of `token` (running, or started
+   * next with that token on this session) keeps its output for AttachProcess.
+   */
+  detachToken(token: number): void {
+    const r = this.reserved.get(token);
+    if (!r) {
+      if (this.detachNext.size < 1024) this.detachNext.add(token);
+      return;
+    }
+    if (r.kind !== 'process') return;
+    r.detached = true;
+    r.conn = null;
+  }
+
+  /**
+   * Extension AttachProcess: `conn` takes over the detached (or orphaned)
+   * process of `token` and gets everything kept for it, in order, then its
+   * live output. False when the session has no such process.
+   */
+  attachToken(conn: RouteConnection, token: number): boolean {
+    const r = this.reserved.get(token);
+    if (r?.kind !== 'process') return false;
+    this.stateOf(conn);
+    r.detached = false;
+    r.viaAttach = true;
+    r.conn = conn;
+    this.flush(conn, (b) => b === r);
+    return true;
   }
 
   private release(r: Reservation): void {
@@ -532,6 +652,26 @@ function startedPid(message: Buffer): number {
     return reply.kind === 'response' ? decodeResult('StartProcess', reply.body).osProcessId : 0;
   } catch {
     return 0;
+  }
+}
+
+/** The command line of a StartProcess request, for ps (file name and arguments, space-separated). */
+function commandLine(data: Buffer): string {
+  try {
+    const a = decodeProductArgs('StartProcess', data);
+    return [a.fileName, ...a.args].join(' ');
+  } catch {
+    return '?';
+  }
+}
+
+/** Sends `signal` to a process (its group with `tree`, on POSIX); best effort. */
+function signalProcess(pid: number, tree: boolean, signal: NodeJS.Signals): void {
+  try {
+    if (tree && process.platform !== 'win32') process.kill(-pid, signal);
+    else process.kill(pid, signal);
+  } catch {
+    // already gone
   }
 }
 

@@ -16,7 +16,9 @@
  *
  * Lifetime: a session lives while it has connections; when its last
  * connection goes it is "detached" and closed after `detachedTimeoutMs`
- * unless resumed. A session that has received no request for `idleTimeoutMs`
+ * unless resumed (or after its own `detachedTimeoutMs`, set by the
+ * SetSessionOptions extension: shorter for the CLI, up to
+ * MaxDetachedSessionTimeout for a detached command). A session that has received no request for `idleTimeoutMs`
  * is closed even if attached. `close()` ends a session at once (CloseSession)
  * and closes its connections. The registry holds at most `maxSessions`;
  * beyond that the longest-detached session without running work is ended,
@@ -53,6 +55,8 @@ export interface Session {
   closed: boolean;
   /** Outstanding `hold()`s; a held session never idles out. */
   holds: number;
+  /** Extension SetSessionOptions: this session's detached timeout, or null for the agent's. */
+  detachedTimeoutMs: number | null;
 }
 
 export interface SessionRegistryOptions {
@@ -193,6 +197,7 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
         attachedSince: null,
         closed: false,
         holds: 0,
+        detachedTimeoutMs: null,
       };
       this.sessions.set(id, session);
     }
@@ -210,7 +215,8 @@ export class SessionRegistry extends EventEmitter<SessionRegistryEvents> {
     session.detachedSince = Date.now();
     session.attachedSince = null;
     this.clearDetachTimer(session.id);
-    const timer = setTimeout(() => this.close(session, 'detached timeout'), this.options.detachedTimeoutMs);
+    const ms = session.detachedTimeoutMs ?? this.options.detachedTimeoutMs;
+    const timer = setTimeout(() => this.close(session, 'detached timeout'), ms);
     timer.unref();
     this.detachTimers.set(session.id, timer);
   }

@@ -297,11 +297,12 @@ export function clientOptions(
 }
 
 /**
- * Name resolution, in order: an explicit `HOST:PORT` or an IP address is
- * dialed; (the client's host aliases, issue 17, go here); a bare name the
- * local hub knows (`outpost hub`, its agents file) goes through the hub;
- * anything else is dialed (DNS). Returns the SDK options for the hub route,
- * or null to dial.
+ * The hub route, last in name resolution: a client host alias or a group
+ * (src/cli/hosts.ts resolveTargets) has already become an address, so an
+ * alias wins over a hub name of the same spelling; an explicit `HOST:PORT`
+ * or an IP address is dialed; a bare name the local hub knows (`outpost
+ * hub`, its agents file) goes through the hub; anything else is dialed
+ * (DNS). Returns the SDK options for the hub route, or null to dial.
  */
 export async function viaHub(
   target: Target,
@@ -324,14 +325,33 @@ export async function viaHub(
   };
 }
 
-/** Connects to one agent (through the local hub when it knows the name; see viaHub). */
+/**
+ * How long the agent keeps a CLI session whose client vanished (kill -9,
+ * network gone) before it ends it with its processes: short, because the
+ * CLI never resumes a session (SetSessionOptions, an Outpost extension;
+ * other agents keep their default).
+ */
+export const CLI_DETACHED_TIMEOUT_MS = 30_000;
+
+/**
+ * Connects to one agent (through the local hub when it knows the name; see
+ * viaHub), resuming `sessionId` when given, and asks for the CLI's short
+ * detached timeout.
+ */
 export async function connect(
   target: Target,
   settings: ConnectionSettings,
   signal?: AbortSignal,
+  sessionId?: number,
 ): Promise<AgentClient> {
   const hub = await viaHub(target, settings, signal);
-  return AgentClient.connect(hub ?? clientOptions(target, settings, signal));
+  const client = await AgentClient.connect({
+    ...(hub ?? clientOptions(target, settings, signal)),
+    ...(sessionId !== undefined ? { sessionId } : {}),
+  });
+  // Not awaited: meta requests are answered in order, before anything this command does next.
+  if (sessionId === undefined) client.setDetachedTimeout(CLI_DETACHED_TIMEOUT_MS).catch(() => {});
+  return client;
 }
 
 /**

@@ -19,10 +19,13 @@ import type { AgentClient, RemoteProcess, SpawnOptions } from '../client/index.j
 import { addConnectionOptions, collect, connect, connectionSettings, endSession } from './connection.js';
 import { clientAction, EXIT, UsageError } from './errors.js';
 import { mergeFlags, runOnHosts, type TargetFlags, targetsOf } from './fanout.js';
+import { formatDuration } from './format.js';
 import type { ResolvedTarget } from './hosts.js';
 import { onInterrupt, pump, signalExitCode } from './io.js';
+import { processHandle } from './processes.js';
 
 interface ExecFlags extends TargetFlags {
+  detach?: boolean;
   cwd?: string;
   env?: string[];
   shell?: boolean;
@@ -149,6 +152,44 @@ async function execOne(target: ResolvedTarget, argv: string[], flags: ExecFlags)
   }
 }
 
+/**
+ * `exec --detach`: starts the command in a session the agent keeps (up to
+ * its MaxDetachedSessionTimeout, default 24 h), with its output kept for
+ * `outpost attach`; prints the handle and leaves.
+ */
+async function execDetached(names: string[], argv: string[], flags: ExecFlags): Promise<number> {
+  const options = spawnOptions(flags);
+  const [file, ...args] = argv as [string, ...string[]];
+  return runOnHosts({
+    names,
+    flags,
+    command: 'exec --detach',
+    run: async (client, task) => {
+      const d = await client.spawnDetached(file, args, { ...options, signal: task.signal });
+      const handle = processHandle(d.sessionId, d.token);
+      await task.print(
+        task.fanout
+          ? `${handle}\n`
+          : `${handle}\nstarted ${file} (pid ${d.pid}); it keeps running. Follow it with: outpost attach ${task.label} ${handle}\n` +
+              `(the agent keeps it for ${formatDuration(d.keptMs)} after it ends or while nobody attaches)\n`,
+      );
+      return {
+        ok: true,
+        keepSession: true,
+        result: `detached ${handle}`,
+        json: {
+          host: task.label,
+          handle,
+          sessionId: d.sessionId,
+          token: d.token,
+          pid: d.pid,
+          keptMs: d.keptMs,
+        },
+      };
+    },
+  });
+}
+
 async function execMany(names: string[], argv: string[], flags: ExecFlags): Promise<number> {
   const options = spawnOptions(flags);
   const [file, ...args] = argv as [string, ...string[]];
@@ -189,6 +230,7 @@ export function registerExec(program: Command): void {
     .description('run a command on an agent (or on every host of --hosts), streaming its output')
     .argument('[host]', 'HOST[:PORT], alias or @group of the agent(s) (omit it with --hosts)')
     .argument('[command...]', 'the command and its arguments; put them after -- when they have options')
+    .option('--detach', 'start it, print a handle and leave; it keeps running (outpost attach HOST HANDLE)')
     .option('--cwd <dir>', "working directory on the agent (default: the product's root path)")
     .option(
       '-e, --env <name=value>',
@@ -209,6 +251,7 @@ Examples:
   tar c ./site | outpost exec web01 -- tar x -C /srv/www      # local stdin goes to the remote command
   outpost exec --hosts hosts.txt --parallel 10 -- uptime     # every host; lines prefixed "web01: …"
   outpost exec @web --fail-fast -- systemctl restart app     # a group of the hosts file
+  outpost exec --detach web01 -- ./deploy.sh                 # prints a handle; outpost attach web01 HANDLE
 
 Exit code: the remote command's (128+N if killed by signal N); 1 bad usage, 2 connection failed,
 3 the command could not be started (e.g. NotFound, AccessDenied), 130 Ctrl-C (the remote
@@ -223,6 +266,11 @@ process tree is terminated). With --hosts: 0 if every host exited 0, else 4 (see
         throw new UsageError('exec needs a host and a command: outpost exec HOST -- CMD ARGS…');
       if (argv.length === 0)
         throw new UsageError('exec --hosts needs a command: outpost exec --hosts FILE -- CMD ARGS…');
+      if (flags.detach) {
+        if (flags.stdin === true)
+          throw new UsageError('-i cannot be used with --detach (nobody is there to type)');
+        return execDetached(names, argv, flags);
+      }
       const { targets, fanout } = await targetsOf(names, flags);
       if (!fanout) {
         if (flags.parallel !== undefined)

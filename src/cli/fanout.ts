@@ -70,6 +70,8 @@ export interface HostOutcome {
   result: string;
   /** The command's result as JSON (printed with --json). */
   json?: unknown;
+  /** Leave the session on the agent (exec --detach) instead of ending it. */
+  keepSession?: boolean;
   /** Exit code when on a single target (default: 0 when ok, else 3). */
   exitCode?: number;
 }
@@ -155,7 +157,7 @@ async function runOne(
       : null;
   try {
     const client = await connect(target.target, settings, stop.signal);
-    let outcome: HostOutcome;
+    let outcome: HostOutcome | undefined;
     try {
       outcome = await opts.run(client, {
         target,
@@ -175,7 +177,7 @@ async function runOne(
         progress,
       });
     } finally {
-      await endSession(client);
+      await finish(client, outcome);
     }
     if (json && outcome.json !== undefined)
       process.stdout.write(`${JSON.stringify(outcome.json, null, 2)}\n`);
@@ -192,6 +194,12 @@ async function runOne(
   } finally {
     dispose();
   }
+}
+
+/** Ends the session, unless the command asked to keep it (then only the connection closes). */
+async function finish(client: AgentClient, outcome: HostOutcome | undefined): Promise<void> {
+  if (outcome?.keepSession) await client.close({ keepSession: true }).catch(() => {});
+  else await endSession(client);
 }
 
 async function pumpTo(src: Readable, out: NodeJS.WritableStream): Promise<void> {
@@ -242,7 +250,7 @@ async function runMany(
       if (interrupted) return { label, ok: false, result: 'not run (interrupted)', ms: 0 };
       if (failedFast) return { label, ok: false, result: 'not run (--fail-fast)', ms: 0 };
       const signal = controllers[i]!.signal;
-      let outcome: HostOutcome;
+      let outcome: HostOutcome | undefined;
       try {
         const client = await connect(t.target, settings[i]!, signal);
         try {
@@ -265,7 +273,7 @@ async function runMany(
             progress: overall ? overall.host(i) : null,
           });
         } finally {
-          await endSession(client);
+          await finish(client, outcome);
         }
       } catch (err) {
         outcome = {

@@ -27,6 +27,7 @@ import { registerKeygen } from './keygen.js';
 import { registerLs } from './ls.js';
 import { registerMkdir } from './mkdir.js';
 import { registerPing } from './ping.js';
+import { registerProcesses } from './processes.js';
 import { registerPut } from './put.js';
 import { registerReload } from './reload.js';
 import { registerRm } from './rm.js';
@@ -64,6 +65,7 @@ const COMMANDS: ReadonlyArray<(program: Command) => void> = [
   // extensions and jobs
   registerExt,
   registerJob,
+  registerProcesses,
   // the client's own
   registerHosts,
   registerVersion,

@@ -20,6 +20,7 @@ import {
   MAX_MAX_MESSAGE_SIZE,
   type ProductType,
   type ResultOf,
+  ticksToDate,
 } from '../protocol/index.js';
 import type { EncryptionMode } from '../transport/index.js';
 import { Channel, type ReconnectResult } from './channel.js';
@@ -31,6 +32,7 @@ import {
   ConnectionError,
   HandshakeError,
   isRemoteError,
+  MetaError,
   RemoteError,
   throwIfAborted,
 } from './errors.js';
@@ -165,6 +167,41 @@ export interface ExecResult<T extends string | Buffer = Buffer> extends ProcessE
 
 /** An entry of {@link AgentClient.listProcesses}. */
 export type ProcessInfo = ResultOf<'ListProcesses'>['processes'][number];
+
+/** A process of the agent (`agentProcesses()`, Outpost extension), any session of this principal. */
+export interface AgentProcessInfo {
+  sessionId: number;
+  token: number;
+  pid: number;
+  command: string;
+  started: Date;
+  /** False once it has exited (its Exited not yet delivered). */
+  running: boolean;
+  /** Started with `spawnDetached`, waiting for `attachProcess`. */
+  detached: boolean;
+  /** A connection receives its output now. */
+  attached: boolean;
+}
+
+/** What `spawnDetached` started: resume `sessionId` and `attachProcess(token)` to follow it. */
+export interface DetachedProcess {
+  sessionId: number;
+  token: number;
+  pid: number;
+  /** How long the agent keeps the session once no connection is attached (granted, ms). */
+  keptMs: number;
+}
+
+/** A MetaError for an extension the agent does not know, as "the agent lacks …". */
+function lacks(err: unknown, what: string, command: string): never {
+  if (err instanceof MetaError && /unknown meta command/.test(err.message))
+    throw new MetaError(
+      err.requestCommand,
+      `this agent lacks ${what} (${command} is an Outpost extension; an Outpost agent of this version has it)`,
+      command,
+    );
+  throw err;
+}
 
 /** Hash algorithms of {@link AgentClient.hash}, by their wire names. */
 export type HashName = HashAlgorithm;
@@ -793,6 +830,102 @@ export class AgentClient {
     if (encoding)
       return { ...exit, stdout: stdout.toString(encoding), stderr: stderr.toString(encoding), truncated };
     return { ...exit, stdout, stderr, truncated };
+  }
+
+  // ------------------------------------------------ Outpost extensions (meta 6, 7, 8, 10, 11)
+
+  /**
+   * Asks the agent to keep this session for `detachedTimeoutMs` once no
+   * connection is attached (SetSessionOptions, extension); resolves with what
+   * it granted (it caps at its MaxDetachedSessionTimeout).
+   */
+  async setDetachedTimeout(detachedTimeoutMs: number, options: CallOptions = {}): Promise<number> {
+    if (!Number.isInteger(detachedTimeoutMs) || detachedTimeoutMs < 1 || detachedTimeoutMs > 0x7fffffff)
+      throw new RangeError(`detachedTimeoutMs must be a positive int32, got ${String(detachedTimeoutMs)}`);
+    try {
+      return (await this.channel.meta('SetSessionOptions', { detachedTimeoutMs }, options)).detachedTimeoutMs;
+    } catch (err) {
+      return lacks(err, 'per-session timeouts', 'SetSessionOptions');
+    }
+  }
+
+  /** The running processes of every session of this principal (ListAgentProcesses, extension). */
+  async agentProcesses(options: CallOptions = {}): Promise<AgentProcessInfo[]> {
+    try {
+      const { processes } = await this.channel.meta('ListAgentProcesses', {}, options);
+      return processes.map(({ startedUtc, ...p }) => ({ ...p, started: ticksToDate(startedUtc) }));
+    } catch (err) {
+      return lacks(err, 'an agent-wide process list (outpost ps)', 'ListAgentProcesses');
+    }
+  }
+
+  /** Stops a process of any session of this principal: SIGTERM (its tree unless `tree: false`), SIGKILL after 5 s. */
+  async killAgentProcess(
+    sessionId: number,
+    token: number,
+    options: CallOptions & { tree?: boolean } = {},
+  ): Promise<void> {
+    try {
+      await this.channel.meta('KillProcess', { sessionId, token, entireTree: options.tree ?? true }, options);
+    } catch (err) {
+      lacks(err, 'killing processes of other sessions (outpost kill)', 'KillProcess');
+    }
+  }
+
+  /**
+   * Starts a process that outlives this client: the session is kept for
+   * `keepMs` (default 24 h; the agent caps it) and the process's output is
+   * kept by the agent (bounded; at the bound the process is paused) until a
+   * client resumes the session and calls `attachProcess(token)`. Close this
+   * client with `close({ keepSession: true })`.
+   */
+  async spawnDetached(
+    file: string,
+    args: readonly string[] = [],
+    options: Omit<SpawnOptions, 'stdin'> & { keepMs?: number } = {},
+  ): Promise<DetachedProcess> {
+    const { keepMs, ...spawnOptions } = options;
+    const keptMs = await this.setDetachedTimeout(keepMs ?? 24 * 3600_000, options);
+    const startArgs = startArguments(
+      file,
+      args,
+      { ...spawnOptions, stdin: false },
+      this.ctx.paths.sep === '\\',
+    );
+    const token = this.channel.allocateToken();
+    try {
+      await this.channel.meta('DetachProcess', { token }, options);
+    } catch (err) {
+      lacks(err, 'detached processes (outpost exec --detach)', 'DetachProcess');
+    }
+    const { osProcessId } = await this.ctx.call('StartProcess', startArgs, {
+      token,
+      path: file,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+    return { sessionId: this.sessionId, token, pid: osProcessId, keptMs };
+  }
+
+  /**
+   * Follows a detached process of this session (connect with its
+   * `sessionId` first): everything it wrote since it started (or since the
+   * last attach read it), then its live output, then its exit.
+   */
+  async attachProcess(
+    token: number,
+    options: CallOptions & { highWaterMark?: number } = {},
+  ): Promise<RemoteProcess> {
+    const proc = new RemoteProcess(this.ctx, token, { stdin: false, highWaterMark: options.highWaterMark });
+    this.channel.registerProcess(token, proc, this.ctx.agentType);
+    try {
+      await this.channel.meta('AttachProcess', { token }, options);
+    } catch (err) {
+      this.channel.unregisterProcess(token);
+      proc.onFailure(err as Error);
+      lacks(err, 'detached processes (outpost attach)', 'AttachProcess');
+    }
+    proc.started(0);
+    return proc;
   }
 
   /**

@@ -4,10 +4,12 @@ export type { ReconnectResult } from './channel.js';
 export {
   AgentClient,
   type AgentInfo,
+  type AgentProcessInfo,
   type AgentTypeInput,
   type CallOptions,
   type ClientOptions,
   type CloseOptions,
+  type DetachedProcess,
   type ExecOptions,
   type ExecResult,
   type HashName,

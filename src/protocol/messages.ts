@@ -90,6 +90,18 @@ export const FILE_ENTRY = struct(
   ['mode', 'i32'],
 );
 
+/** A process of ListAgentProcesses (extension). */
+export const AGENT_PROCESS = struct(
+  ['sessionId', 'i32'],
+  ['token', 'i32'],
+  ['pid', 'i32'],
+  ['command', 'string'],
+  ['startedUtc', 'datetime'],
+  ['running', 'bool'],
+  ['detached', 'bool'],
+  ['attached', 'bool'],
+);
+
 /** Meta commands: agent type 0, answered by the agent itself, in order (§5.1). */
 export const META_COMMANDS = {
   // byte targetType | array<UpdateFile> binaries | array<UpdateFile> extensions → no reply on success
@@ -105,6 +117,20 @@ export const META_COMMANDS = {
   GetAgentInfo: cmd(4, EMPTY, AGENT_INFO),
   // — → 5: (empty), then the agent ends the session and closes the connection
   CloseSession: cmd(5, EMPTY, EMPTY),
+  /** Extension: int32 detachedTimeoutMs → 6: int32 granted (capped by MaxDetachedSessionTimeout). */
+  SetSessionOptions: ext(6, struct(['detachedTimeoutMs', 'i32']), struct(['detachedTimeoutMs', 'i32'])),
+  /** Extension: — → 7: the running processes of every session of the caller's principal. */
+  ListAgentProcesses: ext(7, EMPTY, struct(['processes', array(AGENT_PROCESS)])),
+  /** Extension: int32 sessionId | int32 token | bool entireTree → 8: (empty); the process is signalled. */
+  KillProcess: ext(8, struct(['sessionId', 'i32'], ['token', 'i32'], ['entireTree', 'bool']), EMPTY),
+  /**
+   * Extension: int32 token → 10: (empty). The process of `token` in this
+   * session is detached: its output is kept (bounded; at the bound it is
+   * paused) for an AttachProcess, not handed to the next connection.
+   */
+  DetachProcess: ext(10, struct(['token', 'i32']), EMPTY),
+  /** Extension: int32 token → 11: (empty), then everything kept for it, then its live output, on this connection. */
+  AttachProcess: ext(11, struct(['token', 'i32']), EMPTY),
 } as const satisfies Record<string, CommandDef>;
 
 /** Product commands: agent types 1–3, served by the session's host process (§5.2). */
