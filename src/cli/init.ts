@@ -20,6 +20,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import {
   CONFIG_FILE_NAME,
+  ConfigError,
   type ConfigTemplate,
   loadConfig,
   parseConfig,
@@ -267,8 +268,17 @@ async function initOutbound(options: InitOptions): Promise<InitResult> {
       },
     ],
   });
-  // Check before writing: a malformed --outbound or key is a ConfigError naming the setting.
-  await parseConfig(xml, configPath);
+  // Check before writing; name the option rather than the element it became.
+  await parseConfig(xml, configPath).catch((err: unknown) => {
+    if (!(err instanceof ConfigError)) throw err;
+    const flag = /@Host$/.test(err.element)
+      ? '--outbound'
+      : /@Key$/.test(err.element)
+        ? '--server-key'
+        : null;
+    if (!flag) throw err;
+    throw new UsageError(`${flag}: ${err.message.slice(err.element.length + 2)}`);
+  });
   await writeFileAtomic(configPath, xml, { mode: 0o600, overwrite: force });
   const config = await loadConfig(configPath);
   const server = config.connections.servers[0]!;

@@ -174,6 +174,20 @@ describe('outpost hub', () => {
     assert.equal(await viaHub(parseTarget('web01'), settings, undefined, none), null);
   });
 
+  it('init --outbound refuses what the agent could not use, naming the option, and writes nothing', async () => {
+    const configPath = join(dir, 'bad', 'InedoAgent.config');
+    await assert.rejects(
+      init({ outbound: 'bad host', serverKey: 'k', thumbprint, configPath, out: () => {} }),
+      /^UsageError: --outbound: /,
+    );
+    await assert.rejects(
+      init({ outbound: HOST, serverKey: 'k', thumbprint: 'abc', configPath, out: () => {} }),
+      /^UsageError: --thumbprint: /,
+    );
+    await assert.rejects(init({ outbound: HOST, configPath, out: () => {} }), /--server-key/);
+    await assert.rejects(readFile(configPath), { code: 'ENOENT' });
+  });
+
   it('a fan-out across all 50 agents through the hub', async () => {
     const listing = await hubAgents();
     const clients = await Promise.all(listing.configured.map((name) => link(name)));
