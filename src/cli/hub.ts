@@ -43,6 +43,7 @@ import {
 import { cert } from './cert.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import { formatTime, table } from './format.js';
+import { type HostsConfig, loadHostsConfig } from './hosts.js';
 import { writeFileAtomic } from './init.js';
 
 export const HUB_CERT = 'hub.crt';
@@ -389,6 +390,26 @@ export interface AgentsListing {
   configured: string[];
 }
 
+/**
+ * A client host alias wins over a hub name of the same spelling (see viaHub
+ * in connection.ts): say so for every such name, on stderr.
+ */
+async function warnAliasCollisions(names: readonly string[]): Promise<void> {
+  let config: HostsConfig;
+  try {
+    config = await loadHostsConfig();
+  } catch {
+    return; // an unreadable hosts file is reported by the commands that use it
+  }
+  for (const name of new Set(names)) {
+    const alias = config.hosts.get(name);
+    if (alias)
+      process.stderr.write(
+        `outpost: warning: "${name}" is also a host alias in ${config.file} (${alias.address}); client commands use the alias, not this hub agent: rename one of them\n`,
+      );
+  }
+}
+
 async function listAgents(opts: { socket?: string; json?: boolean }): Promise<void> {
   const socketPath = hubSocketPath(opts.socket);
   let r: AgentsListing & { ok: boolean };
@@ -400,6 +421,7 @@ async function listAgents(opts: { socket?: string; json?: boolean }): Promise<vo
       EXIT.CONNECTION,
     );
   }
+  await warnAliasCollisions([...r.agents.map((a) => a.name), ...r.configured]);
   if (opts.json) {
     process.stdout.write(`${JSON.stringify(r.agents)}\n`);
     return;
@@ -435,7 +457,7 @@ export function registerHub(program: Command): void {
     .addHelpText(
       'after',
       `
-First session:
+Examples:
   outpost hub init --host hub.example.com     # prints the thumbprint agents pin
   outpost hub key web01                       # prints the command to run on web01
   outpost hub                                 # keep running; agents dial in
@@ -488,6 +510,13 @@ export function registerAgents(program: Command): void {
       'the hub socket (default: $OUTPOST_HUB, $XDG_RUNTIME_DIR/outpost/hub.sock or ~/.outpost/hub.sock)',
     )
     .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  outpost agents                              # NAME ADDRESS SINCE VERSION LINKS STATE
+  outpost agents --json | jq -r '.[].name'`,
+    )
     .action(async (opts: { socket?: string; json?: boolean }) => {
       await listAgents(opts);
     });

@@ -1,5 +1,5 @@
 /**
- * `outpost job HOST TYPE [--payload FILE | --json TEXT]`: runs a job on the
+ * `outpost job HOST TYPE [--payload FILE | --data TEXT]`: runs a job on the
  * agent (ExecuteJob) — a built-in `outpost.*` type or one of an extension
  * shipped with `outpost ext push` — with its log lines live on stderr
  * (`[info] …`) and its result bytes on stdout. Ctrl-C cancels the job and
@@ -25,7 +25,7 @@ import { drained, interruptController } from './io.js';
 
 interface JobFlags extends ConnectionFlags {
   payload?: string;
-  json?: string;
+  data?: string;
   quiet?: boolean;
 }
 
@@ -84,15 +84,15 @@ export function registerJob(program: Command): void {
     .argument('<host>', 'HOST[:PORT] of the agent')
     .argument('<type>', 'job type: outpost.manifest, outpost.extract, outpost.archive, or an extension’s')
     .option('--payload <file>', 'the payload bytes, from FILE (- for stdin)')
-    .option('--json <text>', 'the payload as text (e.g. JSON: \'{"path":"/srv/app"}\')')
+    .option('--data <text>', 'the payload as text (e.g. JSON: \'{"path":"/srv/app"}\')')
     .option('-q, --quiet', 'leave out debug log lines');
   addConnectionOptions(cmd);
   cmd.addHelpText(
     'after',
     `
 Examples:
-  outpost job web01 outpost.manifest --json '{"path":"/srv/app"}'     # the NDJSON goes as JobData; result: totals
-  outpost job web01 example.hello --json '{"name":"web01"}'
+  outpost job web01 outpost.manifest --data '{"path":"/srv/app"}'     # the NDJSON goes as JobData; result: totals
+  outpost job web01 example.hello --data '{"name":"web01"}'
   outpost job web01 acme.migrate --payload plan.bin > result.bin
 
 Ctrl-C cancels the job (the agent stops it and the processes it started) and exits 130.
@@ -101,14 +101,14 @@ what is), was canceled, or crashed its host.`,
   );
   cmd.action(
     clientAction(async (host: string, type: string, flags: JobFlags) => {
-      if (flags.payload !== undefined && flags.json !== undefined)
-        throw new UsageError('give the payload once: --payload FILE or --json TEXT');
+      if (flags.payload !== undefined && flags.data !== undefined)
+        throw new UsageError('give the payload once: --payload FILE or --data TEXT');
       const payload =
         flags.payload === '-'
           ? await readStdin()
           : flags.payload !== undefined
             ? await readFile(flags.payload)
-            : Buffer.from(flags.json ?? '', 'utf8');
+            : Buffer.from(flags.data ?? '', 'utf8');
       const target = parseTarget(host);
       const settings = await connectionSettings(flags);
       const stop = interruptController();

@@ -26,7 +26,7 @@ describe('outpost ext push and job', () => {
     assert.equal(pushed.code, 0, pushed.stderr);
     assert.match(pushed.stderr, /ext push: 1 package\(s\), .* stored on 127\.0\.0\.1:\d+ for BuildMaster/);
     const [ok, missing, failed] = await Promise.all([
-      cli(['job', a.target, 'example.hello', '--json', '{"name":"cli","lines":2}'], env),
+      cli(['job', a.target, 'example.hello', '--data', '{"name":"cli","lines":2}'], env),
       cli(['job', a.target, 'nope.none'], env),
       cli(['job', a.target, 'example.fail'], env),
     ]);
