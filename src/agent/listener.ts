@@ -17,7 +17,12 @@
  */
 import { BlockList, createServer, isIP, type Server, type Socket } from 'node:net';
 import { isProtocolError, type ReplayCache } from '../protocol/index.js';
-import { acceptHandshake, type FramedConnection, HandshakeError } from '../transport/index.js';
+import {
+  acceptHandshake,
+  BULK_HIGH_WATER_MARK,
+  type FramedConnection,
+  HandshakeError,
+} from '../transport/index.js';
 import { type AdmissionTicket, HandshakeCaps } from './admission.js';
 import { type AddressRule, ConfigError, type ListenerConfig } from './config.js';
 import type { Logger, RateLimitedLog } from './log.js';
@@ -104,6 +109,7 @@ export class Listener {
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+      highWaterMark: BULK_HIGH_WATER_MARK,
     });
     this.server.on('connection', (socket) => this.onConnection(socket));
     this.server.on('error', (err) => deps.logger.error({ err }, 'listener error'));

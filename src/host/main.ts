@@ -18,14 +18,22 @@
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
-import { Socket } from 'node:net';
+import { Socket, type SocketConstructorOpts } from 'node:net';
 import { type ControlMessage, HostControl, type Pieces } from '../protocol/index.js';
 // The pipe alone: the transport index would also load TLS, the listener and the local sockets (~13 ms of CPU per host boot).
 import { PipeConnection } from '../transport/pipe.js';
+import { BULK_HIGH_WATER_MARK } from '../transport/writer.js';
 import { HostDispatcher } from './dispatcher.js';
 
 function main(): void {
-  const socket = new Socket({ fd: 3, readable: true, writable: true });
+  // `highWaterMark` is a Duplex option net.Socket honours; @types/node does not list it.
+  const options: SocketConstructorOpts & { highWaterMark: number } = {
+    fd: 3,
+    readable: true,
+    writable: true,
+    highWaterMark: BULK_HIGH_WATER_MARK,
+  };
+  const socket = new Socket(options);
   socket.setNoDelay?.(true);
   const pipe = new PipeConnection(socket);
   const channel = {

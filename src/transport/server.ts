@@ -16,7 +16,7 @@
  */
 import { randomBytes, type X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { type SecureContext, TLSSocket } from 'node:tls';
+import { type SecureContext, TLSSocket, type TLSSocketOptions } from 'node:tls';
 import {
   AES_IV_SIZE,
   CLIENT_HELLO_SIZE,
@@ -124,12 +124,16 @@ async function handshake(socket: Socket, options: ServerHandshakeOptions): Promi
   }
 
   socket.write(encodeAgentReply({ mode: Mode.Tls, sessionId, version }));
-  const tlsSocket = new TLSSocket(socket, {
+  // The TLS stream keeps the high-water mark of the socket under it (the
+  // listener's choice); TLSSocket honours the option, @types/node omits it.
+  const tlsOptions: TLSSocketOptions & { highWaterMark: number } = {
     isServer: true,
     secureContext: options.secureContext!,
     requestCert: options.requestCert ?? false,
     rejectUnauthorized: false,
-  });
+    highWaterMark: socket.writableHighWaterMark,
+  };
+  const tlsSocket = new TLSSocket(socket, tlsOptions);
   await waitForSecure(tlsSocket, options.signal);
   const peerCertificate = tlsSocket.getPeerX509Certificate() ?? null;
   return {

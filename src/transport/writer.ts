@@ -6,6 +6,16 @@
  */
 import type { Socket } from 'node:net';
 
+/**
+ * The write high-water mark of the sockets bulk data crosses (the agent's
+ * client sockets, TLS included, and the host's end of its pipe): one default
+ * SDK chunk. At Node's default (16 KiB) every 64 KiB output event filled the
+ * buffer, and each one cost a pause, a 'drain' and a resume of the reader
+ * behind it. Memory: a socket holds at most this plus one frame before its
+ * writer stops (docs/ARCHITECTURE.md, "Memory bound").
+ */
+export const BULK_HIGH_WATER_MARK = 1024 * 1024;
+
 export class CorkedWriter {
   private corked = false;
   private readonly uncork = (): void => {
