@@ -20,7 +20,7 @@ export function registerReload(program: Command): void {
       `
 Takes effect for new connections and requests: AllowedAddresses, AllowedRoots, limits, timeouts,
 LogLevel, the TLS certificate and key files. Needs a restart: Listener Address, Port, Enabled,
-Encryption Mode and Key, LogFile, AuditLogFile, ControlSocket, Metrics, root and cache paths.
+Encryption Mode and Key, MaxMessageSize, LogFile, AuditLogFile, ControlSocket, Metrics, root and cache paths.
 
 Exit code: 0 reloaded; 1 the config has an error (nothing changed); 2 no agent answers.`,
     )
