@@ -18,6 +18,10 @@ export function registerReload(program: Command): void {
     .addHelpText(
       'after',
       `
+Examples:
+  outpost reload --config /etc/outpost/InedoAgent.config      # or: systemctl reload outpost, kill -HUP PID
+  outpost reload --socket /var/lib/outpost/state/control.sock --json
+
 Takes effect for new connections and requests: AllowedAddresses, AllowedRoots, limits, timeouts,
 LogLevel, the TLS certificate and key files. Needs a restart: Listener Address, Port, Enabled,
 Encryption Mode and Key, MaxMessageSize, LogFile, AuditLogFile, ControlSocket, Metrics, root and cache paths.
