@@ -27,6 +27,8 @@ export type ControlAnswer = { ok: true; status: AgentStatus } | ReloadAnswer | {
 
 /** An idle control connection is closed after this. */
 const CONTROL_IDLE_MS = 10_000;
+/** Longest answer the CLI reads (status of about 200 000 sessions). */
+const MAX_ANSWER = 64 * 1024 * 1024;
 /** Requests are a few bytes; anything longer is not ours. */
 const MAX_REQUEST = 4096;
 
@@ -118,7 +120,8 @@ export async function requestControl(
       socket.destroy(new Error(`no answer on ${path} within ${timeoutMs} ms`)),
     );
     writeJsonLine(socket, request);
-    return await readJsonLine<ControlAnswer>(socket);
+    // A status of many thousand sessions is megabytes on one line.
+    return await readJsonLine<ControlAnswer>(socket, MAX_ANSWER);
   } finally {
     socket.destroy();
   }

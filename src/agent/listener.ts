@@ -112,7 +112,6 @@ export class Listener {
       highWaterMark: BULK_HIGH_WATER_MARK,
     });
     this.server.on('connection', (socket) => this.onConnection(socket));
-    this.server.on('error', (err) => deps.logger.error({ err }, 'listener error'));
   }
 
   /**
@@ -150,6 +149,8 @@ export class Listener {
       };
       const onListening = () => {
         this.server.off('error', onError);
+        // Only now: an error while starting is the one line listen() rejects with, not a logged stack first.
+        this.server.on('error', (err) => this.deps.logger.error({ err }, 'listener error'));
         const a = this.server.address();
         if (a === null || typeof a === 'string') resolve({ address, port });
         else resolve({ address: a.address, port: a.port });

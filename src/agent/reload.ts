@@ -10,7 +10,7 @@
  *
  * Applied to new connections and requests, with no session dropped:
  * AllowedAddresses, AllowedRoots, the per-session and handshake limits, the
- * timeouts, MaxMessageSize (new connections and new hosts), LogLevel, the
+ * timeouts, LogLevel, the
  * TLS certificate and key (new handshakes), and what `Connections` holds
  * (the outbound dialer's hook). Restart-only: RESTART_ONLY below.
  */
@@ -26,6 +26,8 @@ export const RESTART_ONLY: readonly Setting[] = [
   ['Listener/Port', (c) => c.listener.port],
   ['Listener/Encryption/@Mode', (c) => c.listener.encryption.mode],
   ['Listener/Encryption/Key', (c) => c.listener.encryption.key?.reveal().toString('hex') ?? null],
+  // The host pipes' frame limit is fixed when the host pool is made.
+  ['Listener/MaxMessageSize', (c) => c.listener.maxMessageSize],
   ['LogFile', (c) => c.logFile],
   ['LogFileMaxSize', (c) => c.operations.logFileMaxSize],
   ['LogFileCount', (c) => c.operations.logFileCount],
@@ -44,7 +46,6 @@ export const RELOADABLE: readonly Setting[] = [
   ['Listener/MaxConcurrentHandshakes', (c) => c.listener.maxConcurrentHandshakes],
   ['Listener/MaxHandshakesPerAddress', (c) => c.listener.maxHandshakesPerAddress],
   ['Listener/HandshakeTimeout', (c) => c.listener.handshakeTimeoutMs],
-  ['Listener/MaxMessageSize', (c) => c.listener.maxMessageSize],
   ['SessionIdleTimeout', (c) => c.sessionIdleTimeoutMs],
   ['DetachedSessionTimeout', (c) => c.detachedSessionTimeoutMs],
   ['MaxProcessesPerSession', (c) => c.maxProcessesPerSession],
@@ -84,6 +85,7 @@ export function mergeReload(running: AgentConfig, next: AgentConfig): ReloadPlan
       enabled: running.listener.enabled,
       address: running.listener.address,
       port: running.listener.port,
+      maxMessageSize: running.listener.maxMessageSize,
       // Mode ssl keeps its mode and takes the new certificate and key; any other change waits for a restart.
       encryption:
         sameMode && next.listener.encryption.mode === 'ssl'

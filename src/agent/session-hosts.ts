@@ -390,7 +390,8 @@ export class SessionHosts {
     reply: Buffer | null,
     hostGone = false,
   ): void {
-    state.pending.get(token)?.done?.(reply);
+    // Only observed sessions pay for the look-up (issue 19 tunes this path).
+    if (this.opts.observeRequest) state.pending.get(token)?.done?.(reply);
     state.pending.delete(token);
     if (state.gone && state.pending.size === 0 && this.routes.get(state.conn.id) === state)
       this.routes.delete(state.conn.id);

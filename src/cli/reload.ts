@@ -18,9 +18,13 @@ export function registerReload(program: Command): void {
     .addHelpText(
       'after',
       `
+Examples:
+  outpost reload --config /etc/outpost/InedoAgent.config      # or: systemctl reload outpost, kill -HUP PID
+  outpost reload --socket /var/lib/outpost/state/control.sock --json
+
 Takes effect for new connections and requests: AllowedAddresses, AllowedRoots, limits, timeouts,
 LogLevel, the TLS certificate and key files. Needs a restart: Listener Address, Port, Enabled,
-Encryption Mode and Key, LogFile, AuditLogFile, ControlSocket, Metrics, root and cache paths.
+Encryption Mode and Key, MaxMessageSize, LogFile, AuditLogFile, ControlSocket, Metrics, root and cache paths.
 
 Exit code: 0 reloaded; 1 the config has an error (nothing changed); 2 no agent answers.`,
     )

@@ -162,7 +162,17 @@ async function status(flags: ServiceFlags): Promise<number> {
 export function registerService(program: Command): void {
   const service = program
     .command('service')
-    .description('run the agent as a systemd service: install, uninstall, status');
+    .description('run the agent as a systemd service: install, uninstall, status')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  outpost service install --config /etc/outpost/InedoAgent.config --user outpost   # as root
+  outpost service status
+  outpost service uninstall
+
+docs/OPERATIONS.md says what the sandbox confines.`,
+    );
   const common = (c: Command) =>
     c
       .option(
@@ -186,7 +196,7 @@ export function registerService(program: Command): void {
       'after',
       `
 Examples:
-  sudo outpost service install --config /etc/outpost/InedoAgent.config --user outpost
+  outpost service install --config /etc/outpost/InedoAgent.config --user outpost   # as root
   outpost service install --user outpost --print > outpost.service`,
     )
     .action(clientAction(install));

@@ -67,7 +67,7 @@ export function registerStatus(program: Command): void {
       'after',
       `
 Examples:
-  sudo -u outpost outpost status --config /etc/outpost/InedoAgent.config
+  outpost status --config /etc/outpost/InedoAgent.config      # as the agent's user or root
   outpost status --json | jq '.sessions[] | {id, principal, idleMs}'
 
 Exit code: 0 answered; 1 bad usage or config; 2 no agent answers on the socket.`,

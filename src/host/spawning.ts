@@ -128,49 +128,49 @@ export function validateStart(args: RequestOf<'StartProcess'>): number {
 /** A PATH entry that `npm run` / `npx` put there (node_modules/.bin, npm's node-gyp-bin). */
 const NPM_PATH_ENTRY = /[\\/]node_modules[\\/]\.bin[\\/]?$|[\\/]node-gyp-bin[\\/]?$/;
 
-let serviceEnv: Readonly<Record<string, string>> | null = null;
+/** True when `npm run` / `npx` started this process tree (it sets npm_* variables). */
+function startedByNpm(source: NodeJS.ProcessEnv): boolean {
+  for (const k of Object.keys(source)) if (/^npm_/i.test(k)) return true;
+  return false;
+}
+
+function cleanPath(value: string): string {
+  const sep = IS_WINDOWS ? ';' : ':';
+  return value
+    .split(sep)
+    .filter((p) => !NPM_PATH_ENTRY.test(p))
+    .join(sep);
+}
 
 /**
  * The agent's service environment as remote processes see it: the host's
  * environment without what `npm start` / `npm run` injects — every `npm_*`
  * variable, and then `INIT_CWD` and `NODE`, and the `node_modules/.bin`
  * (and node-gyp-bin) entries it put on PATH. The one place this is decided:
- * StartProcess's inherited environment and GetEnvironmentVariable both read
- * it. Computed once: the host's environment does not change.
+ * StartProcess's inherited environment and GetEnvironmentVariable both use
+ * it. Read afresh each time (a copy of ~100 variables, beside a spawn).
  */
-export function serviceEnvironment(
-  source: NodeJS.ProcessEnv = process.env,
-): Readonly<Record<string, string>> {
-  if (source === process.env && serviceEnv) return serviceEnv;
+export function serviceEnvironment(source: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = Object.create(null);
-  let fromNpm = false;
+  const npm = startedByNpm(source);
   for (const [k, v] of Object.entries(source)) {
-    if (v === undefined) continue;
-    if (/^npm_/i.test(k)) {
-      fromNpm = true;
-      continue;
-    }
-    env[k] = v;
+    if (v === undefined || /^npm_/i.test(k)) continue;
+    if (npm && (k === 'INIT_CWD' || k === 'NODE')) continue;
+    env[k] = k.toUpperCase() === 'PATH' ? cleanPath(v) : v;
   }
-  if (fromNpm) {
-    delete env.INIT_CWD;
-    delete env.NODE;
-  }
-  const pathKey = Object.keys(env).find((k) => k.toUpperCase() === 'PATH');
-  if (pathKey !== undefined) {
-    const sep = IS_WINDOWS ? ';' : ':';
-    env[pathKey] = env[pathKey]!.split(sep)
-      .filter((p) => !NPM_PATH_ENTRY.test(p))
-      .join(sep);
-  }
-  const frozen = Object.freeze(env);
-  if (source === process.env) serviceEnv = frozen;
-  return frozen;
+  return env;
 }
 
 /** One variable of the service environment (case-insensitive on Windows): GetEnvironmentVariable. */
-export function serviceEnvironmentVariable(name: string): string | null {
-  return envGet(serviceEnvironment() as Record<string, string>, name) ?? null;
+export function serviceEnvironmentVariable(
+  name: string,
+  source: NodeJS.ProcessEnv = process.env,
+): string | null {
+  if (/^npm_/i.test(name)) return null;
+  if ((name === 'INIT_CWD' || name === 'NODE') && startedByNpm(source)) return null;
+  const value = source[name];
+  if (value === undefined) return null;
+  return name.toUpperCase() === 'PATH' ? cleanPath(value) : value;
 }
 
 export function buildEnvironment(overlay: Record<string, string>, empty: boolean): Record<string, string> {
