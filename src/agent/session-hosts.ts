@@ -472,7 +472,7 @@ export class SessionHosts {
    */
   kill(token: number, tree: boolean, graceMs = 5000): boolean {
     const r = this.reserved.get(token);
-    if (!r || r.kind !== 'process' || r.ended || r.pid <= 0) return false;
+    if (r?.kind !== 'process' || r.ended || r.pid <= 0) return false;
     signalProcess(r.pid, tree, 'SIGTERM');
     const t = setTimeout(() => {
       if (this.reserved.get(token) === r && !r.ended) signalProcess(r.pid, tree, 'SIGKILL');
@@ -503,7 +503,7 @@ export class SessionHosts {
    */
   attachToken(conn: RouteConnection, token: number): boolean {
     const r = this.reserved.get(token);
-    if (!r || r.kind !== 'process') return false;
+    if (r?.kind !== 'process') return false;
     this.stateOf(conn);
     r.detached = false;
     r.viaAttach = true;
