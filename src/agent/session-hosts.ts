@@ -101,8 +101,8 @@ interface Reservation {
   readonly origin: RouteConnection;
   /** OS pid from the StartProcess Response (its process group on POSIX). */
   pid: number;
-  /** Extension (ps): the command line as started, and when. */
-  readonly command: string;
+  /** Extension (ps): the StartProcess arguments (a copy, at most 4 KiB; decoded only when listed), and when. */
+  readonly startArgs: Buffer | null;
   readonly startedAt: number;
   /** Its Exited (or a final Error) has come from the host (it may not be delivered yet). */
   ended: boolean;
@@ -338,7 +338,7 @@ export class SessionHosts {
         conn: detached ? null : conn,
         origin: conn,
         pid: 0,
-        command: name === 'StartProcess' ? commandLine(data) : name,
+        startArgs: name === 'StartProcess' ? Buffer.from(data.subarray(0, 4096)) : null,
         startedAt: Date.now(),
         ended: false,
         detached,
@@ -536,7 +536,7 @@ export class SessionHosts {
         out.push({
           token: r.token,
           pid: r.pid,
-          command: r.command,
+          command: r.startArgs ? commandLine(r.startArgs) : '?',
           startedAt: r.startedAt,
           running: !r.ended && r.pid > 0,
           detached: r.detached,

@@ -89,6 +89,7 @@ export function registerCompletion(program: Command): void {
       'after',
       `
 Examples:
+  outpost completion bash > ~/.local/share/bash-completion/completions/outpost
   source <(outpost completion bash)                                   # in ~/.bashrc
   source <(outpost completion zsh)                                    # in ~/.zshrc
   outpost completion fish > ~/.config/fish/completions/outpost.fish`,

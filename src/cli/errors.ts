@@ -102,7 +102,9 @@ export function describeError(err: unknown): { message: string; exitCode: number
   if (err instanceof AbortError) return { message: 'interrupted', exitCode: EXIT.INTERRUPTED };
   if (err instanceof TimeoutError)
     return {
-      message: `${firstClause(err.message)}; check the host and port, or allow more time with --timeout MS`,
+      message: /sent no handshake reply/.test(err.message)
+        ? `${firstClause(err.message)}; check the port (the agent's Listener/Port, default 46336)`
+        : `${firstClause(err.message)}; check the host and port, or allow more time with --timeout MS`,
       exitCode: EXIT.CONNECTION,
     };
   if (err instanceof HandshakeError) return { message: handshakeMessage(err), exitCode: EXIT.CONNECTION };
@@ -115,8 +117,16 @@ export function describeError(err: unknown): { message: string; exitCode: number
     const advice =
       err.command === 'StartProcess' && (err.code === 'NotFound' || err.code === 'AccessDenied')
         ? 'check the program name and --cwd (and the AllowedRoots of the agent), or run a command line with --shell'
-        : (REMOTE_ADVICE[err.code] ?? "see the agent's log for details");
-    return { message: `${err.message}; ${advice}`, exitCode: EXIT.REMOTE };
+        : err.code === 'AccessDenied' && /refusing to /.test(err.message)
+          ? // The preserve-root guard: no hint about AllowedRoots, which would contradict it.
+            'the agent never deletes, clears or replaces a file-system root or an AllowedRoots entry itself (like rm --preserve-root); act on what is inside it'
+          : (REMOTE_ADVICE[err.code] ?? "see the agent's log for details");
+    // A refusal on the temp file of an atomic write names the user's path, not the temp name.
+    const message =
+      err.path !== undefined && err.message.includes('.outpost-tmp')
+        ? `${err.code}: cannot write ${err.path} (the agent could not create a file in its directory) (${err.command})`
+        : err.message;
+    return { message: `${message}; ${advice}`, exitCode: EXIT.REMOTE };
   }
   if (err instanceof MetaError)
     return { message: `${err.message}; see the agent's log for details`, exitCode: EXIT.REMOTE };
@@ -166,6 +176,8 @@ function handshakeMessage(err: HandshakeError): string {
       return `${what}; pass the agent's certificate with --ca FILE, or pin it with --thumbprint HEX`;
     case 'THUMBPRINT_MISMATCH':
       return `${err.message}; check --thumbprint against the one the agent printed`;
+    case 'NOT_AGENT':
+      return `${what}; check the port (the agent's Listener/Port, default 46336)`;
     case 'REFUSED':
       return `${what}; check that it is an Outpost/Inedo agent and that it accepts connections from this address`;
     default:
@@ -204,11 +216,23 @@ export function clientAction<A extends unknown[]>(
   fn: (...args: A) => Promise<number | undefined>,
 ): (...args: A) => Promise<void> {
   return async (...args: A) => {
+    // A promise that can never settle (nothing left to wait for) would let
+    // Node exit 0 with no output: a false success. Say so and fail instead.
+    const onBeforeExit = () => {
+      process.stderr.write(
+        'outpost: the command stopped before it finished (it waited for something that can no longer come); ' +
+          'run it again, with OUTPOST_DEBUG=1 to report it\n',
+      );
+      process.exit(EXIT.USAGE);
+    };
+    process.once('beforeExit', onBeforeExit);
     let code: number;
     try {
       code = (await fn(...args)) ?? EXIT.OK;
     } catch (err) {
       code = reportError(err);
+    } finally {
+      process.removeListener('beforeExit', onBeforeExit);
     }
     await flushOutput();
     process.exit(code);

@@ -118,7 +118,15 @@ async function listHosts(flags: { config?: string; json?: boolean; names?: boole
 export function registerHosts(program: Command): void {
   const hosts = program
     .command('hosts')
-    .description('the client hosts file: aliases and groups (~/.config/outpost/hosts.toml)');
+    .description('the client hosts file: aliases and groups (~/.config/outpost/hosts.toml)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  outpost hosts add web01 10.0.0.5 --key-file ~/.config/outpost/fleet.key
+  outpost hosts list
+The format (aliases, [groups]) is in docs/CLI.md, "Hosts file".`,
+    );
   hosts
     .command('add')
     .description('add an alias to the hosts file')

@@ -58,6 +58,12 @@ export async function start(options: StartOptions = {}): Promise<void> {
       const lines = [
         '',
         created ? `Created ${configPath}` : `Using ${configPath}`,
+        ...(!created && options.port !== undefined && Number(options.port) !== agent.port
+          ? [
+              `Note: --port ${options.port} only applies when ${dir} is created; this config listens on port ${agent.port}. ` +
+                `Edit Listener/Port in ${configPath}, or delete ${dir} to start over with --port ${options.port} (and a new key).`,
+            ]
+          : []),
         `Outpost agent listening on ${agent.address}:${agent.port}, encryption mode ${enc.mode}.`,
         'Connect an orchestrator with:',
         `  host: ${agent.address}`,

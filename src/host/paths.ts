@@ -72,7 +72,11 @@ export function isFilesystemRoot(p: string): boolean {
 export function absolutePath(ctx: HostContext, input: unknown, what = 'path'): string {
   if (typeof input !== 'string')
     // Named by its type: String() of a generated object can itself throw (a non-callable toString).
-    throw pathError('InvalidArgument', `(${input === null ? 'null' : typeof input})`, `${what} must be a string`);
+    throw pathError(
+      'InvalidArgument',
+      `(${input === null ? 'null' : typeof input})`,
+      `${what} must be a string`,
+    );
   if (input.length === 0) throw pathError('InvalidArgument', '(empty)', `${what} is empty`);
   if (input.includes('\0')) {
     throw pathError('InvalidArgument', JSON.stringify(input), `${what} contains a NUL character`);

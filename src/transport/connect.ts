@@ -98,10 +98,16 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
   const where = `${options.host}:${options.port}`;
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const abort = new AbortController();
+  let connected = false;
   const timer = setTimeout(
     () =>
       abort.abort(
-        new HandshakeError('TIMEOUT', `handshake with the agent at ${where} timed out after ${timeoutMs} ms`),
+        new HandshakeError(
+          'TIMEOUT',
+          connected
+            ? `${where} accepted the connection but sent no handshake reply within ${timeoutMs} ms, so it is probably not an Inedo agent (an HTTP or other server?)`
+            : `handshake with the agent at ${where} timed out after ${timeoutMs} ms`,
+        ),
       ),
     timeoutMs,
   );
@@ -128,6 +134,7 @@ export async function connectToAgent(options: ConnectOptions): Promise<AgentConn
   socket.on('error', () => {}); // reported through the promises below
   try {
     await waitForConnect(socket, where, abort.signal);
+    connected = true;
     return await handshakeOn(
       socket,
       options,
@@ -236,6 +243,13 @@ async function handshakeOn(
   };
   // The mode byte says how long the reply is (9 bytes, or 25 with the AES IV).
   const modeByte = await readExactly(socket, 1, { signal, what: "agent's handshake reply" }).catch(refused);
+  // A server that speaks first (ssh, smtp, …) is not an agent: say so at once.
+  const first = modeByte[0]!;
+  if (first !== 0 && first !== 1 && first !== 2)
+    throw new HandshakeError(
+      'NOT_AGENT',
+      `what answers at ${where} is not an Inedo agent: its first byte 0x${first.toString(16).padStart(2, '0')}${first >= 0x20 && first < 0x7f ? ` ("${String.fromCharCode(first)}")` : ''} is no handshake reply (another server listens on that port)`,
+    );
   const rest = await readExactly(socket, agentReplySize(modeByte[0]!) - 1, {
     signal,
     what: "agent's handshake reply",

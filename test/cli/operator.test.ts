@@ -90,8 +90,8 @@ describe('operator', () => {
 
   it('a host that fails gives exit 4; --fail-fast stops the rest', async () => {
     const [all, fast] = await Promise.all([
-      cli(['exec', '@some', '--parallel', '1', '--', 'true'], env),
-      cli(['exec', '@some', '--parallel', '1', '--fail-fast', '--', 'true'], env),
+      cli(['exec', '@some', '--parallel', '1', '--', 'true'], env, SLOW),
+      cli(['exec', '@some', '--parallel', '1', '--fail-fast', '--', 'true'], env, SLOW),
     ]);
     assert.equal(all.code, 4, all.stderr);
     assert.match(all.stderr, /^down +error: cannot connect/m);
@@ -116,10 +116,10 @@ describe('operator', () => {
   it('ps lists a process started elsewhere and kill stops its tree', async () => {
     const exec = spawnCli(['exec', 'web01', '-n', '--', 'sh', '-c', 'sleep 60 & wait'], env);
     const done = collectChild(exec);
-    let ps = await cli(['ps', 'web01'], env);
+    let ps = await cli(['ps', 'web01'], env, SLOW);
     for (let i = 0; i < 100 && !ps.stdout.includes('sleep 60'); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      ps = await cli(['ps', 'web01'], env);
+      ps = await cli(['ps', 'web01'], env, SLOW);
     }
     assert.equal(ps.code, 0, ps.stderr);
     const line = ps.stdout.split('\n').find((l) => l.includes('sh -c sleep 60 & wait'));
@@ -127,12 +127,12 @@ describe('operator', () => {
     assert.match(ps.stdout, /^ID +PID +SINCE +STATE +COMMAND$/m);
     const id = line.split(/\s+/)[0]!;
     assert.match(line, /running/);
-    const kill = await cli(['kill', 'web01', id], env);
+    const kill = await cli(['kill', 'web01', id], env, SLOW);
     assert.equal(kill.code, 0, kill.stderr);
     assert.match(kill.stdout, new RegExp(`signalled ${id.replace('.', '\\.')} and its children`));
     const r = await done;
     assert.equal(r.code, 128 + 15, r.stderr);
-    const again = await cli(['kill', 'web01', id], env);
+    const again = await cli(['kill', 'web01', id], env, SLOW);
     assert.equal(again.code, 3);
     assert.match(again.stderr, /no running process .* of yours/);
   });
@@ -141,12 +141,13 @@ describe('operator', () => {
     const d = await cli(
       ['exec', '--detach', 'web01', '--', 'sh', '-c', 'echo one; echo err >&2; sleep 1; echo two; exit 7'],
       env,
+      SLOW,
     );
     assert.equal(d.code, 0, d.stderr);
     const handle = d.stdout.split('\n')[0]!;
     assert.match(handle, /^\d+\.\d+$/);
     assert.match(d.stdout, /outpost attach web01 \d+\.\d+/);
-    const ps = await cli(['ps', 'web01', '--json'], env);
+    const ps = await cli(['ps', 'web01', '--json'], env, SLOW);
     const listed = JSON.parse(ps.stdout) as { id: string; detached: boolean }[];
     assert.ok(
       listed.some((p) => p.id === handle && p.detached),
@@ -154,22 +155,22 @@ describe('operator', () => {
     );
     // After it has finished: all of its output and its code.
     await new Promise((r) => setTimeout(r, 1500));
-    const at = await cli(['attach', 'web01', handle], env);
+    const at = await cli(['attach', 'web01', handle], env, SLOW);
     assert.equal(at.code, 7, at.stderr);
     assert.equal(at.stdout, 'one\ntwo\n');
     assert.equal(at.stderr, 'err\n');
-    const gone = await cli(['attach', 'web01', handle], env);
+    const gone = await cli(['attach', 'web01', handle], env, SLOW);
     assert.equal(gone.code, 3);
     assert.match(gone.stderr, /is gone from web01/);
   });
 
   it('version, and a hosts file with a key that others can read is refused with the chmod', async () => {
-    const v = await cli(['version', '--json'], env);
+    const v = await cli(['version', '--json'], env, SLOW);
     assert.equal(v.code, 0, v.stderr);
     assert.equal(JSON.parse(v.stdout).version, (await import('../../src/agent/version.js')).AGENT_VERSION);
     const bad = join(root, 'leaky.toml');
     await writeFile(bad, `[hosts.x]\naddress = "127.0.0.1"\nkey = "${a.keyHex}"\n`, { mode: 0o644 });
-    const r = await cli(['ping', 'x'], { OUTPOST_CONFIG: bad });
+    const r = await cli(['ping', 'x'], { OUTPOST_CONFIG: bad }, SLOW);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /readable by others \(mode 644\); make it private: chmod 600 .*leaky\.toml/);
     assert.doesNotMatch(r.stderr, new RegExp(a.keyHex));
