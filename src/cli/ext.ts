@@ -44,6 +44,15 @@ async function checkPackage(file: string): Promise<void> {
 
 export function registerExt(program: Command): void {
   const ext = program.command('ext').description('extension packages (.upack) on agents');
+  ext.addHelpText(
+    'after',
+    `
+Examples:
+  outpost ext push ext.upack web01             # store it (UpdateAgent) for this client's address
+  outpost job web01 example.hello              # then run one of its jobs
+
+docs/EXTENSIONS.md describes packages and the job API.`,
+  );
   const push = ext
     .command('push')
     .description("ship .upack extension packages to an agent (UpdateAgent), for this client's address")

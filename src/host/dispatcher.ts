@@ -14,7 +14,10 @@
  * - A result larger than MaxMessageSize: `TooLarge` instead.
  * - Cancel(target): a process of that token is terminated (it ends with
  *   Exited); a request of that token running on the same route ends at
- *   once with `Canceled`, and whatever it produces later is dropped.
+ *   once with `Canceled`, and whatever it produces later is dropped —
+ *   except a handler that answers its own cancel (ExecuteJob,
+ *   `cancelsItself()`): its signal is aborted and it ends with `Canceled`
+ *   once its work has stopped (src/host/jobs.ts).
  */
 import {
   AGENT_HEADER_SIZE,

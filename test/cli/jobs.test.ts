@@ -22,13 +22,13 @@ after(() => a.stop());
 describe('outpost ext push and job', () => {
   it('pushes the example extension, then runs its job with live logs and the result on stdout', async () => {
     const pkg = await packExtension(join(a.root, 'example.upack'));
-    const pushed = await cli(['ext', 'push', pkg, a.target], env);
+    const pushed = await cli(['ext', 'push', pkg, a.target], env, 60_000);
     assert.equal(pushed.code, 0, pushed.stderr);
     assert.match(pushed.stderr, /ext push: 1 package\(s\), .* stored on 127\.0\.0\.1:\d+ for BuildMaster/);
     const [ok, missing, failed] = await Promise.all([
-      cli(['job', a.target, 'example.hello', '--data', '{"name":"cli","lines":2}'], env),
-      cli(['job', a.target, 'nope.none'], env),
-      cli(['job', a.target, 'example.fail'], env),
+      cli(['job', a.target, 'example.hello', '--data', '{"name":"cli","lines":2}'], env, 60_000),
+      cli(['job', a.target, 'nope.none'], env, 60_000),
+      cli(['job', a.target, 'example.fail'], env, 60_000),
     ]);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stdout, 'hello, cli');
@@ -46,14 +46,14 @@ describe('outpost sync and put of many small files', () => {
     await mkdir(join(src, 'css'), { recursive: true });
     await writeFile(join(src, 'index.html'), '<h1>hi</h1>');
     await writeFile(join(src, 'css', 'a.css'), 'a{}');
-    const first = await cli(['sync', src, a.remote('www')], env);
+    const first = await cli(['sync', src, a.remote('www')], env, 60_000);
     assert.equal(first.code, 0, first.stderr);
     assert.match(first.stdout, /^sync: sent 2 files \(\d+ B\), 0 unchanged in /m);
     assert.equal(await readFile(join(a.root, 'www', 'css', 'a.css'), 'utf8'), 'a{}');
     await writeFile(join(a.root, 'www', 'old.txt'), 'old');
     const [again, dry] = await Promise.all([
-      cli(['sync', src, a.remote('www')], env),
-      cli(['sync', src, a.remote('www'), '--delete', '--dry-run'], env),
+      cli(['sync', src, a.remote('www')], env, 60_000),
+      cli(['sync', src, a.remote('www'), '--delete', '--dry-run'], env, 60_000),
     ]);
     assert.match(again.stdout, /^sync: sent 0 files \(0 B\), 2 unchanged in /m);
     assert.match(dry.stdout, /^would delete old\.txt$/m);
@@ -65,7 +65,7 @@ describe('outpost sync and put of many small files', () => {
     const src = join(a.root, 'many');
     await mkdir(src);
     for (let i = 0; i < 40; i++) await writeFile(join(src, `f${i}.txt`), `${i}`);
-    const r = await cli(['put', src, a.remote('many-out')], env);
+    const r = await cli(['put', src, a.remote('many-out')], env, 60_000);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await readFile(join(a.root, 'many-out', 'f39.txt'), 'utf8'), '39');
   });
@@ -82,8 +82,8 @@ describe('against a contract-only agent', () => {
     const target = `127.0.0.1:${agent.port}`;
     const pkg = join(a.root, 'example.upack');
     const [job, push] = await Promise.all([
-      cli(['job', target, 'example.hello', '--mode', 'none'], {}),
-      cli(['ext', 'push', pkg, target, '--mode', 'none'], {}),
+      cli(['job', target, 'example.hello', '--mode', 'none'], {}, 60_000),
+      cli(['ext', 'push', pkg, target, '--mode', 'none'], {}, 60_000),
     ]);
     assert.equal(job.code, 3);
     assert.match(oneLineError(job), /does not run jobs/);
