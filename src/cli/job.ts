@@ -10,20 +10,15 @@
  * was canceled or crashed its host; 2 the connection failed.
  */
 import { readFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import type { Command } from 'commander';
-import { type AgentClient, isRemoteError, type JobLogLine } from '../client/index.js';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connectionSettings,
-  parseTarget,
-  withClient,
-} from './connection.js';
+import { isRemoteError, type JobLogLine } from '../client/index.js';
+import { addConnectionOptions } from './connection.js';
 import { CliError, clientAction, EXIT, UsageError } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
 import { useColor } from './format.js';
-import { drained, interruptController } from './io.js';
 
-interface JobFlags extends ConnectionFlags {
+interface JobFlags extends TargetFlags {
   payload?: string;
   data?: string;
   quiet?: boolean;
@@ -53,35 +48,11 @@ export function jobsUnsupported(err: unknown, where: string): never {
   throw err;
 }
 
-/** Runs one job on a connected client; returns the exit code. */
-export async function runJobOn(
-  client: AgentClient,
-  type: string,
-  payload: Uint8Array,
-  options: { signal: AbortSignal; quiet: boolean; where: string },
-): Promise<number> {
-  const color = useColor(process.stderr);
-  const run = client.runJob(type, payload, { signal: options.signal });
-  for await (const line of run.logs) {
-    if (options.quiet && line.level === 'debug') continue;
-    process.stderr.write(formatLogLine(line, color));
-  }
-  let result: Buffer;
-  try {
-    result = await run.result;
-  } catch (err) {
-    if (options.signal.aborted && isRemoteError(err, 'Canceled')) return EXIT.INTERRUPTED;
-    return jobsUnsupported(err, options.where);
-  }
-  if (result.length > 0 && !process.stdout.write(result)) await drained(process.stdout);
-  return EXIT.OK;
-}
-
 export function registerJob(program: Command): void {
   const cmd = program
     .command('job')
     .description("run a job on an agent (ExecuteJob): live log lines on stderr, the job's result on stdout")
-    .argument('<host>', 'HOST[:PORT] of the agent')
+    .argument('<host>', 'HOST[:PORT], an alias, or @group (every host of it)')
     .argument('<type>', 'job type: outpost.manifest, outpost.extract, outpost.archive, or an extension’s')
     .option('--payload <file>', 'the payload bytes, from FILE (- for stdin)')
     .option('--data <text>', 'the payload as text (e.g. JSON: \'{"path":"/srv/app"}\')')
@@ -94,6 +65,7 @@ Examples:
   outpost job web01 outpost.manifest --data '{"path":"/srv/app"}'     # the NDJSON goes as JobData; result: totals
   outpost job web01 example.hello --data '{"name":"web01"}'
   outpost job web01 acme.migrate --payload plan.bin > result.bin
+  outpost job @web example.hello --data '{"name":"fleet"}'           # every host of a group
 
 Ctrl-C cancels the job (the agent stops it and the processes it started) and exits 130.
 Exit code: 0 the job succeeded; 2 connection failed; 3 the job failed, is not installed (the message lists
@@ -109,20 +81,42 @@ what is), was canceled, or crashed its host.`,
           : flags.payload !== undefined
             ? await readFile(flags.payload)
             : Buffer.from(flags.data ?? '', 'utf8');
-      const target = parseTarget(host);
-      const settings = await connectionSettings(flags);
-      const stop = interruptController();
-      try {
-        return await withClient(target, settings, (client) =>
-          runJobOn(client, type, payload, {
-            signal: stop.signal,
-            quiet: flags.quiet === true,
-            where: target.label,
-          }),
-        );
-      } finally {
-        stop.dispose();
-      }
+      // One runner for one host or many (@group, --hosts): log lines prefixed by host when fanning out.
+      return runOnHosts({
+        names: [host],
+        flags,
+        command: 'job',
+        run: async (client, task) => {
+          const color = !task.fanout && !task.json && useColor(process.stderr);
+          const run = client.runJob(type, payload, { signal: task.signal });
+          const quiet = flags.quiet === true;
+          const logs = Readable.from(
+            (async function* () {
+              for await (const line of run.logs) {
+                if (quiet && line.level === 'debug') continue;
+                yield Buffer.from(formatLogLine(line, color));
+              }
+            })(),
+          );
+          const logsDone = task.stderr(logs);
+          let result: Buffer;
+          try {
+            result = await run.result;
+          } catch (err) {
+            await logsDone.catch(() => {});
+            if (task.signal.aborted && isRemoteError(err, 'Canceled'))
+              return { ok: false, result: 'canceled', exitCode: EXIT.INTERRUPTED };
+            return jobsUnsupported(err, task.label);
+          }
+          await logsDone;
+          if (result.length > 0 && !task.json) await task.stdout(Readable.from([result]));
+          return {
+            ok: true,
+            result: `${result.length} byte${result.length === 1 ? '' : 's'} of result`,
+            json: { host: task.label, type, result: result.toString('utf8') },
+          };
+        },
+      });
     }),
   );
 }

@@ -43,7 +43,7 @@ function psRows(list: AgentProcessInfo[]): string[][] {
       processHandle(p.sessionId, p.token),
       String(p.pid),
       formatDuration(now - p.started.getTime()),
-      `${p.running ? 'running' : 'exited'}${p.detached ? ', detached' : p.attached ? '' : ', orphaned'}`,
+      `${p.running ? 'running' : p.pid > 0 ? 'exited' : 'starting'}${p.detached ? ', detached' : p.attached ? '' : ', orphaned'}`,
       p.command,
     ]),
   ];

@@ -9,19 +9,14 @@
  * a terminal, as put.
  */
 import type { Command } from 'commander';
-import {
-  addConnectionOptions,
-  type ConnectionFlags,
-  connectionSettings,
-  parseRemote,
-  withClient,
-} from './connection.js';
-import { clientAction, EXIT, reportError, UsageError } from './errors.js';
+import type { TransferProgress } from '../client/index.js';
+import { addConnectionOptions } from './connection.js';
+import { clientAction, UsageError } from './errors.js';
+import { runOnHosts, type TargetFlags } from './fanout.js';
 import { formatBytes, formatDuration } from './format.js';
-import { interruptController } from './io.js';
-import { createProgress } from './progress.js';
+import { splitRemote } from './hosts.js';
 
-interface SyncFlags extends ConnectionFlags {
+interface SyncFlags extends TargetFlags {
   delete?: boolean;
   dryRun?: boolean;
   checksum?: boolean;
@@ -47,61 +42,62 @@ export function registerSync(program: Command): void {
 Examples:
   outpost sync ./dist web01:/srv/app               # send new and changed files
   outpost sync ./dist web01:/srv/app --delete -n   # what would change, deletions included
+  outpost sync ./dist @web:/srv/app --parallel 8   # every host of a group (exit 4 if any failed)
 
 A file is unchanged when its size and last-write time (or, with -c, SHA-256) match.
 Exit code: 0 done; 1 bad usage or unreadable local directory; 2 connection failed; 3 remote error; 130 Ctrl-C.`,
   );
   cmd.action(
     clientAction(async (local: string, remote: string, flags: SyncFlags) => {
-      const spec = parseRemote(remote);
-      if (spec.path === '')
+      const { name, path } = splitRemote(remote);
+      if (path === '')
         throw new UsageError('sync needs a remote directory: outpost sync ./dist web01:/srv/app');
-      const settings = await connectionSettings(flags);
-      const stop = interruptController();
-      const progress = createProgress({
-        label: 'sync',
-        quiet: flags.quiet === true || flags.dryRun === true,
-      });
-      const t0 = performance.now();
-      try {
-        const r = await withClient(
-          spec,
-          settings,
-          (client) =>
-            client.sync(local, spec.path, {
-              signal: stop.signal,
-              delete: flags.delete === true,
-              dryRun: flags.dryRun === true,
-              compare: flags.checksum ? 'hash' : 'mtime',
-              onProgress: (p) => progress.update(p),
-            }),
-          stop.signal,
-        );
-        progress.clear();
-        const lines: string[] = [];
-        if (flags.dryRun || flags.verbose) {
-          for (const f of r.uploaded) lines.push(`${r.dryRun ? 'would send' : 'sent'} ${f}`);
-          for (const f of r.deleted) lines.push(`${r.dryRun ? 'would delete' : 'deleted'} ${f}`);
-        }
-        if (!flags.quiet) {
+      // One runner for one host or many (@group, --hosts): each host is synced on its own.
+      return runOnHosts({
+        names: [name],
+        flags,
+        command: 'sync',
+        progress: { label: 'sync', quiet: flags.quiet === true || flags.dryRun === true },
+        run: async (client, task) => {
+          const t0 = performance.now();
+          const r = await client.sync(local, path, {
+            signal: task.signal,
+            delete: flags.delete === true,
+            dryRun: flags.dryRun === true,
+            compare: flags.checksum ? 'hash' : 'mtime',
+            ...(task.progress ? { onProgress: (p: TransferProgress) => task.progress!.update(p) } : {}),
+          });
+          const lines: string[] = [];
+          if (flags.dryRun || flags.verbose) {
+            for (const f of r.uploaded) lines.push(`${r.dryRun ? 'would send' : 'sent'} ${f}`);
+            for (const f of r.deleted) lines.push(`${r.dryRun ? 'would delete' : 'deleted'} ${f}`);
+          }
           const verb = r.dryRun ? 'would send' : 'sent';
           const del =
             r.deleted.length > 0 || flags.delete
               ? `, ${r.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length}`
               : '';
-          lines.push(
-            `sync: ${verb} ${r.uploaded.length} file${r.uploaded.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}), ${r.unchanged.toLocaleString('en-US')} unchanged${del} in ${formatDuration(performance.now() - t0)}${r.method === 'files' ? ' (file by file: the agent has no outpost jobs)' : ''}`,
-          );
-        }
-        if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
-        return EXIT.OK;
-      } catch (err) {
-        progress.clear();
-        if (stop.interrupted()) return EXIT.INTERRUPTED;
-        return reportError(err);
-      } finally {
-        stop.dispose();
-      }
+          const summary = `${verb} ${r.uploaded.length} file${r.uploaded.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}), ${r.unchanged.toLocaleString('en-US')} unchanged${del}`;
+          if (!flags.quiet)
+            lines.push(
+              `sync: ${summary} in ${formatDuration(performance.now() - t0)}${r.method === 'files' ? ' (file by file: the agent has no outpost jobs)' : ''}`,
+            );
+          if (lines.length > 0) await task.print(`${lines.join('\n')}\n`);
+          return {
+            ok: true,
+            result: summary,
+            json: {
+              host: task.label,
+              dryRun: r.dryRun,
+              uploaded: r.uploaded,
+              deleted: r.deleted,
+              unchanged: r.unchanged,
+              bytes: r.bytes,
+              method: r.method,
+            },
+          };
+        },
+      });
     }),
   );
 }

@@ -38,6 +38,36 @@ describe('outpost ext push and job', () => {
     assert.equal(failed.code, 3);
     assert.match(oneLineError(failed), /Internal: .*failed on purpose/);
   });
+
+  it('job and sync fan out to a group: a line per host, a summary, exit 4 when one host fails', async () => {
+    const hosts = join(a.root, 'hosts.toml');
+    const port = a.target.split(':').pop();
+    const alias = (n: string, p: string | undefined) => `[hosts.${n}]\naddress = "127.0.0.1"\nport = ${p}\n`;
+    // `down` is a port nobody listens on: that host fails, the others still run.
+    await writeFile(
+      hosts,
+      `${alias('g1', port)}\n${alias('g2', port)}\n${alias('down', '1')}\n[groups]\ng = ["g1", "g2"]\nsome = ["g1", "down"]\n`,
+    );
+    const genv = { ...env, OUTPOST_CONFIG: hosts };
+    const src = join(a.root, 'fan-src');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, 'a.txt'), 'a');
+    const [job, sync, partial] = await Promise.all([
+      cli(['job', '@g', 'example.hello', '--data', '{"name":"g","lines":1}'], genv, 60_000),
+      cli(['sync', src, '@g:fan-dst', '--dry-run'], genv, 60_000),
+      cli(['job', '@some', 'example.hello', '--data', '{"name":"s","lines":1}'], genv, 60_000),
+    ]);
+    assert.equal(job.code, 0, job.stderr);
+    for (const h of ['g1', 'g2']) {
+      assert.match(job.stdout, new RegExp(`${h}.*hello, g`), job.stdout);
+      assert.match(job.stderr, new RegExp(`${h}.*line 1 of 1`), job.stderr);
+      assert.match(sync.stdout, new RegExp(`${h}.*would send 1 file`), sync.stdout);
+    }
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.equal(partial.code, 4, partial.stderr);
+    assert.match(partial.stdout, /g1.*hello, s/);
+    assert.match(partial.stderr, /down/);
+  });
 });
 
 describe('outpost sync and put of many small files', () => {

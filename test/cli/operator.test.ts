@@ -117,7 +117,9 @@ describe('operator', () => {
     const exec = spawnCli(['exec', 'web01', '-n', '--', 'sh', '-c', 'sleep 60 & wait'], env);
     const done = collectChild(exec);
     let ps = await cli(['ps', 'web01'], env, SLOW);
-    for (let i = 0; i < 100 && !ps.stdout.includes('sleep 60'); i++) {
+    // Listed from its request on; `running` once the agent has its pid (the StartProcess Response).
+    const listedRunning = () => /sh -c sleep 60 & wait/.test(ps.stdout) && / running /.test(ps.stdout);
+    for (let i = 0; i < 100 && !listedRunning(); i++) {
       await new Promise((r) => setTimeout(r, 100));
       ps = await cli(['ps', 'web01'], env, SLOW);
     }
