@@ -131,10 +131,14 @@ try {
   const warm = [];
   const dialed = [];
   // Interleaved: through the hub, then the same agents dialed directly.
+  // Warm: every agent's spare host is up again (spares start 1 s after a session's host ends).
+  const settle = () => new Promise((r) => setTimeout(r, 4000));
   for (let i = 0; i < REPEATS; i++) {
+    await settle();
     const r = await run(['exec', '--hosts', hosts, '--', 'true'], env);
     if (r.code !== 0) throw new Error(`fan-out failed:\n${r.out}`);
     warm.push(r.ms);
+    await settle();
     const d = await run(['exec', '--hosts', direct, '--', 'true'], env);
     if (d.code !== 0) throw new Error(`direct fan-out failed:\n${d.out}`);
     dialed.push(d.ms);

@@ -25,6 +25,9 @@
 import type { HostSettings } from '../protocol/index.js';
 import { type HostHandlers, HostProcess, type HostProcessOptions } from './host-process.js';
 
+/** How long after a session's host ends the next spare starts booting (ms). */
+export const SPARE_REFILL_DELAY_MS = 1000;
+
 /** How long an untaken spare host lives (ms). */
 export const DEFAULT_SPARE_IDLE_MS = 5 * 60_000;
 /** How long a session's host that holds nothing lives (ms): HostIdleTimeout. */
@@ -118,8 +121,10 @@ export class HostPool {
       onExit: (reason) => {
         this.forget(taken);
         handlers.onExit(reason);
+        // A second later, not at once: a fan-out's sessions end together, and 50 spares
+        // booting at that moment would slow the commands still running (docs/ARCHITECTURE.md).
         if (this.spares > 0 && !this.closed && !this.stoppedIdle.has(taken))
-          setImmediate(() => this.replenish());
+          setTimeout(() => this.replenish(), SPARE_REFILL_DELAY_MS).unref();
       },
     });
     return taken;
