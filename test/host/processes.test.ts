@@ -12,6 +12,7 @@ import { after, describe, type TestContext, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { PathResolver } from '../../src/host/paths.js';
 import { ProcessManager, type ProcessManagerOptions } from '../../src/host/processes.js';
+import { serviceEnvironment } from '../../src/host/spawning.js';
 import { type EventSink, type HostContext, HostError } from '../../src/host/types.js';
 import {
   type EventName,
@@ -419,7 +420,12 @@ describe('ProcessManager: shell, environment, working directory', () => {
     const lines = r.out.split('\n');
     assert.ok(lines.includes('OUTPOST_TEST_VAR=overlay value'));
     assert.ok(lines.includes('HOME=/overridden'));
-    assert.ok(lines.includes(`PATH=${process.env.PATH}`), 'PATH inherited');
+    // Inherited as the service environment has it: under `npm test`, npm's node_modules/.bin is left out.
+    assert.ok(lines.includes(`PATH=${serviceEnvironment().PATH}`), 'PATH inherited');
+    assert.ok(
+      !lines.some((l) => l.startsWith('PATH=') && l.includes('node_modules/.bin')),
+      'no npm PATH entries',
+    );
   });
 
   test('EmptyEnvironment passes only the given variables', async (t) => {
