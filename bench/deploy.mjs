@@ -13,11 +13,11 @@
  * machine (the section reports it missing otherwise; `apt-get install -y
  * rsync`). Run through bench/run.mjs: `node bench/run.mjs --only deploy`.
  */
-import { cp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CLI } from './lib/agents.mjs';
 import * as op from './lib/outpost.mjs';
-import { msSince, nowNs, run } from './lib/util.mjs';
+import { countFiles, msSince, nowNs, run } from './lib/util.mjs';
 
 const CIPHER = 'aes128-gcm@openssh.com';
 
@@ -29,18 +29,6 @@ async function makeTree(dir, files, size) {
     const off = (i % 1000) * size;
     await writeFile(join(d, `f${String(i).padStart(5, '0')}.bin`), blob.subarray(off, off + size));
   }
-}
-
-async function countFiles(dir) {
-  let n = 0;
-  const walk = async (d) => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      if (e.isDirectory()) await walk(join(d, e.name));
-      else if (e.isFile()) n++;
-    }
-  };
-  await walk(dir);
-  return n;
 }
 
 /** Rewrites `count` files of `dir` (different ones each round) with new bytes. */

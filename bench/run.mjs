@@ -11,7 +11,7 @@
  * See docs/BENCHMARKS.md.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,7 @@ import * as op from './lib/outpost.mjs';
 import { ensureOpenSsh, startSshd, versions } from './lib/sshd.mjs';
 import { startTcpPeer, tcpGet, tcpPut } from './lib/tcp.mjs';
 import {
+  countFiles,
   fmt,
   GiB,
   installSignalHandlers,
@@ -209,18 +210,6 @@ const coldMs = (agent, fn) => op.cold(agent, fn).then((r) => r.ms);
 function checkSize(path, size) {
   const st = statSync(path);
   if (st.size !== size) throw new Error(`${path}: ${st.size} bytes, expected ${size}`);
-}
-
-async function countFiles(dir) {
-  let n = 0;
-  const walk = async (d) => {
-    for (const e of await readdir(d, { withFileTypes: true })) {
-      if (e.isDirectory()) await walk(join(d, e.name));
-      else if (e.isFile()) n++;
-    }
-  };
-  await walk(dir);
-  return n;
 }
 
 /**

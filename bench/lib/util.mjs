@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -329,3 +330,16 @@ export async function mapLimit(n, limit, fn) {
 
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
+
+/** Regular files below `dir`, counted recursively (what a transfer should have written). */
+export async function countFiles(dir) {
+  let n = 0;
+  const walk = async (d) => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(join(d, e.name));
+      else if (e.isFile()) n++;
+    }
+  };
+  await walk(dir);
+  return n;
+}

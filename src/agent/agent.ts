@@ -64,12 +64,7 @@ import { OutboundDialer, type OutboundOptions, type ServerStatus } from './outbo
 import { describeAgentTypes, type ProductRouter, UnsupportedProductRouter } from './product.js';
 import { mergeReload, type ReloadPlan } from './reload.js';
 import { type Session, SessionLimitError, SessionMismatchError, SessionRegistry } from './sessions.js';
-import {
-  type AgentStatus,
-  describeSessions,
-  type OutboundLinksProvider,
-  type SessionDetail,
-} from './status.js';
+import { type AgentStatus, describeSessions, type OutboundLinkStatus, type SessionDetail } from './status.js';
 import { AGENT_VERSION } from './version.js';
 
 /** Meta requests waiting per connection before reading pauses. */
@@ -125,13 +120,9 @@ export interface AgentHandle {
   /**
    * Applies a freshly parsed config (see reload.ts): new connections and
    * requests get it, no session is dropped. Returns what changed and what
-   * needs a restart. Hooks registered with `onReload` run after.
+   * needs a restart; a changed <Connections> is dialed afresh.
    */
   reload(next: AgentConfig): ReloadPlan;
-  /** Called after each reload with the config in force (the outbound dialer re-reads its servers). */
-  onReload(hook: (config: AgentConfig) => void): () => void;
-  /** The outbound dialer reports its links here for `outpost status` (null: none). */
-  setOutboundLinks(provider: OutboundLinksProvider | null): void;
   /** What `outpost status` shows. */
   status(): AgentStatus;
   /** Stops accepting, closes every connection (gracefully, then by force), closes the router. */
@@ -153,8 +144,6 @@ export async function startAgent(
   const rejections = new RejectionCounts();
   const observer = combineObservers([rejections, options.observer]);
   let current = config;
-  let outbound: OutboundLinksProvider | null = null;
-  const reloadHooks = new Set<(c: AgentConfig) => void>();
   const limiter = new RateLimitedLog(logger, options.logRatePerSecond ?? 20);
   const sessions = new SessionRegistry({
     idleTimeoutMs: config.sessionIdleTimeoutMs,
@@ -214,8 +203,8 @@ export async function startAgent(
       : null;
   let dialer = makeDialer(config);
   dialer?.start();
-  // `outpost status` shows each server's links (a provider set later replaces this one).
-  outbound = () =>
+  // `outpost status` shows each server's links.
+  const outboundLinks = (): OutboundLinkStatus[] =>
     (dialer?.status() ?? []).map((s) => ({
       ...s,
       state: s.used > 0 ? 'in use' : s.waiting > 0 ? 'ready' : s.failures > 0 ? 'backing off' : 'dialing',
@@ -261,32 +250,12 @@ export async function startAgent(
       sessions.setTimeouts(current.sessionIdleTimeoutMs, current.detachedSessionTimeoutMs);
       router.updateConfig?.(current);
       logger.level = current.operations.logLevel;
-      for (const hook of reloadHooks) {
-        try {
-          hook(current);
-        } catch (err) {
-          logger.error({ err }, 'a reload hook failed');
-        }
-      }
       return plan;
-    },
-    onReload(hook) {
-      reloadHooks.add(hook);
-      return () => reloadHooks.delete(hook);
-    },
-    setOutboundLinks(provider) {
-      outbound = provider;
     },
     status() {
       const l = current.listener;
       let open = 0;
       for (const c of connections) if (c.finished) open++;
-      let links: AgentStatus['outbound'] = [];
-      try {
-        links = outbound?.() ?? [];
-      } catch (err) {
-        logger.error({ err }, 'the outbound links provider failed');
-      }
       return {
         version: AGENT_VERSION,
         pid: process.pid,
@@ -301,7 +270,7 @@ export async function startAgent(
         },
         connections: { open, unfinished: listener?.handshakeCount ?? 0 },
         hostProcesses: router.hostCount ?? 0,
-        outbound: links,
+        outbound: outboundLinks(),
         sessions: describeSessions(
           sessions,
           (id) => router.describeSession?.(id) ?? { hosts: [], processes: [], jobs: [] },

@@ -6,7 +6,7 @@
  */
 import type { Session, SessionRegistry } from './sessions.js';
 
-/** One outbound link, as the outbound dialer (issue 14) reports it; the agent only relays it. */
+/** One outbound server's links, as the agent's dialer (outbound.ts) reports them. */
 export interface OutboundLinkStatus {
   /** The server as configured (host:port or name). */
   server: string;
@@ -16,9 +16,6 @@ export interface OutboundLinkStatus {
   since?: number;
   [key: string]: unknown;
 }
-
-/** Whoever dials outbound registers this on the agent (`setOutboundLinks`). */
-export type OutboundLinksProvider = () => OutboundLinkStatus[];
 
 export interface SessionStatus {
   id: number;
