@@ -5,18 +5,11 @@
  * it), with the number readers every setting uses.
  */
 import { XMLParser } from 'fast-xml-parser';
+import { ConfigError } from './config-error.js';
+
+export { ConfigError };
 
 export const ROOT_ELEMENT = 'InedoAgentConfig';
-
-/** A problem in the configuration; `element` is the path of the offending element (`Listener/Port`). */
-export class ConfigError extends Error {
-  override readonly name = 'ConfigError';
-  readonly element: string;
-  constructor(element: string, problem: string) {
-    super(`${element}: ${problem}`);
-    this.element = element;
-  }
-}
 
 export type XmlObject = Record<string, unknown>;
 

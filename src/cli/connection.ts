@@ -18,7 +18,7 @@ import { AgentClient, type AgentTypeInput, type ClientOptions } from '../client/
 import { DEFAULT_PORT } from '../protocol/index.js';
 import { type EncryptionMode, normalizeThumbprint } from '../transport/index.js';
 import { UsageError } from './errors.js';
-import { hubKnows, hubLink, hubSocketPath } from './hub.js';
+import { hubKnows, hubLink, hubSocketPath } from './hub-client.js';
 import { readKeyFile } from './secrets.js';
 
 /** The connection options as commander parses them. */

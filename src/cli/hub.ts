@@ -33,7 +33,6 @@ import type { Command } from 'commander';
 import { AgentListener, type OutboundAgent } from '../client/index.js';
 import { DEFAULT_PORT } from '../protocol/index.js';
 import {
-  connectLocal,
   LocalSocketError,
   listenLocal,
   readJsonLine,
@@ -44,6 +43,7 @@ import { cert } from './cert.js';
 import { CliError, EXIT, UsageError } from './errors.js';
 import { formatTime, table } from './format.js';
 import { type HostsConfig, loadHostsConfig } from './hosts.js';
+import { ask, hubSocketPath } from './hub-client.js';
 import { writeFileAtomic } from './init.js';
 
 export const HUB_CERT = 'hub.crt';
@@ -54,14 +54,6 @@ const NAME = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?$/;
 /** The hub's directory: --dir, else ~/.outpost/hub. */
 export function hubDir(dir?: string): string {
   return resolve(dir ?? join(homedir(), '.outpost', 'hub'));
-}
-
-/** The hub socket: --socket, else $OUTPOST_HUB, else $XDG_RUNTIME_DIR/outpost/hub.sock, else ~/.outpost/hub.sock. */
-export function hubSocketPath(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (explicit) return resolve(explicit);
-  if (env.OUTPOST_HUB) return resolve(env.OUTPOST_HUB);
-  if (env.XDG_RUNTIME_DIR) return join(env.XDG_RUNTIME_DIR, 'outpost', 'hub.sock');
-  return join(homedir(), '.outpost', 'hub.sock');
 }
 
 /** Parses an agents file: `NAME KEY` per line; returns key → name. */
@@ -257,60 +249,6 @@ function splice(a: Socket, b: Socket): void {
   };
   a.once('close', done);
   b.once('close', done);
-}
-
-// ------------------------------------------------------------------ client side of the hub socket
-
-async function ask<T>(socketPath: string, req: Record<string, unknown>, timeoutMs = 5000): Promise<T> {
-  const s = await connectLocal(socketPath, timeoutMs);
-  s.on('error', () => {});
-  try {
-    writeJsonLine(s, req);
-    return await readJsonLine<T>(s);
-  } finally {
-    s.destroy();
-  }
-}
-
-/**
- * True when a hub runs at `socketPath` and knows `name` (listed in its
- * agents file, connected or not). No hub there: false, quietly.
- */
-export async function hubKnows(name: string, socketPath = hubSocketPath()): Promise<boolean> {
-  try {
-    const r = await ask<{ ok: boolean; known?: boolean }>(socketPath, { op: 'resolve', agent: name }, 2000);
-    return r.ok && r.known === true;
-  } catch {
-    return false;
-  }
-}
-
-/** Opens a splice to one idle link of `name` through the hub: the socket the client then handshakes over. */
-export async function hubLink(
-  name: string,
-  options: { socketPath?: string; timeoutMs?: number; signal?: AbortSignal } = {},
-): Promise<Socket> {
-  const socketPath = options.socketPath ?? hubSocketPath();
-  const s = await connectLocal(socketPath, 5000);
-  s.on('error', () => {});
-  const onAbort = () => s.destroy();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    writeJsonLine(s, { op: 'link', agent: name, timeoutMs: options.timeoutMs ?? 10_000 });
-    const r = await readJsonLine<{ ok: boolean; error?: string }>(s, 4096);
-    if (!r.ok) {
-      s.destroy();
-      throw new CliError(`hub: ${r.error ?? 'refused'}`, EXIT.CONNECTION);
-    }
-    return s;
-  } catch (err) {
-    s.destroy();
-    if (err instanceof LocalSocketError)
-      throw new CliError(`hub at ${socketPath}: ${err.message}`, EXIT.CONNECTION);
-    throw err;
-  } finally {
-    options.signal?.removeEventListener('abort', onAbort);
-  }
 }
 
 // ------------------------------------------------------------------ commands

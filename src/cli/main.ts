@@ -9,7 +9,7 @@ for (const stream of [process.stdout, process.stderr])
     if (err.code === 'EPIPE' && stream.listenerCount('error') === 1) process.exit(0);
   });
 
-const program = buildProgram();
+const program = await buildProgram(process.argv);
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.exitCode = report(err, program);
 });

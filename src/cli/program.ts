@@ -8,71 +8,73 @@
  * OUTPOST_DEBUG=1 to see stack traces.
  */
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../agent/config.js';
+import { ConfigError } from '../agent/config-error.js';
 import { AGENT_VERSION } from '../agent/version.js';
-import { registerCat } from './cat.js';
-import { registerCert } from './cert.js';
-import { registerCompletion } from './completion.js';
 import { CONNECTION_HELP } from './connection.js';
 import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
-import { registerExec } from './exec.js';
-import { registerExt } from './ext.js';
-import { registerGet } from './get.js';
-import { registerHosts } from './hosts-command.js';
-import { registerAgents, registerHub } from './hub.js';
-import { registerInfo } from './info.js';
-import { registerInit } from './init.js';
-import { registerJob } from './job.js';
-import { registerKeygen } from './keygen.js';
-import { registerLs } from './ls.js';
-import { registerMkdir } from './mkdir.js';
-import { registerPing } from './ping.js';
-import { registerProcesses } from './processes.js';
-import { registerPut } from './put.js';
-import { registerReload } from './reload.js';
-import { registerRm } from './rm.js';
-import { registerServe } from './serve.js';
-import { registerService } from './service.js';
-import { registerStart } from './start.js';
-import { registerStatus } from './status.js';
-import { registerSync } from './sync.js';
-import { registerVersion } from './version.js';
 
-const COMMANDS: ReadonlyArray<(program: Command) => void> = [
+type Register = (program: Command) => void;
+
+/**
+ * Every command: its name on the command line and how to load the module
+ * that registers it. A command line that names one loads only that module
+ * (start-up is most of a short command's time, and the agent's modules, the
+ * TLS certificate tools and tar are not every command's); help, completion
+ * and anything unknown load them all, in this order.
+ */
+const COMMANDS: ReadonlyArray<{ name: string; load: () => Promise<Register> }> = [
   // the agent
-  registerServe,
-  registerStart,
-  registerInit,
-  registerKeygen,
-  registerCert,
+  { name: 'serve', load: async () => (await import('./serve.js')).registerServe },
+  { name: 'start', load: async () => (await import('./start.js')).registerStart },
+  { name: 'init', load: async () => (await import('./init.js')).registerInit },
+  { name: 'keygen', load: async () => (await import('./keygen.js')).registerKeygen },
+  { name: 'cert', load: async () => (await import('./cert.js')).registerCert },
   // outbound agents
-  registerHub,
-  registerAgents,
-  registerStatus,
-  registerReload,
-  registerService,
+  { name: 'hub', load: async () => (await import('./hub.js')).registerHub },
+  { name: 'agents', load: async () => (await import('./hub.js')).registerAgents },
+  { name: 'status', load: async () => (await import('./status.js')).registerStatus },
+  { name: 'reload', load: async () => (await import('./reload.js')).registerReload },
+  { name: 'service', load: async () => (await import('./service.js')).registerService },
   // talking to agents
-  registerPing,
-  registerInfo,
-  registerExec,
-  registerLs,
-  registerCat,
-  registerPut,
-  registerGet,
-  registerRm,
-  registerMkdir,
-  registerSync,
+  { name: 'ping', load: async () => (await import('./ping.js')).registerPing },
+  { name: 'info', load: async () => (await import('./info.js')).registerInfo },
+  { name: 'exec', load: async () => (await import('./exec.js')).registerExec },
+  { name: 'ls', load: async () => (await import('./ls.js')).registerLs },
+  { name: 'cat', load: async () => (await import('./cat.js')).registerCat },
+  { name: 'put', load: async () => (await import('./put.js')).registerPut },
+  { name: 'get', load: async () => (await import('./get.js')).registerGet },
+  { name: 'rm', load: async () => (await import('./rm.js')).registerRm },
+  { name: 'mkdir', load: async () => (await import('./mkdir.js')).registerMkdir },
+  { name: 'sync', load: async () => (await import('./sync.js')).registerSync },
   // extensions and jobs
-  registerExt,
-  registerJob,
-  registerProcesses,
+  { name: 'ext', load: async () => (await import('./ext.js')).registerExt },
+  { name: 'job', load: async () => (await import('./job.js')).registerJob },
+  // ps, kill and attach share one module
+  { name: 'ps', load: async () => (await import('./processes.js')).registerProcesses },
   // the client's own
-  registerHosts,
-  registerVersion,
-  registerCompletion,
+  { name: 'hosts', load: async () => (await import('./hosts-command.js')).registerHosts },
+  { name: 'version', load: async () => (await import('./version.js')).registerVersion },
+  { name: 'completion', load: async () => (await import('./completion.js')).registerCompletion },
 ];
 
-export function buildProgram(): Command {
+/** Command names registered by another entry's module. */
+const ALSO: Readonly<Record<string, string>> = { kill: 'ps', attach: 'ps' };
+
+/** The entries a command line needs: the one it names, or all of them. */
+function entriesFor(argv: readonly string[] | undefined): typeof COMMANDS {
+  const first = argv?.[2];
+  if (first === '-V' || first === '--version') return [];
+  const name = first === undefined ? undefined : (ALSO[first] ?? first);
+  // completion prints every command; help and unknown names need them all too.
+  const one = name === 'completion' ? undefined : COMMANDS.find((c) => c.name === name);
+  return one ? [one] : COMMANDS;
+}
+
+/**
+ * The program with the commands `argv` needs (process.argv form: node,
+ * script, command…); without `argv`, every command.
+ */
+export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('outpost')
     .description(
       'Outpost: an agent for the Inedo Agent network protocol v1, and the commands to drive agents',
@@ -100,7 +102,8 @@ ${EXIT_CODES_HELP}
 
 Run 'outpost COMMAND --help' for a command's options and examples; docs/CLI.md has the details.`,
   );
-  for (const register of COMMANDS) register(program);
+  const registers = await Promise.all(entriesFor(argv).map((c) => c.load()));
+  for (const register of registers) register(program);
   return program;
 }
 

@@ -20,7 +20,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { create as createTar } from 'tar';
 import { ticksToDate } from '../protocol/index.js';
 import type { ClientContext } from './context.js';
 import { entryType } from './entries.js';
@@ -259,6 +258,8 @@ async function sendArchive(
   const totalBytes = files.reduce((n, f) => n + f.size, 0);
   let bytes = 0;
   const list = [...dirs, ...files.map((f) => f.rel)];
+  // Loaded here, not at the top: every SDK user and CLI command would pay for it.
+  const { create: createTar } = await import('tar');
   const pack = createTar(
     { cwd: local, portable: true, noDirRecurse: true },
     list,

@@ -173,8 +173,8 @@ describe('hosts file', () => {
     });
   });
 
-  it('the bash completion script is valid bash and lists every command', () => {
-    const script = bashScript(buildProgram());
+  it('the bash completion script is valid bash and lists every command', async () => {
+    const script = bashScript(await buildProgram());
     execFileSync('bash', ['-n'], { input: script });
     for (const c of ['exec', 'hosts', 'completion', 'version'])
       assert.match(script, new RegExp(`\\b${c}\\b`));

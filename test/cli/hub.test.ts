@@ -17,7 +17,8 @@ import { loadConfig, parseConfig, renderConfigXml } from '../../src/agent/config
 import { HostRouter } from '../../src/agent/host-router.js';
 import { type AgentHandle, silentLogger, startAgent } from '../../src/agent/index.js';
 import { connectionSettings, parseTarget, viaHub } from '../../src/cli/connection.js';
-import { hubInit, hubKey, hubLink, type RunningHub, startHub } from '../../src/cli/hub.js';
+import { hubInit, hubKey, type RunningHub, startHub } from '../../src/cli/hub.js';
+import { hubLink } from '../../src/cli/hub-client.js';
 import { init } from '../../src/cli/init.js';
 import { AgentClient } from '../../src/index.js';
 import { connectLocal, readJsonLine, writeJsonLine } from '../../src/transport/index.js';

@@ -238,8 +238,8 @@ describe('errors', () => {
 });
 
 describe('help', () => {
-  it('every command has examples, and the program lists the exit codes', () => {
-    const program = buildProgram();
+  it('every command has examples, and the program lists the exit codes', async () => {
+    const program = await buildProgram();
     const helpOf = (cmd: import('commander').Command) => {
       let text = '';
       cmd.configureOutput({ writeOut: (s) => (text += s), writeErr: (s) => (text += s) });
@@ -268,5 +268,18 @@ describe('help', () => {
       if (['serve', 'init', 'start'].includes(c.name())) continue;
       assert.match(helpOf(c), /\nExamples:\n {2}outpost /, `${c.name()} --help has examples`);
     }
+  });
+
+  it('a command line that names a command loads only its module; anything else loads them all', async () => {
+    const names = async (...args: string[]) =>
+      (await buildProgram(['node', 'outpost', ...args])).commands.map((c) => c.name());
+    assert.deepEqual(await names('ls', '127.0.0.1:/'), ['ls']);
+    assert.deepEqual(await names('kill', 'h', '1'), ['ps', 'kill', 'attach']);
+    assert.deepEqual(await names('--version'), []);
+    const all = (await buildProgram()).commands.map((c) => c.name());
+    assert.ok(all.length > 20, 'every command without argv');
+    // help, an unknown name (commander suggests the nearest) and completion see every command
+    for (const args of [['--help'], ['lss'], ['completion', 'bash'], []])
+      assert.deepEqual(await names(...args), all, args.join(' '));
   });
 });
