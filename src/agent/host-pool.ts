@@ -28,6 +28,9 @@ import { type HostHandlers, HostProcess, type HostProcessOptions } from './host-
 /** How long after a session's host ends the next spare starts booting (ms). */
 export const SPARE_REFILL_DELAY_MS = 1000;
 
+/** Sessions one host process serves at most (recycled as the spare in between). */
+export const MAX_HOST_SESSIONS = 100;
+
 /** How long an untaken spare host lives (ms). */
 export const DEFAULT_SPARE_IDLE_MS = 5 * 60_000;
 /** How long a session's host that holds nothing lives (ms): HostIdleTimeout. */
@@ -190,15 +193,49 @@ export class HostPool {
 
   private replenish(): void {
     if (this.closed || this.hasSpare || this.counted.size >= this.maxHosts) return;
-    const spare: HostProcess = this.spawn({
-      onExit: () => {
-        this.forget(spare);
-        if (this.spare === spare) {
-          this.spare = null;
-          this.clearSpareTimer();
-        }
-      },
-    });
+    const spare: HostProcess = this.spawn({ onExit: () => this.spareExited(spare) });
+    this.keepAsSpare(spare);
+  }
+
+  /**
+   * A session has ended (CloseSession, or its detached timeout) and its
+   * host goes: `clean` when the host held nothing at the end (no request,
+   * process, job or handle). A clean host becomes the spare when there is
+   * none — its session's state dropped (HostControl.Recycle), no Node boot
+   * for the next session — at most MAX_HOST_SESSIONS times; any other is
+   * shut down (and a spare follows, see take()).
+   */
+  async release(host: HostProcess, clean: boolean): Promise<void> {
+    const entry = this.idle.get(host);
+    if (entry) {
+      clearTimeout(entry.timer);
+      this.idle.delete(host);
+    }
+    const reuse =
+      clean &&
+      this.spares > 0 &&
+      !this.closed &&
+      !this.hasSpare &&
+      this.counted.has(host) &&
+      host.recycled < MAX_HOST_SESSIONS - 1 &&
+      host.recycle({ onMessage: () => {}, onExit: () => this.spareExited(host) });
+    if (reuse) {
+      this.clearSpareTimer();
+      this.keepAsSpare(host);
+      return;
+    }
+    await host.shutdown();
+  }
+
+  private spareExited(spare: HostProcess): void {
+    this.forget(spare);
+    if (this.spare === spare) {
+      this.spare = null;
+      this.clearSpareTimer();
+    }
+  }
+
+  private keepAsSpare(spare: HostProcess): void {
     this.spare = spare;
     // An agent nobody uses any more goes back to its idle size.
     this.spareTimer = setTimeout(() => {

@@ -91,6 +91,8 @@ export class HostProcess {
   private handles = false;
   /** Temp files of the host's atomic writes under way (HostControl.Temp): removed when it ends. */
   private readonly temps = new Set<string>();
+  /** Sessions this process has served before the current one (recycle()). */
+  private recycles = 0;
 
   constructor(opts: HostProcessOptions) {
     this.handlers = {
@@ -171,6 +173,27 @@ export class HostProcess {
       return;
     }
     this.pipe.sendControl({ control: HostControl.Init, settings });
+  }
+
+  /** How many times recycle() has handed this process on. */
+  get recycled(): number {
+    return this.recycles;
+  }
+
+  /**
+   * The session this host served has ended and it held nothing: it drops
+   * that session's state (HostControl.Recycle) and becomes unassigned again,
+   * with `handlers` (a spare's) in place of the session's, ready for the
+   * next assign(). False when it cannot be (it has exited, or never came up).
+   */
+  recycle(handlers: HostHandlers): boolean {
+    if (this.exited || !this.ready || !this.assigned) return false;
+    this.pipe.sendControl({ control: HostControl.Recycle });
+    this.assigned = false;
+    this.handlers = handlers;
+    this.outstanding = 0;
+    this.recycles++;
+    return true;
   }
 
   /** Reload: new settings for the requests sent after this (HostControl.Settings). */

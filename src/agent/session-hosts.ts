@@ -633,7 +633,12 @@ export class SessionHosts {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const hosts = [...this.hosts.values()];
+    // A host that holds nothing now can serve the next session (HostPool.release).
+    const hosts = [...this.hosts].map(([agentType, host]) => {
+      let clean = host.alive && host.pendingRequests === 0 && !host.holdsHandles;
+      for (const r of this.reserved.values()) if (r.agentType === agentType) clean = false;
+      return { host, clean };
+    });
     for (const t of this.hosts.keys()) this.opts.observeHost?.(t, false, false);
     this.hosts.clear();
     for (const state of this.routes.values()) for (const p of state.pending.values()) p.done?.(null);
@@ -642,7 +647,7 @@ export class SessionHosts {
     this.inFlight = 0;
     this.busyChanged();
     this.buffer = [];
-    await Promise.all(hosts.map((h) => h.shutdown()));
+    await Promise.all(hosts.map(({ host, clean }) => this.opts.pool.release(host, clean)));
   }
 }
 

@@ -15,6 +15,8 @@
  * - It tells the agent each temp file of an atomic write before creating it
  *   and when it is gone (Temp control): the agent removes what a host killed
  *   mid-write leaves.
+ * - Recycle: the session is over and the host held nothing; its state (the
+ *   dispatcher) goes and the next Init starts afresh, as in a spare.
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
@@ -36,10 +38,13 @@ function main(): void {
   const socket = new Socket(options);
   socket.setNoDelay?.(true);
   const pipe = new PipeConnection(socket);
-  const channel = {
-    send: (route: number, message: Buffer | Pieces) => pipe.send(route, message),
+  // One channel per dispatcher: after Recycle, whatever the old one still finishes is not the next session's.
+  const channelFor = (live: { on: boolean }) => ({
+    send: (route: number, message: Buffer | Pieces) => !live.on || pipe.send(route, message),
     whenWritable: () => pipe.whenWritable(),
-    handles: (open: number) => pipe.sendControl({ control: HostControl.Handles, open }),
+    handles: (open: number) => {
+      if (live.on) pipe.sendControl({ control: HostControl.Handles, open });
+    },
     temps: {
       // Before the create, and in the kernel's buffer: a kill -9 right after cannot lose it.
       created: (path: string) => pipe.sendControlNow({ control: HostControl.Temp, exists: true, path }),
@@ -47,7 +52,8 @@ function main(): void {
         pipe.sendControl({ control: HostControl.Temp, exists: false, path });
       },
     },
-  };
+  });
+  let live = { on: true };
   let dispatcher: HostDispatcher | null = null;
   let shuttingDown = false;
   const shutdown = async (code: number) => {
@@ -69,7 +75,8 @@ function main(): void {
         return;
       case HostControl.Init:
         if (dispatcher) return; // settings come once
-        dispatcher = new HostDispatcher(message.settings, channel);
+        live = { on: true };
+        dispatcher = new HostDispatcher(message.settings, channelFor(live));
         {
           // A root that cannot be used is refused per request, naming it, never a crash at boot (which
           // every request of the product would meet again).
@@ -80,6 +87,14 @@ function main(): void {
       case HostControl.Settings:
         dispatcher?.updateSettings(message.settings);
         return;
+      case HostControl.Recycle: {
+        // Nothing is held (the agent checked); whatever cleanup remains finishes in the background.
+        const old = dispatcher;
+        dispatcher = null;
+        live.on = false;
+        void old?.shutdown();
+        return;
+      }
     }
   });
   pipe.on('message', (route, message) => {

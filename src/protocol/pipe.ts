@@ -59,6 +59,13 @@ export const HostControl = {
    * said (paths and the message limit are fixed for a host's life).
    */
   Settings: 6,
+  /**
+   * agent → host: the session this host served has ended and the host held
+   * nothing (no request, process, job or handle); it drops that session's
+   * state (its dispatcher) and waits for the next Init as a spare does
+   * (docs/ARCHITECTURE.md, "Warm spare hosts").
+   */
+  Recycle: 7,
 } as const;
 export type HostControl = (typeof HostControl)[keyof typeof HostControl];
 
@@ -142,6 +149,7 @@ export function decodePipeFrame(body: Buffer): { route: number; message: Buffer 
 export type ControlMessage =
   | { control: typeof HostControl.Ping; token: number }
   | { control: typeof HostControl.Shutdown }
+  | { control: typeof HostControl.Recycle }
   | { control: typeof HostControl.Init; settings: HostSettings }
   | { control: typeof HostControl.Handles; open: number }
   | { control: typeof HostControl.Temp; exists: boolean; path: string }
@@ -173,6 +181,7 @@ export function decodeControl(message: Uint8Array): ControlMessage {
     case HostControl.Ping:
       return { control, token: r.i32() };
     case HostControl.Shutdown:
+    case HostControl.Recycle:
       return { control };
     case HostControl.Handles:
       return { control, open: r.i32() };

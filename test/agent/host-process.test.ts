@@ -301,6 +301,67 @@ describe('spare host pool', () => {
     }
   });
 
+  test('a host that held nothing at its session end becomes the spare with its state dropped; one that held something is stopped', async () => {
+    const pool = new HostPool({ spares: 1 });
+    const mailbox = () => {
+      const replies: Reply[] = [];
+      return {
+        replies,
+        handlers: {
+          onMessage: (_r: number, m: Buffer) => replies.push(decodeReply(Buffer.from(m))),
+          onExit() {},
+        },
+      };
+    };
+    const open = (host: HostProcess, token: number, name: string) =>
+      host.send(
+        7,
+        encodeProductRequest(AgentType.Otter, 'OpenFile', token, {
+          path: join(dir, name),
+          fileMode: 4,
+          access: 3,
+        }),
+      );
+    try {
+      const a = mailbox();
+      const first = pool.take({ ...settings(), firstHandle: 1 }, a.handlers);
+      first.busy(1);
+      open(first, 1, 'recycle-1');
+      await until(() => a.replies.length === 1);
+      first.busy(-1);
+      const h1 = decodeResult('OpenFile', (a.replies[0] as Reply & { kind: 'response' }).body).handle;
+      assert.equal(h1, 1);
+      first.send(7, encodeProductRequest(AgentType.Otter, 'CloseFile', 2, { handle: h1 }));
+      await until(() => a.replies.length === 2 && !first.holdsHandles);
+      await pool.release(first, true);
+      assert.equal(pool.hasSpare, true, 'at once: no boot');
+      assert.ok(first.alive, 'the same process');
+      assert.equal(first.recycled, 1);
+
+      // The next session gets that process, with its own settings: a fresh dispatcher.
+      const b = mailbox();
+      const second = pool.take({ ...settings(), firstHandle: 5000 }, b.handlers);
+      assert.equal(second.pid, first.pid, 'the recycled host is the one taken');
+      assert.equal(a.replies.length, 2, 'nothing more reaches the first session');
+      open(second, 1, 'recycle-2');
+      await until(() => b.replies.length === 1);
+      const reply = b.replies[0]!;
+      assert.equal(reply.kind, 'response', JSON.stringify(reply));
+      assert.equal(decodeResult('OpenFile', (reply as Reply & { kind: 'response' }).body).handle, 5000);
+      await until(() => second.holdsHandles);
+
+      // Holding a handle at the end: not reused, shut down; the spare follows it.
+      let exited = false;
+      await pool.release(second, false);
+      exited = !second.alive;
+      assert.ok(exited, 'a host that held something is stopped');
+      assert.equal(pool.hasSpare, false);
+      await until(() => pool.hasSpare);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test('spares: 0 never starts one', async () => {
     const pool = new HostPool({ spares: 0 });
     try {

@@ -49,6 +49,33 @@ describe('AgentClient close()', () => {
     }
   });
 
+  it('the next session is served by the host of a session that ended holding nothing (no boot), a fresh one after a session left a process', async () => {
+    const hostOf = async (): Promise<number> => {
+      const c = await env.connect({ timeoutMs: 20_000 });
+      try {
+        const r = await c.exec('sh', ['-c', 'echo $PPID'], { encoding: 'utf8' });
+        return Number(r.stdout.trim());
+      } finally {
+        await c.close();
+      }
+    };
+    const a = await hostOf();
+    const b = await hostOf();
+    assert.ok(a > 0);
+    assert.equal(b, a, 'the same host process served both sessions');
+    // A session that ends with a process still running: its host ends with it, never reused.
+    const c = await env.connect({ timeoutMs: 20_000 });
+    const sleeper = await c.spawn('sleep', ['30']);
+    const lost = sleeper.exited.catch(() => {});
+    const pid = Number((await c.exec('sh', ['-c', 'echo $PPID'], { encoding: 'utf8' })).stdout.trim());
+    assert.equal(pid, a, 'this session took the recycled host');
+    await c.close();
+    await lost;
+    await until(() => !alive(a), 20_000, 'the host that held a process to exit');
+    const d = await hostOf();
+    assert.notEqual(d, a, 'a new host');
+  });
+
   it('15 rounds of connect, exists(), close() leave a small bounded number of host processes', async () => {
     const agentPid = env.agent.child.pid!;
     for (let i = 0; i < 15; i++) {
