@@ -59,6 +59,10 @@ describe('AgentClient close()', () => {
         await c.close();
       }
     };
+    // Earlier tests' hosts ended: the spares they start a second later (SPARE_REFILL_DELAY_MS)
+    // would fill the pool's one spare place first. Let those timers pass.
+    await hostOf();
+    await new Promise((r) => setTimeout(r, 1500));
     const a = await hostOf();
     const b = await hostOf();
     assert.ok(a > 0);
