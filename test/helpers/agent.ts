@@ -432,7 +432,7 @@ export class TestClient {
   }
 
   /** Sends a raw product message and waits for the reply with `token`. */
-  sendRaw(message: Buffer, token: number, timeoutMs = 5000): Promise<Reply> {
+  sendRaw(message: Buffer, token: number, timeoutMs = 30_000): Promise<Reply> {
     return new Promise<Reply>((resolvePromise, reject) => {
       const settle = timedSettlers(resolvePromise, reject, timeoutMs, () => {
         this.waiting.delete(token);
@@ -447,7 +447,7 @@ export class TestClient {
   sendRawMeta(
     message: Buffer,
     command: number,
-    timeoutMs = 5000,
+    timeoutMs = 30_000,
     confirmedBy: number | null = null,
   ): Promise<Reply> {
     return new Promise<Reply>((resolvePromise, reject) => {

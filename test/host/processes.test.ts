@@ -676,7 +676,8 @@ describe('ProcessManager: concurrency and backpressure', () => {
     assert.deepEqual(exit, { exitCode: 0, signal: null });
     assert.equal(sink.stdoutBytes, size);
     assert.equal(sink.stdoutHash.digest('hex'), sink.stderr);
-    assert.ok(sink.refusals > 100, `the sink pushed back ${sink.refusals} times`);
+    // How often depends on how fast the child writes (a loaded machine writes slower); that it did is the point.
+    assert.ok(sink.refusals >= 10, `the sink pushed back ${sink.refusals} times`);
     assert.ok(sink.maxQueued <= 8 * 1024 * 1024, `queued up to ${sink.maxQueued} bytes`);
     const growth = peak - rss0;
     assert.ok(growth < 100 * 1024 * 1024, `RSS grew by ${(growth / 1048576).toFixed(1)} MB`);
