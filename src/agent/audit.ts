@@ -35,8 +35,7 @@ import {
   ReplyCode,
   type RequestOf,
 } from '../protocol/index.js';
-import { replyOutcome } from './metrics.js';
-import type { AgentObserver, RequestDone } from './observe.js';
+import { type AgentObserver, type RequestDone, replyOutcome } from './observe.js';
 import type { Session } from './sessions.js';
 
 type Fields = Record<string, unknown>;

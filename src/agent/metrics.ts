@@ -7,11 +7,13 @@
  *
  * Counting is done by the observer calls (observe.ts); the gauges and the
  * byte counters are read at scrape time from the live objects.
+ *
+ * Loaded only when Metrics is configured (serve.ts imports it dynamically):
+ * prom-client adds ~10 MiB to an idle agent's RSS.
  */
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import {
-  decodeReply,
   PRODUCT_NAMES,
   type ProductCommand,
   type ProductType,
@@ -19,19 +21,7 @@ import {
   ReplyCode,
 } from '../protocol/index.js';
 import type { MetricsAddress } from './config.js';
-import type { AgentObserver, ByteCounts, RequestDone } from './observe.js';
-
-/** Outcome word of a final reply: 'ok', the error kind, or 'host-crashed' (null: the host died). */
-export function replyOutcome(reply: Buffer | null): string {
-  if (reply === null) return 'HostCrashed';
-  try {
-    if (peekReply(reply).command === ReplyCode.Response) return 'ok';
-    const r = decodeReply(reply);
-    return r.kind === 'error' ? r.errorKind : r.kind;
-  } catch {
-    return 'unknown';
-  }
-}
+import { type AgentObserver, type ByteCounts, type RequestDone, replyOutcome } from './observe.js';
 
 export interface MetricsSources {
   sessions(): number;

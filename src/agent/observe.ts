@@ -5,7 +5,13 @@
  * observer is configured, so an agent without metrics or audit pays for a
  * null check per event and nothing per request.
  */
-import type { ProductCommand, ProductType } from '../protocol/index.js';
+import {
+  decodeReply,
+  type ProductCommand,
+  type ProductType,
+  peekReply,
+  ReplyCode,
+} from '../protocol/index.js';
 import type { Session } from './sessions.js';
 
 /** What a socket says of its traffic (bytes on the wire, TLS and AES framing included). */
@@ -77,5 +83,17 @@ export class RejectionCounts implements AgentObserver {
   }
   toJSON(): Record<string, number> {
     return Object.fromEntries([...this.counts].sort(([a], [b]) => a.localeCompare(b)));
+  }
+}
+
+/** Outcome word of a final reply: 'ok', the error kind, or 'host-crashed' (null: the host died). */
+export function replyOutcome(reply: Buffer | null): string {
+  if (reply === null) return 'HostCrashed';
+  try {
+    if (peekReply(reply).command === ReplyCode.Response) return 'ok';
+    const r = decodeReply(reply);
+    return r.kind === 'error' ? r.errorKind : r.kind;
+  } catch {
+    return 'unknown';
   }
 }

@@ -25,7 +25,6 @@ import {
   loadConfig,
   startAgent,
 } from '../agent/index.js';
-import { AgentMetrics, serveMetrics } from '../agent/metrics.js';
 import { combineObservers } from '../agent/observe.js';
 
 /** Exit no later than this after SIGTERM/SIGINT, even if a connection lingers. */
@@ -58,8 +57,10 @@ export async function serve(options: ServeOptions = {}): Promise<AgentHandle> {
     );
   let agentRef: AgentHandle | null = null;
   let router: HostRouter | null = null;
-  const metrics = ops.metrics
-    ? new AgentMetrics({
+  // prom-client only when a metrics endpoint is configured (it is ~10 MiB of an idle agent).
+  const metricsModule = ops.metrics ? await import('../agent/metrics.js') : null;
+  const metrics = metricsModule
+    ? new metricsModule.AgentMetrics({
         sessions: () => agentRef?.sessions.size ?? 0,
         hostProcesses: () => router?.hostCount ?? 0,
         replayHits: () => agentRef?.replayHits ?? 0,
@@ -92,9 +93,9 @@ export async function serve(options: ServeOptions = {}): Promise<AgentHandle> {
         `no control socket (outpost status and reload will not reach this agent; SIGHUP still reloads): ${why}`,
       );
     }
-    if (metrics && ops.metrics) {
+    if (metricsModule && metrics && ops.metrics) {
       try {
-        const m = await serveMetrics(metrics, ops.metrics);
+        const m = await metricsModule.serveMetrics(metrics, ops.metrics);
         extras.push(m);
         logger.info({ address: ops.metrics.host, port: m.port }, 'metrics at /metrics');
       } catch (err) {

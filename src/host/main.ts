@@ -20,24 +20,14 @@
  * - Shutdown, the pipe's end, or SIGTERM: every process tree terminated,
  *   every handle closed, then exit.
  */
-import { Socket, type SocketConstructorOpts } from 'node:net';
 import { type ControlMessage, HostControl, type Pieces } from '../protocol/index.js';
 // The pipe alone: the transport index would also load TLS, the listener and the local sockets (~13 ms of CPU per host boot).
-import { PipeConnection } from '../transport/pipe.js';
-import { BULK_HIGH_WATER_MARK } from '../transport/writer.js';
+import { openPipeFd } from '../transport/pipe.js';
 import { HostDispatcher } from './dispatcher.js';
 
 function main(): void {
-  // `highWaterMark` is a Duplex option net.Socket honours; @types/node does not list it.
-  const options: SocketConstructorOpts & { highWaterMark: number } = {
-    fd: 3,
-    readable: true,
-    writable: true,
-    highWaterMark: BULK_HIGH_WATER_MARK,
-  };
-  const socket = new Socket(options);
-  socket.setNoDelay?.(true);
-  const pipe = new PipeConnection(socket);
+  const pipe = openPipeFd(3);
+  const socket = pipe.socket;
   // One channel per dispatcher: after Recycle, whatever the old one still finishes is not the next session's.
   const channelFor = (live: { on: boolean }) => ({
     send: (route: number, message: Buffer | Pieces) => !live.on || pipe.send(route, message),

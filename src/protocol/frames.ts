@@ -74,6 +74,9 @@ export function joinPieces(message: Buffer | Pieces): Buffer {
   return message.length === 1 ? message[0]! : Buffer.concat(message as Buffer[]);
 }
 
+/** Largest frame body `pushTransient()` allocates whole when its length arrives (larger: joined at the end). */
+export const TRANSIENT_PREALLOC = 8 * 1024 * 1024;
+
 /**
  * Reassembles length-prefixed frames from arbitrary chunks. Frames that sit
  * wholly inside one chunk are returned as views (no copy); a frame that
@@ -93,6 +96,11 @@ export class FrameDecoder {
   /** Frame bodies at least this long that span chunks come out of `pushPieces()` as pieces. */
   readonly piecesFrom: number;
   private failed: ProtocolError | null = null;
+  // pushTransient() state: the length's bytes when a read split them, and the body being filled.
+  private readonly lengthBytes = Buffer.alloc(FRAME_LENGTH_SIZE);
+  private lengthFilled = 0;
+  private body: Buffer | null = null;
+  private filled = 0;
 
   constructor(maxSize = DEFAULT_MAX_MESSAGE_SIZE, headerSize = 0, piecesFrom = 64 * 1024) {
     this.maxSize = maxSize;
@@ -102,7 +110,7 @@ export class FrameDecoder {
 
   /** Bytes held for an incomplete frame. */
   get pending(): number {
-    return this.buffered;
+    return this.buffered + this.filled + this.lengthFilled;
   }
 
   /** Checks a frame's length field and returns the bytes of body that follow it. */
@@ -173,6 +181,68 @@ export class FrameDecoder {
       else this.chunks[0] = c.subarray(k);
     }
     this.buffered -= n;
+    return out;
+  }
+
+  /**
+   * Like `push()` for a chunk that is only valid during the call (a socket
+   * read into a reused buffer, Node's `onread`): nothing returned or kept
+   * refers to it. A frame's body is copied once, into a buffer allocated when
+   * its length is known (checked against the limit first; at most
+   * `TRANSIENT_PREALLOC` at once, larger bodies are copied in as they come
+   * and joined). Do not mix with `push()` on one decoder.
+   */
+  pushTransient(chunk: Uint8Array): Buffer[] {
+    if (this.failed) throw this.failed;
+    const out: Buffer[] = [];
+    const n = chunk.length;
+    let off = 0;
+    try {
+      while (off < n) {
+        if (this.need < 0) {
+          let len: number;
+          if (this.lengthFilled === 0 && n - off >= FRAME_LENGTH_SIZE) {
+            len =
+              chunk[off]! | (chunk[off + 1]! << 8) | (chunk[off + 2]! << 16) | (chunk[off + 3]! << 24) | 0;
+            off += FRAME_LENGTH_SIZE;
+          } else {
+            const k = Math.min(FRAME_LENGTH_SIZE - this.lengthFilled, n - off);
+            this.lengthBytes.set(chunk.subarray(off, off + k), this.lengthFilled);
+            this.lengthFilled += k;
+            off += k;
+            if (this.lengthFilled < FRAME_LENGTH_SIZE) break;
+            this.lengthFilled = 0;
+            len = this.lengthBytes.readInt32LE(0);
+          }
+          this.need = this.bodyLength(len);
+          this.filled = 0;
+          if (this.need === 0) {
+            this.need = -1;
+            out.push(this.open(Buffer.alloc(0)));
+            continue;
+          }
+          this.body = this.need <= TRANSIENT_PREALLOC ? Buffer.allocUnsafe(this.need) : null;
+        }
+        const k = Math.min(this.need - this.filled, n - off);
+        if (this.body) this.body.set(chunk.subarray(off, off + k), this.filled);
+        else if (k > 0) this.chunks.push(Buffer.from(chunk.subarray(off, off + k)));
+        this.filled += k;
+        off += k;
+        if (this.filled < this.need) break;
+        const body = this.body ?? Buffer.concat(this.chunks, this.need);
+        this.chunks = [];
+        this.body = null;
+        this.need = -1;
+        this.filled = 0;
+        out.push(this.open(body));
+      }
+    } catch (err) {
+      this.failed =
+        err instanceof ProtocolError ? err : new ProtocolError('BAD_VALUE', `frame error: ${String(err)}`);
+      this.chunks = [];
+      this.body = null;
+      throw this.failed;
+    }
     return out;
   }
 

@@ -10,7 +10,7 @@
  * and restart reading (nested: every pause needs its resume).
  */
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 import {
   CONTROL_ROUTE,
   type ControlMessage,
@@ -22,7 +22,7 @@ import {
   HOST_BOOT_FRAME_LIMIT,
   type Pieces,
 } from '../protocol/index.js';
-import { CorkedWriter } from './writer.js';
+import { BULK_HIGH_WATER_MARK, CorkedWriter } from './writer.js';
 
 export interface PipeConnectionEvents {
   /**
@@ -50,6 +50,8 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
     frameLimit = HOST_BOOT_FRAME_LIMIT,
     /** Deliver large frames as pieces (see the 'message' event). */
     private readonly deliverPieces = false,
+    /** The socket reads into a reused buffer and hands each read to `onRead()` (openPipeFd). */
+    transientReads = false,
   ) {
     super();
     this.decoder = new FrameDecoder(frameLimit, 0);
@@ -60,7 +62,23 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
       for (const f of w) f();
       this.emit('drain');
     });
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A socket made by openPipeFd() reads into one reused buffer and calls onRead() instead.
+    if (!transientReads) socket.on('data', (chunk: Buffer) => this.onData(chunk));
+  }
+
+  /** A read into the reused buffer (openPipeFd): valid only during this call. */
+  onRead(chunk: Buffer): boolean {
+    if (this.failed) return false;
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.pushTransient(chunk);
+    } catch (err) {
+      this.fail(err as Error);
+      return false;
+    }
+    this.deliver(frames);
+    // Keep reading unless a frame's handler paused us (pause() already paused the socket).
+    return !this.failed && this.pauses === 0;
   }
 
   /** Sends one message (one buffer, or its pieces) on `route` (see EVENT_ROUTE); false when the pipe is full. */
@@ -129,7 +147,12 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
       this.fail(err as Error);
       return;
     }
+    this.deliver(frames);
+  }
+
+  private deliver(frames: (Buffer | Pieces)[]): void {
     for (const frame of frames) {
+      if (this.failed) return;
       let route: number;
       let message: Buffer;
       let pieces: Pieces | undefined;
@@ -153,4 +176,35 @@ export class PipeConnection extends EventEmitter<PipeConnectionEvents> {
     this.socket.pause();
     this.emit('corrupt', err);
   }
+}
+
+/** Bytes one read of a pipe made by `openPipeFd()` may take (the reused buffer). */
+export const PIPE_READ_SIZE = 256 * 1024;
+
+/**
+ * The pipe on an inherited descriptor (the host's fd 3), created here so that
+ * its reads land in one reused buffer (Node's `onread`): no allocation per
+ * read, and each frame's bytes are copied once into the frame's own buffer
+ * (FrameDecoder.pushTransient), so a bulk stream leaves one buffer of garbage
+ * per frame instead of a frame plus its reads (docs/ARCHITECTURE.md, "Memory bound").
+ */
+export function openPipeFd(fd: number, frameLimit = HOST_BOOT_FRAME_LIMIT): PipeConnection {
+  let pipe: PipeConnection | null = null;
+  const readBuffer = Buffer.allocUnsafe(PIPE_READ_SIZE);
+  // `highWaterMark` (a Duplex option) and `onread` are honoured by net.Socket; @types/node lists neither here.
+  const options: SocketConstructorOpts & { highWaterMark: number; onread: OnReadOpts } = {
+    fd,
+    readable: true,
+    writable: true,
+    highWaterMark: BULK_HIGH_WATER_MARK,
+    onread: {
+      buffer: readBuffer,
+      callback: (n: number, buf: Uint8Array) =>
+        pipe ? pipe.onRead(Buffer.from(buf.buffer, buf.byteOffset, n)) : false,
+    },
+  };
+  const socket = new Socket(options);
+  socket.setNoDelay?.(true);
+  pipe = new PipeConnection(socket, frameLimit, false, true);
+  return pipe;
 }

@@ -14,12 +14,14 @@ import {
   encodeResponse,
   encodeResponsePieces,
   FrameDecoder,
+  frameHeader,
   joinPieces,
   PIECES_HEAD,
   type Pieces,
   ProtocolError,
   REFERENCE_FROM,
   ReplayCache,
+  TRANSIENT_PREALLOC,
 } from '../../src/protocol/index.js';
 
 /** Splits bytes at the given cut points (fractions of the length). */
@@ -147,5 +149,64 @@ describe('encoders by reference', () => {
     // Below REFERENCE_FROM it is one buffer, as before.
     const small = randomBytes(REFERENCE_FROM - 1);
     assert.equal(encodeEventPieces(4, 'Stdout', { data: small }).length, 1);
+  });
+});
+
+describe('FrameDecoder.pushTransient', () => {
+  /** Feeds each chunk through one reused buffer, scribbled over after every call (as a socket's onread buffer is). */
+  function feedTransient(decoder: FrameDecoder, chunks: Buffer[]): Buffer[] {
+    const reused = Buffer.alloc(Math.max(1, ...chunks.map((c) => c.length)));
+    const out: Buffer[] = [];
+    for (const c of chunks) {
+      c.copy(reused);
+      out.push(...decoder.pushTransient(reused.subarray(0, c.length)));
+      reused.fill(0xa5);
+    }
+    return out;
+  }
+
+  test('every message comes out whole and owns its bytes, split anywhere (lengths split too)', () => {
+    fc.assert(
+      fc.property(messages, cuts, (msgs, at) => {
+        const wire = Buffer.concat(msgs.map((m) => encodePlainFrame(m, CLIENT_HEADER_SIZE)));
+        const d = new FrameDecoder(1 << 20, CLIENT_HEADER_SIZE);
+        const got = feedTransient(d, split(wire, at));
+        assert.deepEqual(got, msgs);
+        assert.equal(d.pending, 0);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a body over TRANSIENT_PREALLOC is gathered and joined; empty bodies and a partial tail are held', () => {
+    const big = randomBytes(TRANSIENT_PREALLOC + 1000);
+    const wire = Buffer.concat([
+      encodePlainFrame(big, 0),
+      encodePlainFrame(Buffer.alloc(0), 0),
+      frameHeader(7),
+    ]);
+    const d = new FrameDecoder(TRANSIENT_PREALLOC * 2, 0);
+    const chunks: Buffer[] = [];
+    for (let off = 0; off < wire.length; off += 256 * 1024) chunks.push(wire.subarray(off, off + 256 * 1024));
+    const got = feedTransient(d, chunks);
+    assert.equal(got.length, 2);
+    assert.ok(got[0]!.equals(big));
+    assert.equal(got[1]!.length, 0);
+    assert.deepEqual(d.pushTransient(Buffer.from([1, 2, 3])), []);
+    assert.equal(d.pending, 3);
+    // The frame completes; the byte after it starts the next length.
+    assert.deepEqual(d.pushTransient(Buffer.from([4, 5, 6, 7, 8])), [Buffer.from([1, 2, 3, 4, 5, 6, 7])]);
+    assert.equal(d.pending, 1);
+  });
+
+  test('a length over the limit is refused before its body is allocated, and the decoder stays failed', () => {
+    const d = new FrameDecoder(1000, 0);
+    const wire = frameHeader(1001);
+    assert.deepEqual(d.pushTransient(wire.subarray(0, 3)), []);
+    assert.throws(() => d.pushTransient(wire.subarray(3)), { code: 'LENGTH_LIMIT' });
+    assert.throws(() => d.pushTransient(Buffer.alloc(1)), ProtocolError);
+    assert.throws(() => new FrameDecoder(1000, 0).pushTransient(frameHeader(-1)), {
+      code: 'NEGATIVE_LENGTH',
+    });
   });
 });
