@@ -56,16 +56,7 @@ export interface RemoteSpec extends Target {
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-export const CONNECTION_HELP = `
-Connection options (every client command):
-  HOST[:PORT]        the agent (default port ${DEFAULT_PORT}); IPv6 as [::1] or [::1]:${DEFAULT_PORT}
-  ALIAS / @GROUP     a host or group of the hosts file (~/.config/outpost/hosts.toml; outpost hosts add)
-  HOST[:PORT]:PATH   a remote path, e.g. web01:/srv/app, @web:/srv/app or [::1]:${DEFAULT_PORT}:/srv/app
-  --hosts FILE       every host listed in FILE; --parallel N, --fail-fast; exit 4 if any host failed
-  -p PORT            the port of hosts that name none
-  --key HEX          AES key of the agent (default: $OUTPOST_KEY); --key-file FILE reads it from a file
-  --ca FILE / --thumbprint HEX   mode ssl: trust this certificate / pin this SHA-256 thumbprint
-  --mode none|ssl|aes            default: aes with a key, ssl with --ca/--thumbprint, else none`;
+export { CONNECTION_HELP } from './usage.js';
 
 /** Adds the shared connection options to a command. */
 export function addConnectionOptions(cmd: Command): Command {

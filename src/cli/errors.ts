@@ -25,25 +25,9 @@ import {
   VerificationError,
 } from '../client/index.js';
 
-export const EXIT = {
-  OK: 0,
-  USAGE: 1,
-  CONNECTION: 2,
-  REMOTE: 3,
-  FANOUT: 4,
-  INTERRUPTED: 130,
-} as const;
+import { EXIT } from './usage.js';
 
-/** The exit-code table shown by `outpost --help`. */
-export const EXIT_CODES_HELP = `
-Exit codes:
-  0    success
-  1    usage, configuration or local error (bad argument, bad HOST:PATH, unreadable file)
-  2    connection error (unreachable host, wrong key, mode mismatch, TLS, timeout)
-  3    remote error (the agent refused the operation: NotFound, AccessDenied, …)
-  4    fan-out (--hosts): at least one host failed (see the summary table)
-  130  interrupted (Ctrl-C)
-  exec exits with the remote command's code (128+N if killed by signal N)`;
+export { EXIT, EXIT_CODES_HELP } from './usage.js';
 
 /** An error meant for the person at the terminal (printed without a stack). */
 export class UsageError extends Error {

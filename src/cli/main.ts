@@ -10,6 +10,6 @@ for (const stream of [process.stdout, process.stderr])
   });
 
 const program = await buildProgram(process.argv);
-program.parseAsync(process.argv).catch((err: unknown) => {
-  process.exitCode = report(err, program);
+program.parseAsync(process.argv).catch(async (err: unknown) => {
+  process.exitCode = await report(err, program);
 });

@@ -10,8 +10,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../agent/config-error.js';
 import { AGENT_VERSION } from '../agent/version.js';
-import { CONNECTION_HELP } from './connection.js';
-import { EXIT, EXIT_CODES_HELP, reportError } from './errors.js';
+import { CONNECTION_HELP, EXIT, EXIT_CODES_HELP } from './usage.js';
 
 type Register = (program: Command) => void;
 
@@ -114,7 +113,7 @@ function subcommandName(program: Command, argv: string[]): string | undefined {
 }
 
 /** Prints a failure as one line and returns the exit code. */
-export function report(err: unknown, program: Command): number {
+export async function report(err: unknown, program: Command): Promise<number> {
   if (err instanceof CommanderError) {
     if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT.OK;
     if (err.code === 'commander.help') return EXIT.USAGE; // `outpost` alone: help on stderr
@@ -132,5 +131,7 @@ export function report(err: unknown, program: Command): number {
     if (process.env.OUTPOST_DEBUG && err.stack) process.stderr.write(`${err.stack}\n`);
     return EXIT.USAGE;
   }
+  // Loaded here: describing an SDK error needs the SDK's classes, which `serve` never loads otherwise.
+  const { reportError } = await import('./errors.js');
   return reportError(err);
 }
