@@ -1,0 +1,183 @@
+/**
+ * Detached output spooled to disk (src/agent/spool.ts), end to end in
+ * process: one real agent (startAgent with the host router: real host
+ * processes, real child processes, real files), its in-memory tail made
+ * tiny (16 KiB) so the spool file is used. A detached command writes 4 MiB
+ * of numbered lines and exits 3: an attach after its exit gets every byte
+ * in order and the code; with a small bound (MaxDetachedSpoolSize, changed
+ * by a reload) it is paused while nobody attaches and finishes after the
+ * attach, nothing lost; an ended session takes its spool file with it;
+ * spools of a dead run are removed at start.
+ */
+import assert from 'node:assert/strict';
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { type AgentConfig, parseConfig, renderConfigXml } from '../../src/agent/config.js';
+import { HostRouter } from '../../src/agent/host-router.js';
+import { type AgentHandle, startAgent } from '../../src/agent/index.js';
+import { spoolFiles } from '../../src/agent/spool.js';
+import { AgentClient } from '../../src/index.js';
+import { tempDir } from '../helpers/agent.js';
+import { sleep } from './e2e-helpers.js';
+
+/** Polls an async condition (the agent answers over real sockets). */
+async function until(pred: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting: ${what}`);
+    await sleep(50);
+  }
+}
+
+const LINE = 64;
+const LINES = 65_536; // 4 MiB
+/** Numbered 64-byte lines, written with the pipe's backpressure; a line on stderr first; exit 3. */
+const WRITER = `
+const n = Number(process.argv[1]);
+process.stderr.write('begin\\n');
+let i = 0;
+const w = () => {
+  while (i < n) {
+    const ok = process.stdout.write(String(i++).padStart(8, '0') + '.'.repeat(${LINE - 9}) + '\\n');
+    if (!ok) return void process.stdout.once('drain', w);
+  }
+  process.exitCode = 3;
+};
+w();`;
+const expected = (n: number) =>
+  Array.from({ length: n }, (_, i) => `${String(i).padStart(8, '0')}${'.'.repeat(LINE - 9)}\n`).join('');
+
+let dir: string;
+let agent: AgentHandle;
+let router: HostRouter;
+let configFor: (spoolBytes: number) => Promise<AgentConfig>;
+const stale = () => join(dir, 'state', 'spool', 'run-2147483640-deadbeef');
+
+before(async () => {
+  dir = await tempDir('outpost-spool-');
+  await mkdir(stale(), { recursive: true });
+  await writeFile(join(stale(), 's1-t1-0-0.spool'), 'left by a run that died');
+  configFor = (spoolBytes) =>
+    parseConfig(
+      renderConfigXml({
+        mode: 'none',
+        address: '127.0.0.1',
+        port: 0,
+        allowedRoots: [dir],
+        extraXml: `<MaxDetachedSpoolSize>${spoolBytes}</MaxDetachedSpoolSize>`,
+      }),
+      join(dir, 'InedoAgent.config'),
+    );
+  const config = await configFor(16 * 1024 * 1024);
+  const logger = pino({ level: 'silent' });
+  router = new HostRouter({ config, logger, spareHosts: 0, spoolMemoryBytes: 16 * 1024 });
+  agent = await startAgent(config, logger, { router });
+});
+after(async () => {
+  await agent?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const connect = (sessionId?: number) =>
+  AgentClient.connect({ host: '127.0.0.1', port: agent.port, ...(sessionId ? { sessionId } : {}) });
+
+async function startDetached(lines: number): Promise<{ sessionId: number; token: number }> {
+  const c = await connect();
+  const d = await c.spawnDetached(process.execPath, ['-e', WRITER, String(lines)], { cwd: dir });
+  await c.close({ keepSession: true });
+  return d;
+}
+
+/** The process as ListAgentProcesses shows it (undefined once its Exited was delivered). */
+async function listed(sessionId: number, token: number) {
+  const c = await connect();
+  try {
+    return (await c.agentProcesses()).find((p) => p.sessionId === sessionId && p.token === token);
+  } finally {
+    await c.close();
+  }
+}
+
+async function spoolBytes(): Promise<number> {
+  let n = 0;
+  for (const f of await spoolFiles(router.spoolDir)) n += (await stat(join(router.spoolDir, f))).size;
+  return n;
+}
+
+async function attach(d: { sessionId: number; token: number }) {
+  const c = await connect(d.sessionId);
+  assert.equal(c.sessionId, d.sessionId, 'the session was kept');
+  const proc = await c.attachProcess(d.token);
+  const text = async (s: NodeJS.ReadableStream) => {
+    const parts: Buffer[] = [];
+    for await (const p of s) parts.push(p as Buffer);
+    return Buffer.concat(parts).toString('latin1');
+  };
+  const [stdout, stderr, exit] = await Promise.all([text(proc.stdout), text(proc.stderr), proc.exited]);
+  await c.close();
+  return { stdout, stderr, exit };
+}
+
+describe('detached output spool', () => {
+  it('a dead run’s spools are removed at start; nothing is created until needed', async () => {
+    await assert.rejects(stat(stale()), { code: 'ENOENT' });
+    await assert.rejects(stat(router.spoolDir), { code: 'ENOENT' });
+  });
+
+  it('attach after the exit: every byte in order, from the file, and the code; an ended session takes its spool', async () => {
+    // Two at once: `d` is attached after its exit, `e` (512 KiB) never is: its session is ended.
+    const [d, e] = await Promise.all([startDetached(LINES), startDetached(8192)]);
+    await until(
+      async () =>
+        (await listed(d.sessionId, d.token))?.running === false &&
+        (await listed(e.sessionId, e.token))?.running === false,
+      60_000,
+      'both exit unattached',
+    );
+    // Past the 16 KiB memory tail: on disk, private.
+    assert.ok((await spoolBytes()) >= (LINES + 8192) * LINE, `spooled ${await spoolBytes()} bytes`);
+    assert.equal((await spoolFiles(router.spoolDir)).length, 2);
+    assert.equal((await stat(router.spoolDir)).mode & 0o777, 0o700);
+    for (const f of await spoolFiles(router.spoolDir))
+      assert.equal((await stat(join(router.spoolDir, f))).mode & 0o777, 0o600);
+    const ending = connect(e.sessionId).then((c) => c.close()); // CloseSession
+    const r = await attach(d);
+    await ending;
+    assert.equal(r.exit.code, 3);
+    assert.equal(r.stderr, 'begin\n');
+    assert.equal(r.stdout.length, LINES * LINE);
+    assert.ok(r.stdout === expected(LINES), 'every line, in order');
+    await until(
+      async () => (await spoolFiles(router.spoolDir)).length === 0,
+      10_000,
+      'both files are removed',
+    );
+    assert.equal(await listed(d.sessionId, d.token), undefined, 'delivered: the process is gone from ps');
+  });
+
+  it('at the bound the process is paused (not finished while unattached), then finishes on attach, nothing lost', async () => {
+    const plan = agent.reload(await configFor(65_536));
+    assert.deepEqual(plan.applied, ['MaxDetachedSpoolSize']);
+    try {
+      const d = await startDetached(LINES);
+      await until(async () => (await spoolBytes()) >= 65_536, 60_000, 'the spool reaches its bound');
+      // Pipes hold far less than 4 MiB: it cannot finish while paused.
+      await sleep(500);
+      const p = await listed(d.sessionId, d.token);
+      assert.equal(p?.running, true, 'still running: paused at its pipe');
+      assert.ok((await spoolBytes()) < 1024 * 1024, `bounded: ${await spoolBytes()} bytes on disk`);
+      const r = await attach(d);
+      assert.equal(r.exit.code, 3);
+      assert.ok(r.stdout === expected(LINES), `every line, in order (${r.stdout.length} bytes)`);
+      await until(
+        async () => (await spoolFiles(router.spoolDir)).length === 0,
+        10_000,
+        'the file is removed',
+      );
+    } finally {
+      agent.reload(await configFor(16 * 1024 * 1024));
+    }
+  });
+});
