@@ -24,6 +24,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Pieces } from '../protocol/index.js';
+import { ConfigError } from './config-xml.js';
 
 /** Where a spool delivers (a client connection of the session). */
 export interface SpoolTarget {
@@ -324,14 +325,20 @@ const ownRuns = new Set<string>();
 
 /**
  * At agent start: removes the spool directories of runs whose process is
- * gone (a previous run that crashed or was killed); returns how many.
+ * gone (a previous run that crashed or was killed); returns how many. A
+ * path that exists but cannot hold them stops the start (ConfigError).
  */
 export function removeStaleSpools(parent: string): number {
   let names: string[];
   try {
     names = readdirSync(parent);
-  } catch {
-    return 0; // no spool directory yet
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 0; // no spool directory yet: made when first needed
+    throw new ConfigError(
+      'DetachedSpoolPath',
+      `${parent} cannot be used for spool files (${code === 'ENOTDIR' ? 'it is not a directory' : (err as Error).message}); name a directory of the agent's own`,
+    );
   }
   let removed = 0;
   for (const n of names) {

@@ -7,7 +7,9 @@
  * in order and the code; with a small bound (MaxDetachedSpoolSize, changed
  * by a reload) it is paused while nobody attaches and finishes after the
  * attach, nothing lost; an ended session takes its spool file with it;
- * spools of a dead run are removed at start.
+ * spools of a dead run are removed at start. Then the Spool alone, against
+ * a test connection (full every few messages, or closing mid-way): order
+ * across memory, file and live messages; a write that fails keeps all.
  */
 import assert from 'node:assert/strict';
 import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -17,7 +19,7 @@ import pino from 'pino';
 import { type AgentConfig, parseConfig, renderConfigXml } from '../../src/agent/config.js';
 import { HostRouter } from '../../src/agent/host-router.js';
 import { type AgentHandle, startAgent } from '../../src/agent/index.js';
-import { spoolFiles } from '../../src/agent/spool.js';
+import { Spool, type SpoolTarget, spoolFiles } from '../../src/agent/spool.js';
 import { AgentClient } from '../../src/index.js';
 import { tempDir } from '../helpers/agent.js';
 import { sleep } from './e2e-helpers.js';
@@ -121,9 +123,22 @@ async function attach(d: { sessionId: number; token: number }) {
 }
 
 describe('detached output spool', () => {
-  it('a dead run’s spools are removed at start; nothing is created until needed', async () => {
+  it('a dead run’s spools are removed at start; nothing is created until needed; a file as the path stops the start', async () => {
     await assert.rejects(stat(stale()), { code: 'ENOENT' });
     await assert.rejects(stat(router.spoolDir), { code: 'ENOENT' });
+    const notADir = join(dir, 'not-a-dir');
+    await writeFile(notADir, '');
+    const config = await parseConfig(
+      renderConfigXml({
+        mode: 'none',
+        address: '127.0.0.1',
+        extraXml: `<DetachedSpoolPath>${notADir}</DetachedSpoolPath>`,
+      }),
+      join(dir, 'InedoAgent.config'),
+    );
+    assert.throws(() => new HostRouter({ config, logger: pino({ level: 'silent' }), spareHosts: 0 }), {
+      message: /^DetachedSpoolPath: .*not-a-dir cannot be used for spool files \(it is not a directory\)/,
+    });
   });
 
   it('attach after the exit: every byte in order, from the file, and the code; an ended session takes its spool', async () => {
@@ -179,5 +194,125 @@ describe('detached output spool', () => {
     } finally {
       agent.reload(await configFor(16 * 1024 * 1024));
     }
+  });
+});
+
+/** A connection stand-in: full after every `every` messages until a later tick; can close. */
+class TestTarget implements SpoolTarget {
+  readonly got: string[] = [];
+  closed = false;
+  #full = false;
+  #waiting: (() => void)[] = [];
+  /** `stall`: after that many messages it stays full (a connection that hangs). */
+  constructor(
+    private readonly every: number,
+    private readonly stall = Number.POSITIVE_INFINITY,
+  ) {}
+  send(m: Buffer): boolean {
+    assert.equal(this.closed, false, 'nothing is sent to a closed connection');
+    this.got.push(m.toString());
+    if (this.got.length >= this.stall) {
+      this.#full = true;
+      return false;
+    }
+    if (this.got.length % this.every !== 0) return true;
+    this.#full = true;
+    setImmediate(() => {
+      this.#full = false;
+      for (const cb of this.#waiting.splice(0)) cb();
+    });
+    return false;
+  }
+  onceDrain(cb: () => void): void {
+    if (!this.#full || this.closed) cb();
+    else this.#waiting.push(cb);
+  }
+  close(): void {
+    this.closed = true;
+    for (const cb of this.#waiting.splice(0)) cb();
+  }
+}
+
+function testSpool(spoolDir: string, memoryBytes: number) {
+  const state = { target: null as TestTarget | null, empty: 0, errors: [] as string[] };
+  const spool = new Spool({
+    dir: spoolDir,
+    name: 'unit',
+    memoryBytes,
+    maxRecordBytes: 1 << 20,
+    target: () => state.target,
+    onEmpty: () => state.empty++,
+    onChange: () => {},
+    log: (_level, msg) => state.errors.push(msg),
+  });
+  return { spool, state };
+}
+
+const msg = (i: number) => Buffer.from(`message ${String(i).padStart(5, '0')} ${'x'.repeat(90)}`);
+const texts = (from: number, to: number) =>
+  Array.from({ length: to - from }, (_, i) => msg(from + i).toString());
+
+describe('Spool', () => {
+  it('memory, then file, then live messages while it is read back: all in order, once; the file goes', async () => {
+    const d = join(dir, 'unit-order');
+    const { spool, state } = testSpool(d, 1024);
+    for (let i = 0; i < 300; i++) spool.append(msg(i));
+    await until(async () => !spool.blocked, 5000, 'written');
+    assert.ok(spool.file, 'past 1 KiB: a file');
+    assert.ok(spool.bytes >= 300 * 100);
+    const t = new TestTarget(7);
+    state.target = t;
+    spool.pump();
+    // Live messages arrive while it is read back; once it is empty they go directly (as SessionHosts does).
+    for (let i = 300; i < 400; i++) {
+      if (state.empty === 0) spool.append(msg(i));
+      else t.send(msg(i));
+      if (i % 10 === 0) await sleep(1);
+    }
+    await until(async () => t.got.length === 400, 5000, 'all delivered');
+    assert.deepEqual(t.got, texts(0, 400));
+    assert.equal(state.empty, 1);
+    assert.equal(spool.bytes, 0);
+    await until(async () => (await spoolFiles(d)).length === 0, 5000, 'the file is removed');
+    assert.deepEqual(state.errors, []);
+  });
+
+  it('a connection that closes mid-way leaves the rest for the next one, nothing lost or repeated', async () => {
+    const d = join(dir, 'unit-drop');
+    const { spool, state } = testSpool(d, 1024);
+    for (let i = 0; i < 200; i++) spool.append(msg(i));
+    await until(async () => !spool.blocked, 5000, 'written');
+    const first = new TestTarget(5, 50);
+    state.target = first;
+    spool.pump();
+    await until(async () => first.got.length === 50, 5000, 'some delivered');
+    await sleep(20);
+    assert.equal(first.got.length, 50, 'it waits for the full connection');
+    first.close();
+    state.target = null;
+    spool.append(msg(200));
+    const second = new TestTarget(1000);
+    state.target = second;
+    spool.pump();
+    await until(async () => state.empty === 1, 5000, 'delivered');
+    assert.deepEqual([...first.got, ...second.got], texts(0, 201));
+    await spool.close();
+  });
+
+  it('a file that cannot be written keeps everything in memory, blocked (its host paused) until delivered', async () => {
+    const notADir = join(dir, 'unit-file');
+    await writeFile(notADir, 'a file where the spool directory should be');
+    const { spool, state } = testSpool(join(notADir, 'spool'), 256);
+    for (let i = 0; i < 20; i++) spool.append(msg(i));
+    await until(async () => state.errors.length > 0, 5000, 'the write fails');
+    assert.match(state.errors[0]!, /cannot write; the process stays paused/);
+    assert.equal(spool.blocked, true);
+    spool.append(msg(20), true);
+    const t = new TestTarget(3);
+    state.target = t;
+    spool.pump();
+    await until(async () => state.empty === 1, 5000, 'delivered');
+    assert.deepEqual(t.got, texts(0, 21));
+    assert.equal(spool.blocked, false);
   });
 });
