@@ -174,7 +174,7 @@ export class SessionHosts {
   private readonly spools = new Set<Spool>();
   /** Hosts paused for the spools (their bound, or a pending file write); resumed together. */
   private readonly spoolPaused = new Set<HostProcess>();
-  private spoolFiles = 0;
+  private spoolCount = 0;
   /** Requests sent to hosts and not answered, over every connection. */
   private inFlight = 0;
   private wasBusy = false;
@@ -515,7 +515,7 @@ export class SessionHosts {
     const o = this.opts.spool;
     const spool: Spool = new Spool({
       dir: o.dir,
-      name: `s${this.opts.sessionId}-t${r.token}-${this.spoolFiles++}`,
+      name: `s${this.opts.sessionId}-t${r.token}-${this.spoolCount++}`,
       ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}),
       maxRecordBytes: o.maxRecordBytes,
       target: () => r.conn,
