@@ -2,12 +2,13 @@
  * Detached output spooled to disk (src/agent/spool.ts), end to end in
  * process: one real agent (startAgent with the host router: real host
  * processes, real child processes, real files), its in-memory tail made
- * tiny (16 KiB) so the spool file is used. A detached command writes 4 MiB
- * of numbered lines and exits 3: an attach after its exit gets every byte
- * in order and the code; with a small bound (MaxDetachedSpoolSize, changed
- * by a reload) it is paused while nobody attaches and finishes after the
- * attach, nothing lost; an ended session takes its spool file with it;
- * spools of a dead run are removed at start. Then the Spool alone, against
+ * tiny (16 KiB) so the spool file is used, MaxDetachedSpoolSize 2 MiB.
+ * Three detached commands at once, each in its own session, writing
+ * numbered lines: one writes 1 MiB and exits 3, and an attach after its
+ * exit gets every byte in order and the code; one's session is ended
+ * unattached and takes its spool file with it; one writes 6 MiB, is
+ * paused at the bound while nobody attaches and finishes after the attach,
+ * nothing lost. Spools of a dead run are removed at start. Then the Spool alone, against
  * a test connection (full every few messages, or closing mid-way): order
  * across memory, file and live messages; a write that fails keeps all.
  */
@@ -33,23 +34,23 @@ async function until(pred: () => Promise<boolean>, ms: number, what: string): Pr
   }
 }
 
-const LINE = 64;
-const LINES = 65_536; // 4 MiB
-/** Numbered 64-byte lines, written with the pipe's backpressure; a line on stderr first; exit 3. */
+const MiB = 1024 * 1024;
+const BOUND = 2 * MiB;
+/** `lines` numbered lines of `length` bytes, written with the pipe's backpressure; a line on stderr first; exit 3. */
 const WRITER = `
-const n = Number(process.argv[1]);
+const [n, length] = process.argv.slice(1).map(Number);
 process.stderr.write('begin\\n');
 let i = 0;
 const w = () => {
   while (i < n) {
-    const ok = process.stdout.write(String(i++).padStart(8, '0') + '.'.repeat(${LINE - 9}) + '\\n');
+    const ok = process.stdout.write(String(i++).padStart(8, '0') + '.'.repeat(length - 9) + '\\n');
     if (!ok) return void process.stdout.once('drain', w);
   }
   process.exitCode = 3;
 };
 w();`;
-const expected = (n: number) =>
-  Array.from({ length: n }, (_, i) => `${String(i).padStart(8, '0')}${'.'.repeat(LINE - 9)}\n`).join('');
+const expected = (n: number, length: number) =>
+  Array.from({ length: n }, (_, i) => `${String(i).padStart(8, '0')}${'.'.repeat(length - 9)}\n`).join('');
 
 let dir: string;
 let agent: AgentHandle;
@@ -72,7 +73,7 @@ before(async () => {
       }),
       join(dir, 'InedoAgent.config'),
     );
-  const config = await configFor(16 * 1024 * 1024);
+  const config = await configFor(BOUND);
   const logger = pino({ level: 'silent' });
   router = new HostRouter({ config, logger, spareHosts: 0, spoolMemoryBytes: 16 * 1024 });
   agent = await startAgent(config, logger, { router });
@@ -85,9 +86,11 @@ after(async () => {
 const connect = (sessionId?: number) =>
   AgentClient.connect({ host: '127.0.0.1', port: agent.port, ...(sessionId ? { sessionId } : {}) });
 
-async function startDetached(lines: number): Promise<{ sessionId: number; token: number }> {
+async function startDetached(lines: number, length: number): Promise<{ sessionId: number; token: number }> {
   const c = await connect();
-  const d = await c.spawnDetached(process.execPath, ['-e', WRITER, String(lines)], { cwd: dir });
+  const d = await c.spawnDetached(process.execPath, ['-e', WRITER, String(lines), String(length)], {
+    cwd: dir,
+  });
   await c.close({ keepSession: true });
   return d;
 }
@@ -102,9 +105,11 @@ async function listed(sessionId: number, token: number) {
   }
 }
 
-async function spoolBytes(): Promise<number> {
+/** Bytes in the spool files of a session (all sessions: 0). */
+async function spoolBytes(sessionId = 0): Promise<number> {
   let n = 0;
-  for (const f of await spoolFiles(router.spoolDir)) n += (await stat(join(router.spoolDir, f))).size;
+  for (const f of await spoolFiles(router.spoolDir))
+    if (sessionId === 0 || f.startsWith(`s${sessionId}-`)) n += (await stat(join(router.spoolDir, f))).size;
   return n;
 }
 
@@ -141,59 +146,53 @@ describe('detached output spool', () => {
     });
   });
 
-  it('attach after the exit: every byte in order, from the file, and the code; an ended session takes its spool', async () => {
-    // Two at once: `d` is attached after its exit, `e` (512 KiB) never is: its session is ended.
-    const [d, e] = await Promise.all([startDetached(LINES), startDetached(8192)]);
+  it('three at once: attach after the exit gets every byte and the code; an ended session takes its spool; at the bound one is paused, then finishes on attach', async () => {
+    const [d, e, f] = await Promise.all([
+      startDetached(16_384, 64), // 1 MiB: under the bound, it finishes unattached
+      startDetached(4096, 64), // 256 KiB: its session is ended unattached
+      startDetached(24_576, 256), // 6 MiB: paused at the bound
+    ]);
     await until(
       async () =>
         (await listed(d.sessionId, d.token))?.running === false &&
-        (await listed(e.sessionId, e.token))?.running === false,
+        (await listed(e.sessionId, e.token))?.running === false &&
+        (await spoolBytes(f.sessionId)) >= BOUND,
       60_000,
-      'both exit unattached',
+      'two exit unattached, the third spools up to its bound',
     );
     // Past the 16 KiB memory tail: on disk, private.
-    assert.ok((await spoolBytes()) >= (LINES + 8192) * LINE, `spooled ${await spoolBytes()} bytes`);
-    assert.equal((await spoolFiles(router.spoolDir)).length, 2);
+    assert.ok((await spoolBytes(d.sessionId)) >= MiB, `spooled ${await spoolBytes(d.sessionId)} bytes`);
+    assert.equal((await spoolFiles(router.spoolDir)).length, 3);
     assert.equal((await stat(router.spoolDir)).mode & 0o777, 0o700);
-    for (const f of await spoolFiles(router.spoolDir))
-      assert.equal((await stat(join(router.spoolDir, f))).mode & 0o777, 0o600);
+    for (const name of await spoolFiles(router.spoolDir))
+      assert.equal((await stat(join(router.spoolDir, name))).mode & 0o777, 0o600);
+    // Pipes hold far less than the 4 MiB it has still to write: it cannot finish while paused.
+    await sleep(500);
+    assert.equal((await listed(f.sessionId, f.token))?.running, true, 'still running: paused at its pipe');
+    const held = await spoolBytes(f.sessionId);
+    assert.ok(held < BOUND + MiB, `bounded: ${held} bytes on disk`);
+
     const ending = connect(e.sessionId).then((c) => c.close()); // CloseSession
-    const r = await attach(d);
-    await ending;
-    assert.equal(r.exit.code, 3);
-    assert.equal(r.stderr, 'begin\n');
-    assert.equal(r.stdout.length, LINES * LINE);
-    assert.ok(r.stdout === expected(LINES), 'every line, in order');
+    const [rd, rf] = await Promise.all([attach(d), attach(f), ending]);
+    assert.equal(rd.exit.code, 3);
+    assert.equal(rd.stderr, 'begin\n');
+    assert.equal(rd.stdout.length, MiB);
+    assert.ok(rd.stdout === expected(16_384, 64), 'every line, in order');
+    assert.equal(rf.exit.code, 3);
+    assert.equal(rf.stdout.length, 6 * MiB);
+    assert.ok(rf.stdout === expected(24_576, 256), 'paused, never dropped: every line, in order');
     await until(
       async () => (await spoolFiles(router.spoolDir)).length === 0,
       10_000,
-      'both files are removed',
+      'the files are removed',
     );
     assert.equal(await listed(d.sessionId, d.token), undefined, 'delivered: the process is gone from ps');
   });
 
-  it('at the bound the process is paused (not finished while unattached), then finishes on attach, nothing lost', async () => {
-    const plan = agent.reload(await configFor(65_536));
-    assert.deepEqual(plan.applied, ['MaxDetachedSpoolSize']);
-    try {
-      const d = await startDetached(LINES);
-      await until(async () => (await spoolBytes()) >= 65_536, 60_000, 'the spool reaches its bound');
-      // Pipes hold far less than 4 MiB: it cannot finish while paused.
-      await sleep(500);
-      const p = await listed(d.sessionId, d.token);
-      assert.equal(p?.running, true, 'still running: paused at its pipe');
-      assert.ok((await spoolBytes()) < 1024 * 1024, `bounded: ${await spoolBytes()} bytes on disk`);
-      const r = await attach(d);
-      assert.equal(r.exit.code, 3);
-      assert.ok(r.stdout === expected(LINES), `every line, in order (${r.stdout.length} bytes)`);
-      await until(
-        async () => (await spoolFiles(router.spoolDir)).length === 0,
-        10_000,
-        'the file is removed',
-      );
-    } finally {
-      agent.reload(await configFor(16 * 1024 * 1024));
-    }
+  it('MaxDetachedSpoolSize is applied by a reload', async () => {
+    assert.deepEqual(agent.reload(await configFor(65_536)).applied, ['MaxDetachedSpoolSize']);
+    assert.equal(agent.config.maxDetachedSpoolSize, 65_536);
+    assert.deepEqual(agent.reload(await configFor(BOUND)).applied, ['MaxDetachedSpoolSize']);
   });
 });
 
