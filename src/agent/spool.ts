@@ -74,6 +74,8 @@ export class Spool {
   #writing: Promise<void> | null = null;
   #failed = false;
   #pumping = false;
+  /** Reading back failed (EIO, a damaged file): no more attempts, logged once; the session's end removes it. */
+  #unreadable = false;
   #closed = false;
   /** Removals of delivered files still running. */
   readonly #removals = new Set<Promise<void>>();
@@ -113,13 +115,14 @@ export class Spool {
 
   /** Starts delivering to the target, if there is one and delivery is not running already. */
   pump(): void {
-    if (this.#pumping || this.#closed) return;
+    if (this.#pumping || this.#closed || this.#unreadable) return;
     const t = this.#o.target();
     if (!t || t.closed) return;
     this.#pumping = true;
     this.#run().catch((err: Error) => {
-      // A read error or a damaged file: delivery stops, nothing is dropped; the next attach retries.
-      this.#o.log('error', 'detached output spool: reading back failed', {
+      // A read error or a damaged file: delivery stops here (the host pauses at the bound), nothing is skipped.
+      this.#unreadable = true;
+      this.#o.log('error', 'detached output spool: reading back failed; its output stops here', {
         file: this.#path,
         error: err.message,
       });
