@@ -73,6 +73,8 @@ export const DEFAULTS = {
   sessionIdleTimeoutSeconds: 1800,
   detachedSessionTimeoutSeconds: 1800,
   maxDetachedSessionTimeoutSeconds: 86_400,
+  /** Bytes of undelivered output one session keeps for its detached processes: 256 MiB. */
+  maxDetachedSpoolSize: 256 * 1024 * 1024,
   maxProcessesPerSession: 64,
   maxOpenFilesPerSession: 1024,
   hostIdleTimeoutSeconds: 60,
@@ -165,6 +167,13 @@ export interface AgentConfig {
    * ask for, e.g. for `outpost exec --detach` (a shorter one is always granted).
    */
   maxDetachedSessionTimeoutMs: number;
+  /**
+   * Bytes of output a session keeps (memory, then a spool file) for its
+   * processes while no connection takes it; at the bound their host is paused.
+   */
+  maxDetachedSpoolSize: number;
+  /** Where spool files go (`<this>/run-<pid>-<random>/`, 0700; files 0600). */
+  detachedSpoolPath: string;
   maxProcessesPerSession: number;
   maxOpenFilesPerSession: number;
   /** A host process that holds nothing (no handle, process, job or request) is stopped after this. */
@@ -235,6 +244,8 @@ const TOP_ELEMENTS = [
   'SessionIdleTimeout',
   'DetachedSessionTimeout',
   'MaxDetachedSessionTimeout',
+  'MaxDetachedSpoolSize',
+  'DetachedSpoolPath',
   'MaxProcessesPerSession',
   'MaxOpenFilesPerSession',
   'HostIdleTimeout',
@@ -421,6 +432,14 @@ export async function parseConfig(
       DEFAULTS.maxDetachedSessionTimeoutSeconds,
       MAX_TIMEOUT_SECONDS,
     ),
+    maxDetachedSpoolSize: parseInteger(
+      root,
+      'MaxDetachedSpoolSize',
+      DEFAULTS.maxDetachedSpoolSize,
+      65_536,
+      Number.MAX_SAFE_INTEGER,
+    ),
+    detachedSpoolPath: pathOf('DetachedSpoolPath', join(stateDir, 'spool')),
     maxProcessesPerSession: parseInteger(
       root,
       'MaxProcessesPerSession',

@@ -25,6 +25,7 @@ import type { AgentObserver } from './observe.js';
 import type { ProcessControl, ProductRequestContext, ProductRouter } from './product.js';
 import { type RouteConnection, SessionHosts } from './session-hosts.js';
 import type { Session } from './sessions.js';
+import { removeSpoolDir, removeStaleSpools, spoolRunDir } from './spool.js';
 
 export interface HostRouterOptions {
   config: AgentConfig;
@@ -32,8 +33,8 @@ export interface HostRouterOptions {
   /** Liveness probe of busy hosts (ms); defaults 5 s / 15 s. */
   heartbeatMs?: number;
   heartbeatTimeoutMs?: number;
-  /** Event bytes kept per detached session (default 8 MiB). */
-  detachedBufferBytes?: number;
+  /** Bytes a detached output spool keeps in memory before it uses its file (default 1 MiB; tests make it tiny). */
+  spoolMemoryBytes?: number;
   /** Warm spare host processes kept ready after first use (default 1; 0 disables). */
   spareHosts?: number;
   /** Metrics and audit: told of requests and hosts (undefined: nothing is observed). */
@@ -57,7 +58,7 @@ class ConnectionRoute implements RouteConnection {
   /**
    * Closed for routing as soon as nothing more can be written: after the
    * client's FIN the socket ends its side at once (no half-open), and an
-   * event sent then would be lost; it must go to the detached buffer.
+   * event sent then would be lost; it must go to the detached output spool.
    */
   get closed(): boolean {
     return this.connection.closed || !this.connection.socket.writable;
@@ -98,9 +99,17 @@ export class HostRouter implements ProductRouter {
   private readonly routes = new WeakMap<FramedConnection, ConnectionRoute>();
   private nextRoute = 1;
   private readonly pool: HostPool;
+  /** This run's spool directory (under DetachedSpoolPath; created on first use, removed at close). */
+  readonly spoolDir: string;
 
   constructor(opts: HostRouterOptions) {
     this.opts = opts;
+    // Spools of a previous run that ended without cleaning up (a crash, kill -9) are never delivered.
+    const parent = opts.config.detachedSpoolPath;
+    const stale = removeStaleSpools(parent);
+    if (stale > 0)
+      opts.logger.info({ dir: parent, runs: stale }, 'removed detached output spools of a previous run');
+    this.spoolDir = spoolRunDir(parent);
     const spares = opts.spareHosts ?? Number(process.env.OUTPOST_SPARE_HOSTS ?? 1);
     this.pool = new HostPool({
       spares: Number.isInteger(spares) && spares >= 0 ? spares : 1,
@@ -188,7 +197,12 @@ export class HostRouter implements ProductRouter {
                 started ? observer.hostStarted?.(t) : observer.hostEnded?.(t, crashed),
             }
           : {}),
-        detachedBufferBytes: this.opts.detachedBufferBytes,
+        spool: {
+          dir: this.spoolDir,
+          ...(this.opts.spoolMemoryBytes !== undefined ? { memoryBytes: this.opts.spoolMemoryBytes } : {}),
+          maxBytes: () => this.opts.config.maxDetachedSpoolSize,
+          maxRecordBytes: pipeFrameLimit(this.opts.config.listener.maxMessageSize),
+        },
         // A session with running processes never idles out.
         onBusyChange: (busy) => {
           if (busy && !release) {
@@ -252,5 +266,6 @@ export class HostRouter implements ProductRouter {
     const all = [...this.sessions.values()];
     this.sessions.clear();
     await Promise.all([...all.map((h) => h.close()), this.pool.close()]);
+    await removeSpoolDir(this.spoolDir);
   }
 }

@@ -35,6 +35,7 @@ export const RESTART_ONLY: readonly Setting[] = [
   ['ControlSocket', (c) => c.operations.controlSocket],
   ['Metrics', (c) => c.operations.metrics],
   ['ExtensionCachePath', (c) => c.extensionCachePath],
+  ['DetachedSpoolPath', (c) => c.detachedSpoolPath],
   ['BuildMasterRootPath / OtterRootPath / HedgehogRootPath', (c) => c.rootPaths],
 ];
 
@@ -48,6 +49,7 @@ export const RELOADABLE: readonly Setting[] = [
   ['Listener/HandshakeTimeout', (c) => c.listener.handshakeTimeoutMs],
   ['SessionIdleTimeout', (c) => c.sessionIdleTimeoutMs],
   ['DetachedSessionTimeout', (c) => c.detachedSessionTimeoutMs],
+  ['MaxDetachedSpoolSize', (c) => c.maxDetachedSpoolSize],
   ['MaxProcessesPerSession', (c) => c.maxProcessesPerSession],
   ['MaxOpenFilesPerSession', (c) => c.maxOpenFilesPerSession],
   ['HostIdleTimeout', (c) => c.hostIdleTimeoutMs],
@@ -78,6 +80,7 @@ export function mergeReload(running: AgentConfig, next: AgentConfig): ReloadPlan
     configDir: running.configDir,
     logFile: running.logFile,
     extensionCachePath: running.extensionCachePath,
+    detachedSpoolPath: running.detachedSpoolPath,
     rootPaths: running.rootPaths,
     operations: { ...running.operations, logLevel: next.operations.logLevel },
     listener: {

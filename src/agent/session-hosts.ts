@@ -15,11 +15,14 @@
  * the connection that asked. Messages of a reserved token (events, and its
  * final Response/Error, on whatever route the host sends them) go to the
  * connection that sent the request while it is attached; after it drops
- * they are buffered, and go to the next connection of the session that
- * attaches (after its first valid frame). The buffer is bounded: at the
- * bound the hosts are paused (their processes stop at their pipes), never is
- * output dropped. Cancel has no reply: it goes to the host that owns its
- * target token and is never in flight itself.
+ * they are spooled (src/agent/spool.ts: memory, then a file), and go to the
+ * next connection of the session that attaches (after its first valid
+ * frame), or, for a detached process, to the AttachProcess connection —
+ * the spool first, then live, in order. The spools of a session are bounded
+ * together (MaxDetachedSpoolSize): at the bound, and while a spool file
+ * write is pending, the host that feeds them is paused (its processes stop
+ * at their pipes), never is output dropped. Cancel has no reply: it goes to
+ * the host that owns its target token and is never in flight itself.
  *
  * Host death: every in-flight request and reserved token of that host ends
  * with `Error HostCrashed`; the agent kills the orphaned process groups; the
@@ -59,6 +62,7 @@ import {
 import { HostLimitError, type HostPool } from './host-pool.js';
 import type { HostProcess } from './host-process.js';
 import type { RequestDone } from './observe.js';
+import { Spool } from './spool.js';
 
 /** What the router needs of a client connection. */
 export interface RouteConnection {
@@ -79,8 +83,8 @@ export interface SessionHostsOptions {
   pool: HostPool;
   /** Settings for the host of a product type. */
   settingsFor(agentType: ProductType): HostSettings;
-  /** Bytes of messages kept while no connection can take them (default 8 MiB). */
-  detachedBufferBytes?: number;
+  /** Where the output of reserved tokens without a connection is kept (see spool.ts). */
+  spool: SessionSpoolOptions;
   /** Observers (metrics, audit): told of each request forwarded and of its end. */
   observeRequest?(name: ProductCommand, data: Buffer): RequestDone | undefined;
   /** Observers: a host of the session started, or ended (`crashed`: while it was the session's). */
@@ -90,12 +94,23 @@ export interface SessionHostsOptions {
   log(level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void;
 }
 
+export interface SessionSpoolOptions {
+  /** The directory of spool files (this agent run's; created 0700 on first use). */
+  dir: string;
+  /** Bytes a spool keeps in memory before it uses its file (default 1 MiB). */
+  memoryBytes?: number;
+  /** The bound of all spools of the session together (MaxDetachedSpoolSize; read at each check: reload). */
+  maxBytes(): number;
+  /** Longest wire message (a damaged spool file is detected by it). */
+  maxRecordBytes: number;
+}
+
 /** A token reserved in the session: a process until its Exited, a job until its result, is delivered. */
 interface Reservation {
   readonly token: number;
   readonly agentType: ProductType;
   readonly kind: 'process' | 'job';
-  /** Where its messages go now; null: buffered until a connection attaches. */
+  /** Where its messages go now; null: spooled until a connection attaches. */
   conn: RouteConnection | null;
   /** The connection whose request it was (its in-flight entry lives there). */
   readonly origin: RouteConnection;
@@ -114,6 +129,8 @@ interface Reservation {
   detached: boolean;
   /** Taken over by AttachProcess: when that connection goes, it is detached again. */
   viaAttach: boolean;
+  /** Its messages that no connection has taken yet, in order; null: none (live ones go directly). */
+  spool: Spool | null;
 }
 
 /** A process of the session, for ListAgentProcesses (extension). */
@@ -142,13 +159,6 @@ interface RouteState {
   gone: boolean;
 }
 
-interface Buffered {
-  readonly reservation: Reservation;
-  readonly message: Buffer;
-  readonly final: boolean;
-}
-
-const DEFAULT_DETACHED_BYTES = 8 * 1024 * 1024;
 /** Handle numbers reserved per host of a session and product type: 2,047 hosts before they repeat. */
 const HANDLES_PER_HOST = 1 << 20;
 const HANDLE_SPACE = 0x7fffffff - HANDLES_PER_HOST;
@@ -160,9 +170,11 @@ export class SessionHosts {
   private readonly reserved = new Map<number, Reservation>();
   /** Tokens marked by DetachProcess before their StartProcess arrived. */
   private readonly detachNext = new Set<number>();
-  private buffer: Buffered[] = [];
-  private bufferBytes = 0;
-  private bufferPaused = false;
+  /** Spools holding messages now. */
+  private readonly spools = new Set<Spool>();
+  /** Hosts paused for the spools (their bound, or a pending file write); resumed together. */
+  private readonly spoolPaused = new Set<HostProcess>();
+  private spoolCount = 0;
   /** Requests sent to hosts and not answered, over every connection. */
   private inFlight = 0;
   private wasBusy = false;
@@ -228,44 +240,20 @@ export class SessionHosts {
   /**
    * A connection joined the session (after its first valid frame): it takes
    * over the reserved tokens whose connection is gone, and gets what was
-   * buffered for them, in order.
+   * spooled for them, in order, then their live output.
    */
   attach(conn: RouteConnection): void {
     this.stateOf(conn);
-    for (const r of this.reserved.values()) if (!r.detached && (!r.conn || r.conn.closed)) r.conn = conn;
-    this.flush(conn, (r) => !r.detached);
-  }
-
-  /** Sends `conn` what was buffered for the reservations `which` selects, in order; the rest stays. */
-  private flush(conn: RouteConnection, which: (r: Reservation) => boolean): void {
-    if (this.buffer.length === 0) return;
-    const queue = this.buffer;
-    this.buffer = [];
-    this.bufferBytes = 0;
-    let full = false;
-    for (const b of queue) {
-      if (!which(b.reservation)) {
-        this.buffer.push(b);
-        this.bufferBytes += b.message.length;
-        continue;
+    for (const r of this.reserved.values())
+      if (!r.detached && (!r.conn || r.conn.closed)) {
+        r.conn = conn;
+        r.spool?.pump();
       }
-      if (!conn.send(b.message)) full = true;
-      if (b.final) this.release(b.reservation);
-    }
-    const limit = this.opts.detachedBufferBytes ?? DEFAULT_DETACHED_BYTES;
-    if (this.bufferPaused && this.bufferBytes < limit) {
-      this.bufferPaused = false;
-      const resumeAll = () => {
-        for (const h of this.hosts.values()) h.resume();
-      };
-      if (full) conn.onceDrain(resumeAll);
-      else resumeAll();
-    }
   }
 
   /**
    * A connection left: replies to its requests are dropped; its reserved
-   * tokens are buffered. Its pending requests still run in their hosts, so
+   * tokens are spooled. Its pending requests still run in their hosts, so
    * they count (a host is not stopped under them) until the host answers.
    */
   detach(conn: RouteConnection): void {
@@ -343,6 +331,7 @@ export class SessionHosts {
         ended: false,
         detached,
         viaAttach: false,
+        spool: null,
       };
       this.reserved.set(token, reservation);
     }
@@ -510,22 +499,63 @@ export class SessionHosts {
     message: Buffer | Pieces,
     final: boolean,
   ): void {
-    if (r.conn && !r.conn.closed) {
+    if (!r.spool && r.conn && !r.conn.closed) {
       this.sendTo(host, r.conn, message);
       if (final) this.release(r);
       return;
     }
-    r.conn = null;
-    // A copy: the message is a view into a pipe chunk that would stay alive with it.
-    const copy = Buffer.isBuffer(message) ? Buffer.from(message) : Buffer.concat(message as Buffer[]);
-    this.buffer.push({ reservation: r, message: copy, final });
-    this.bufferBytes += copy.length;
-    const limit = this.opts.detachedBufferBytes ?? DEFAULT_DETACHED_BYTES;
-    if (this.bufferBytes >= limit && !this.bufferPaused) {
-      // Never drop output: stop reading the hosts until a connection attaches.
-      this.bufferPaused = true;
-      for (const h of this.hosts.values()) h.pause();
+    if (r.conn?.closed) r.conn = null;
+    // Behind what is spooled already (or nobody takes it now): kept in order, delivered when someone does.
+    const spool = r.spool ?? this.spoolFor(r);
+    spool.append(message, final);
+    this.checkSpools(host);
+  }
+
+  private spoolFor(r: Reservation): Spool {
+    const o = this.opts.spool;
+    const spool: Spool = new Spool({
+      dir: o.dir,
+      name: `s${this.opts.sessionId}-t${r.token}-${this.spoolCount++}`,
+      ...(o.memoryBytes !== undefined ? { memoryBytes: o.memoryBytes } : {}),
+      maxRecordBytes: o.maxRecordBytes,
+      target: () => r.conn,
+      onEmpty: () => {
+        // Delivered up to now: live output goes directly again; after the final message the token is free.
+        if (r.spool === spool) r.spool = null;
+        this.spools.delete(spool);
+        if (spool.final) this.release(r);
+      },
+      onChange: () => this.checkSpools(null),
+      log: (level, msg, fields) => this.opts.log(level, msg, { sessionId: this.opts.sessionId, ...fields }),
+    });
+    r.spool = spool;
+    this.spools.add(spool);
+    return spool;
+  }
+
+  /**
+   * Pauses `source` (the host that just spooled) while the spools are over
+   * their bound or a file write is pending; resumes the paused hosts when
+   * neither holds any more.
+   */
+  private checkSpools(source: HostProcess | null): void {
+    let bytes = 0;
+    let blocked = false;
+    for (const s of this.spools) {
+      if (s.blocked) blocked = true;
+      bytes += s.bytes;
     }
+    if (blocked || bytes >= this.opts.spool.maxBytes()) {
+      if (source?.alive && !this.spoolPaused.has(source)) {
+        source.pause();
+        this.spoolPaused.add(source);
+      }
+      return;
+    }
+    if (this.spoolPaused.size === 0) return;
+    const paused = [...this.spoolPaused];
+    this.spoolPaused.clear();
+    for (const h of paused) h.resume();
   }
 
   /** Extension (ps): the session's processes (reserved StartProcess tokens). */
@@ -588,7 +618,7 @@ export class SessionHosts {
     r.detached = false;
     r.viaAttach = true;
     r.conn = conn;
-    this.flush(conn, (b) => b === r);
+    r.spool?.pump();
     return true;
   }
 
@@ -609,6 +639,7 @@ export class SessionHosts {
     // Not the session's host any more: stopped for being idle, it held nothing.
     if (this.hosts.get(agentType) !== host) return;
     this.hosts.delete(agentType);
+    this.spoolPaused.delete(host);
     this.opts.observeHost?.(agentType, false, !this.closed);
     if (this.closed) return;
     this.crashes.set(agentType, reason);
@@ -635,7 +666,9 @@ export class SessionHosts {
     this.closed = true;
     // A host that holds nothing now can serve the next session (HostPool.release).
     const hosts = [...this.hosts].map(([agentType, host]) => {
-      let clean = host.alive && host.pendingRequests === 0 && !host.holdsHandles;
+      // (A host the spool paused is never clean: its pipe is not being read.)
+      let clean =
+        host.alive && host.pendingRequests === 0 && !host.holdsHandles && !this.spoolPaused.has(host);
       for (const r of this.reserved.values()) if (r.agentType === agentType) clean = false;
       return { host, clean };
     });
@@ -646,8 +679,14 @@ export class SessionHosts {
     this.routes.clear();
     this.inFlight = 0;
     this.busyChanged();
-    this.buffer = [];
-    await Promise.all(hosts.map(({ host, clean }) => this.opts.pool.release(host, clean)));
+    // Undelivered output goes with the session: its spool files are removed.
+    const spools = [...this.spools];
+    this.spools.clear();
+    this.spoolPaused.clear();
+    await Promise.all([
+      ...hosts.map(({ host, clean }) => this.opts.pool.release(host, clean)),
+      ...spools.map((s) => s.close()),
+    ]);
   }
 }
 

@@ -43,6 +43,28 @@ const wrap = (listener: string, top = '') =>
 const AES = `<Encryption Mode="aes"><Key>${KEY}</Key></Encryption>`;
 
 describe('config', () => {
+  it('MaxDetachedSpoolSize: bytes, at least 64 KiB; a bad value stops the start naming it', async () => {
+    const c = await parseConfig(
+      wrap(
+        AES,
+        '<MaxDetachedSpoolSize>1048576</MaxDetachedSpoolSize><DetachedSpoolPath>sp</DetachedSpoolPath>',
+      ),
+      join(dir, 'InedoAgent.config'),
+    );
+    assert.equal(c.maxDetachedSpoolSize, 1048576);
+    assert.equal(c.detachedSpoolPath, join(dir, 'sp'));
+    await expectError(
+      wrap(AES, '<MaxDetachedSpoolSize>1000</MaxDetachedSpoolSize>'),
+      'MaxDetachedSpoolSize',
+      /out of range: must be between 65536/,
+    );
+    await expectError(
+      wrap(AES, '<MaxDetachedSpoolSize>1G</MaxDetachedSpoolSize>'),
+      'MaxDetachedSpoolSize',
+      /not a whole number/,
+    );
+  });
+
   it('applies defaults under <configdir>/state and hides the key', async () => {
     const c = await parseConfig(wrap(AES), join(dir, 'InedoAgent.config'));
     assert.equal(c.listener.address, DEFAULTS.address);
@@ -58,6 +80,8 @@ describe('config', () => {
     assert.equal(c.maxHostProcesses, 64);
     assert.equal(c.rootPaths[AgentType.Otter], join(dir, 'state', 'Otter'));
     assert.equal(c.extensionCachePath, join(dir, 'state', 'ExtensionCache'));
+    assert.equal(c.maxDetachedSpoolSize, 256 * 1024 * 1024);
+    assert.equal(c.detachedSpoolPath, join(dir, 'state', 'spool'));
     assert.equal(c.allowedRoots, null);
     assert.equal(c.logFile, null);
     assert.deepEqual(c.listener.encryption.key?.reveal(), Buffer.from(KEY, 'hex'));

@@ -52,11 +52,33 @@ describe('outpost ext push and job', () => {
     const src = join(a.root, 'fan-src');
     await mkdir(src, { recursive: true });
     await writeFile(join(src, 'a.txt'), 'a');
-    const [job, sync, partial] = await Promise.all([
+    const pkg = join(a.root, 'example.upack');
+    const list = join(a.root, 'fleet.txt');
+    await writeFile(list, 'g1\ndown\n');
+    const [job, sync, partial, push, pushList] = await Promise.all([
       cli(['job', '@g', 'example.hello', '--data', '{"name":"g","lines":1}'], genv, 60_000),
       cli(['sync', src, '@g:fan-dst', '--dry-run'], genv, 60_000),
       cli(['job', '@some', 'example.hello', '--data', '{"name":"s","lines":1}'], genv, 60_000),
+      cli(['ext', 'push', pkg, '@g', '--parallel', '1'], genv, 60_000),
+      // --hosts without a host argument: every path is a package; --json lines.
+      cli(['ext', 'push', pkg, '--hosts', list, '--json'], genv, 60_000),
     ]);
+    assert.equal(push.code, 0, push.stderr);
+    assert.match(push.stderr, /^g1 +1 package\(s\), .* stored for BuildMaster/m);
+    assert.match(push.stderr, /^g2 +1 package\(s\)/m);
+    assert.match(push.stderr, /all 2 hosts succeeded/);
+    assert.equal(pushList.code, 4, pushList.stderr);
+    const records = pushList.stdout
+      .trim()
+      .split('\n')
+      .map(
+        (l) => JSON.parse(l) as { type: string; host?: string; ok?: boolean; data?: { packages: string[] } },
+      );
+    const byHost = new Map(records.filter((r) => r.type === 'result').map((r) => [r.host, r]));
+    assert.equal(byHost.get('g1')?.ok, true, pushList.stdout);
+    assert.deepEqual(byHost.get('g1')?.data?.packages, ['example.upack']);
+    assert.equal(byHost.get('down')?.ok, false, pushList.stdout);
+    assert.deepEqual(records.at(-1), { type: 'summary', hosts: 2, failed: 1, interrupted: false });
     assert.equal(job.code, 0, job.stderr);
     for (const h of ['g1', 'g2']) {
       assert.match(job.stdout, new RegExp(`${h}.*hello, g`), job.stdout);
