@@ -20,7 +20,6 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { create as createTar } from 'tar';
 import { ticksToDate } from '../protocol/index.js';
 import type { ClientContext } from './context.js';
 import { entryType } from './entries.js';
@@ -28,6 +27,7 @@ import { isRemoteError, OutpostError, RemoteError } from './errors.js';
 import { runJob } from './jobs.js';
 import { forEachLimited } from './limit.js';
 import { RemoteWriteStream } from './streams.js';
+import { packTree } from './tar-pack.js';
 import {
   type LocalFile,
   type LocalTree,
@@ -258,11 +258,7 @@ async function sendArchive(
   await ctx.call('CreateDirectory', { path: parent }, { path: parent, signal: options.signal });
   const totalBytes = files.reduce((n, f) => n + f.size, 0);
   let bytes = 0;
-  const list = [...dirs, ...files.map((f) => f.rel)];
-  const pack = createTar(
-    { cwd: local, portable: true, noDirRecurse: true },
-    list,
-  ) as unknown as AsyncIterable<Buffer>;
+  const pack = packTree(local, dirs, files, options.signal);
   const ws = new RemoteWriteStream(ctx, archive, { ...(options.signal ? { signal: options.signal } : {}) });
   await pipeline(
     pack,
