@@ -7,7 +7,7 @@
  * where node-tar spends a stream, several promises and its own header
  * object per file), and the batch goes out as one chunk of about 256 KiB;
  * larger files stream (exactly the size the walk saw; a file that
- * changed meanwhile fails the send with `Changed`). The output is a valid tar (`tar tf` lists it).
+ * changed meanwhile fails the send with `CHANGED`). The output is a valid tar (`tar tf` lists it).
  */
 import { closeSync, createReadStream, constants as fsc, lstatSync, openSync, readSync } from 'node:fs';
 import path from 'node:path';
@@ -21,9 +21,15 @@ const BATCH = 256 * 1024;
 const SMALL_MAX = BATCH / 2;
 
 function changed(rel: string, why: string): OutpostError {
-  return new OutpostError('Changed', `${rel} ${why} while it was being sent: run the sync again`, {
+  return new OutpostError('CHANGED', `${rel} ${why} while it was being sent: run the sync again`, {
     path: rel,
   });
+}
+
+/** A piece of the archive; `whole`: an entry ends with it (the archive may be cut there). */
+export interface TarChunk {
+  readonly data: Buffer;
+  readonly whole: boolean;
 }
 
 /**
@@ -36,7 +42,7 @@ export async function* packTree(
   dirs: readonly string[],
   files: readonly LocalFile[],
   signal?: AbortSignal,
-): AsyncGenerator<Buffer> {
+): AsyncGenerator<TarChunk> {
   let buf = Buffer.allocUnsafe(BATCH);
   let at = 0;
   const room = (n: number) => at + n <= BATCH;
@@ -52,7 +58,7 @@ export async function* packTree(
     }
     const entry = { name: `${d}/`, type: 'dir', size: 0, mode, mtimeMs } as const;
     if (!room(entryHeaderBytes(entry))) {
-      yield buf.subarray(0, at);
+      yield { data: buf.subarray(0, at), whole: true };
       buf = Buffer.allocUnsafe(BATCH);
       at = 0;
     }
@@ -72,7 +78,7 @@ export async function* packTree(
     }
     const need = header + f.size + tarPadding(f.size);
     if (!room(need + 1)) {
-      yield buf.subarray(0, at);
+      yield { data: buf.subarray(0, at), whole: true };
       buf = Buffer.allocUnsafe(BATCH);
       at = 0;
     }
@@ -96,13 +102,13 @@ export async function* packTree(
     }
   }
   if (!room(TAR_END.length)) {
-    yield buf.subarray(0, at);
+    yield { data: buf.subarray(0, at), whole: true };
     buf = Buffer.allocUnsafe(BATCH);
     at = 0;
   }
   buf.set(TAR_END, at);
   at += TAR_END.length;
-  yield buf.subarray(0, at);
+  yield { data: buf.subarray(0, at), whole: true };
 }
 
 /** The pending batch, then a large file's header, its bytes (streamed, exactly its size) and padding. */
@@ -111,11 +117,11 @@ async function* packLarge(
   entry: Parameters<typeof encodeEntry>[2],
   headerBytes: number,
   pending: Buffer,
-): AsyncGenerator<Buffer> {
-  if (pending.length > 0) yield pending;
+): AsyncGenerator<TarChunk> {
+  if (pending.length > 0) yield { data: pending, whole: true };
   const header = Buffer.alloc(headerBytes);
   encodeEntry(header, 0, entry);
-  yield header;
+  yield { data: header, whole: false };
   let sent = 0;
   if (entry.size > 0)
     for await (const chunk of createReadStream(f.abs, {
@@ -123,9 +129,9 @@ async function* packLarge(
       end: entry.size - 1,
     }) as AsyncIterable<Buffer>) {
       sent += chunk.length;
-      yield chunk;
+      yield { data: chunk, whole: false };
     }
   if (sent !== entry.size) throw changed(f.rel, 'shrank');
   const pad = tarPadding(entry.size);
-  if (pad > 0) yield Buffer.alloc(pad);
+  yield { data: Buffer.alloc(pad), whole: true };
 }

@@ -220,16 +220,85 @@ export async function extractArchive(
   options: ExtractOptions,
 ): Promise<ExtractResult> {
   const format = options.format ?? (await detectFormat(archive));
+  return intoTarget(target, (root, writer) => extractInto(archive, root, format, writer, options));
+}
+
+/**
+ * Extracts an archive that arrives in parts while it is extracted: the
+ * files `<base>.0`, `<base>.1`, … each a run of whole ustar entries (the
+ * SDK uploads each to a temp name and renames it when complete, so a part
+ * that exists is whole), the last one ending with the end blocks. Each
+ * part is waited for (up to {@link PART_STALL_MS} without a new one: the
+ * sender is gone), extracted with the fast reader and deleted. Something
+ * the fast reader does not know is refused: only the SDK sends parts.
+ */
+export async function extractArchiveParts(
+  base: string,
+  target: string,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  return intoTarget(target, async (root, writer) => {
+    const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+    for (let i = 0; ; i++) {
+      const part = `${base}.${i}`;
+      await waitForFile(part, options.signal);
+      let ended: boolean;
+      try {
+        ended = await extractUstar(part, root, writer, options, result);
+      } catch (err) {
+        if (err instanceof NotUstar)
+          throw new HostError('InvalidArgument', `archive part ${part} is ${err.message}: refused`);
+        throw err;
+      } finally {
+        await rm(part, { force: true }).catch(() => {});
+      }
+      if (ended) return result;
+    }
+  });
+}
+
+/** How long extractArchiveParts waits for the next part before giving up. */
+export const PART_STALL_MS = 60_000;
+
+async function waitForFile(file: string, signal: AbortSignal | undefined): Promise<void> {
+  const until = Date.now() + PART_STALL_MS;
+  for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
+    signal?.throwIfAborted();
+    const st = lstatOrNull(file);
+    if (st?.isFile()) return;
+    if (st) throw pathError('InvalidArgument', file, 'an archive part is not a regular file');
+    if (Date.now() > until)
+      throw new HostError(
+        'InvalidArgument',
+        `archive part ${file} did not arrive within ${PART_STALL_MS / 1000} s`,
+      );
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+function lstatOrNull(p: string): ReturnType<typeof lstatSync> | null {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** Runs `extract` into `target`: an existing directory file by file; a new one appears whole. */
+async function intoTarget(
+  target: string,
+  extract: (root: string, writer: EntryWriter) => Promise<ExtractResult>,
+): Promise<ExtractResult> {
   const existing = await stat(target).catch(() => null);
   if (existing && !existing.isDirectory())
     throw pathError('NotDirectory', target, 'the extraction target is a file');
-  if (existing) return extractInto(archive, target, format, new EntryWriter(true, target), options);
+  if (existing) return extract(target, new EntryWriter(true, target));
   // A new directory appears whole or not at all.
   await mkdir(path.dirname(target), { recursive: true });
   const tmp = `${tempNameFor(target)}.d`;
   await mkdir(tmp);
   try {
-    const result = await extractInto(archive, tmp, format, new EntryWriter(false, tmp), options);
+    const result = await extract(tmp, new EntryWriter(false, tmp));
     await rename(tmp, target);
     return result;
   } catch (err) {
@@ -247,24 +316,31 @@ function extractInto(
 ): Promise<ExtractResult> {
   if (format === 'zip') return extractZip(archive, root, writer, options);
   if (format === 'tar.gz') return extractTar(archive, root, writer, options);
-  return extractUstar(archive, root, writer, options).catch((err: unknown) => {
-    // Not one the fast reader knows: node-tar reads it from the start (rewriting
-    // what the fast pass wrote, byte for byte the same) and judges it by the usual rules.
-    if (err instanceof NotUstar) return extractTar(archive, root, writer, options);
-    throw err;
-  });
+  const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+  return extractUstar(archive, root, writer, options, result).then(
+    () => result,
+    (err: unknown) => {
+      // Not one the fast reader knows: node-tar reads it from the start (rewriting
+      // what the fast pass wrote, byte for byte the same) and judges it by the usual rules.
+      if (err instanceof NotUstar) return extractTar(archive, root, writer, options);
+      throw err;
+    },
+  );
 }
 
-/** A plain ustar archive (what the SDK sends) with the fast reader (tar-reader.ts). */
+/**
+ * A plain ustar archive (what the SDK sends) with the fast reader
+ * (tar-reader.ts), counted into `result`; true when it had the end blocks.
+ */
 async function extractUstar(
   archive: string,
   root: string,
   writer: EntryWriter,
   options: ExtractOptions,
-): Promise<ExtractResult> {
-  const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+  result: ExtractResult,
+): Promise<boolean> {
   let target = '';
-  await readUstar(
+  return readUstar(
     archive,
     {
       dir: (e) => {
@@ -287,7 +363,6 @@ async function extractUstar(
     },
     { smallMax: SMALL_ENTRY, signal: options.signal },
   );
-  return result;
 }
 
 const S_IFMT = 0o170000;

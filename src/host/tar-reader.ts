@@ -108,7 +108,9 @@ class Window {
 }
 
 /**
- * Reads `file` and calls the visitor per entry. Throws {@link NotUstar} at
+ * Reads `file` and calls the visitor per entry. Resolves true when it met
+ * the end blocks, false when the file simply stops between two entries (a
+ * part of an archive, see extractArchiveParts). Throws {@link NotUstar} at
  * the first thing it does not know, `InvalidArgument` when it is truncated,
  * and whatever the visitor throws.
  */
@@ -116,7 +118,7 @@ export async function readUstar(
   file: string,
   visitor: UstarVisitor,
   options: { smallMax: number; signal?: AbortSignal | undefined },
-): Promise<void> {
+): Promise<boolean> {
   const fd = openSync(file, 'r');
   try {
     const w = new Window(fd, Math.max(READ_SIZE, options.smallMax + 2 * TAR_BLOCK));
@@ -128,12 +130,12 @@ export async function readUstar(
       }
       if (!w.ensure(TAR_BLOCK)) {
         // No end blocks: node-tar accepts an archive that simply stops between entries.
-        if (w.end === w.at && pax === null) return;
+        if (w.end === w.at && pax === null) return false;
         throw truncated();
       }
       const h = decodeHeader(w.buf, w.at);
       w.skip(TAR_BLOCK);
-      if (h.kind === 'end') return;
+      if (h.kind === 'end') return true;
       if (h.kind === 'unknown') throw new NotUstar(h.why);
       if (h.kind === 'pax') {
         if (pax) throw new NotUstar('two pax headers in a row');

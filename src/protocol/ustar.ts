@@ -53,21 +53,32 @@ const TEMPLATE = (() => {
   return t;
 })();
 
-/** `value` as width - 1 octal digits and a NUL, as GNU tar and node-tar write them. */
-function writeOctal(buf: Buffer, at: number, width: number, value: number): void {
+/** The sum of TEMPLATE's bytes, the checksum field counted as spaces. */
+const TEMPLATE_SUM = TEMPLATE.reduce((n, b) => n + b, 0) + 8 * 0x20;
+
+/** `value` as width - 1 octal digits and a NUL, as GNU tar and node-tar write them; returns their byte sum. */
+function writeOctal(buf: Buffer, at: number, width: number, value: number): number {
   let v = value;
+  let sum = 0;
   for (let i = at + width - 2; i >= at; i--) {
-    buf[i] = 0x30 + (v % 8);
+    const c = 0x30 + (v % 8);
+    buf[i] = c;
+    sum += c;
     v = Math.floor(v / 8);
   }
   buf[at + width - 1] = 0;
+  return sum;
+}
+
+function sumOf(buf: Uint8Array, from: number, to: number): number {
+  let sum = 0;
+  for (let i = from; i < to; i++) sum += buf[i]!;
+  return sum;
 }
 
 function checksum(block: Uint8Array, at: number): number {
-  let sum = 8 * 0x20; // the checksum field counts as spaces
-  for (let i = at; i < at + 148; i++) sum += block[i]!;
-  for (let i = at + 156; i < at + TAR_BLOCK; i++) sum += block[i]!;
-  return sum;
+  // the checksum field counts as spaces
+  return 8 * 0x20 + sumOf(block, at, at + 148) + sumOf(block, at + 156, at + TAR_BLOCK);
 }
 
 /** The name split into ustar's prefix and name fields: the byte length of the prefix (0: none), or -1. */
@@ -92,17 +103,24 @@ function writeHeader(
   mode: number,
   mtime: number,
 ): void {
-  TEMPLATE.copy(buf, at);
+  // The checksum is summed while writing: the template's part is known.
+  buf.set(TEMPLATE, at);
+  let sum = TEMPLATE_SUM;
   if (prefixBytes > 0) {
-    const prefix = buf.write(name, at + 345, prefixBytes, 'utf8');
-    const rest = Buffer.from(name).subarray(prefix + 1);
-    rest.copy(buf, at, 0, Math.min(rest.length, 100));
-  } else buf.write(name, at, 100, 'utf8');
-  writeOctal(buf, at + 100, 8, mode & 0o7777);
-  writeOctal(buf, at + 124, 12, size > MAX_OCTAL_SIZE ? 0 : size);
-  writeOctal(buf, at + 136, 12, Math.max(0, Math.min(Math.floor(mtime), MAX_OCTAL_SIZE)));
+    buf.write(name, at + 345, prefixBytes, 'utf8');
+    sum += sumOf(buf, at + 345, at + 345 + prefixBytes);
+    const rest = Buffer.from(name).subarray(prefixBytes + 1);
+    const n = rest.copy(buf, at, 0, Math.min(rest.length, 100));
+    sum += sumOf(buf, at, at + n);
+  } else {
+    const n = buf.write(name, at, 100, 'utf8');
+    sum += sumOf(buf, at, at + n);
+  }
+  sum += writeOctal(buf, at + 100, 8, mode & 0o7777);
+  sum += writeOctal(buf, at + 124, 12, size > MAX_OCTAL_SIZE ? 0 : size);
+  sum += writeOctal(buf, at + 136, 12, Math.max(0, Math.min(Math.floor(mtime), MAX_OCTAL_SIZE)));
   buf[at + 156] = type;
-  writeOctal(buf, at + 148, 7, checksum(buf, at));
+  writeOctal(buf, at + 148, 7, sum + type);
   buf[at + 155] = 0x20;
 }
 
