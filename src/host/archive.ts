@@ -1,6 +1,8 @@
 /**
  * Archives in and out of the host: safe extraction of zip (yauzl), tar and
- * tar.gz (node-tar's streaming Parser), and creation of tar, tar.gz and zip
+ * tar.gz (plain ustar by the fast reader of tar-reader.ts, anything else by
+ * node-tar's streaming Parser; an archive in parts that arrive while it is
+ * extracted, extractArchiveParts), and creation of tar, tar.gz and zip
  * (yazl) archives of a directory. Used by the built-in jobs `outpost.extract`
  * and `outpost.archive` and by the extension catalog (a `.upack` is a zip).
  *
