@@ -369,9 +369,10 @@ async function sendParts(
       failed ??= err;
     },
   );
-  let next = await pack.next();
+  let next: IteratorResult<TarChunk> = { done: false, value: { data: Buffer.alloc(0), whole: true } };
   let sent = 0;
   try {
+    next = await pack.next();
     while (!next.done) {
       // One part: whole entries up to about PART_BYTES; the job's failure stops the upload.
       const part = async function* () {
