@@ -453,13 +453,12 @@ export async function syncTree(
     throw new OutpostError('NotDirectory', `sync needs a local directory; ${local} is not one`, {
       path: local,
     });
-  const [tree, manifest] = await Promise.all([
-    walkLocal(local, signal),
-    remoteManifest(ctx, remote, options.compare === 'hash', signal).catch((err: unknown) => {
-      if (isRemoteError(err, 'Unsupported')) return 'unsupported' as const;
-      throw err;
-    }),
-  ]);
+  // The manifest request goes out first: the agent walks its tree while this one is walked.
+  const asked = remoteManifest(ctx, remote, options.compare === 'hash', signal).catch((err: unknown) => {
+    if (isRemoteError(err, 'Unsupported')) return 'unsupported' as const;
+    throw err;
+  });
+  const [manifest, tree] = await Promise.all([asked, walkLocal(local, signal)]);
   if (manifest === 'unsupported') {
     if (!options.dryRun)
       return { ...(await syncByFiles(ctx, local, remote, options)), dryRun: false, method: 'files' };
