@@ -27,6 +27,7 @@ import { isRemoteError, OutpostError, RemoteError } from './errors.js';
 import { runJob } from './jobs.js';
 import { forEachLimited } from './limit.js';
 import { RemoteWriteStream } from './streams.js';
+import { packTree, type TarChunk } from './tar-pack.js';
 import {
   type LocalFile,
   type LocalTree,
@@ -62,22 +63,52 @@ interface RemoteItem {
   fullPath?: string;
 }
 
-/** Parses outpost.manifest's NDJSON as it streams. */
+/**
+ * Parses outpost.manifest's lines as they stream: the tab-separated form
+ * it is asked for, or NDJSON from an agent that does not know that form
+ * (it ignores the unknown `format` field).
+ */
 class ManifestReader {
   readonly items = new Map<string, RemoteItem>();
   private rest = '';
   push(chunk: Buffer): void {
     const text = this.rest + chunk.toString('utf8');
-    const lines = text.split('\n');
-    this.rest = lines.pop() ?? '';
-    for (const line of lines) this.line(line);
+    let at = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', at)) {
+      this.line(text, at, nl);
+      at = nl + 1;
+    }
+    this.rest = text.slice(at);
   }
   end(): void {
-    if (this.rest) this.line(this.rest);
+    if (this.rest) this.line(this.rest, 0, this.rest.length);
     this.rest = '';
   }
-  private line(line: string): void {
-    if (line === '') return;
+  private line(text: string, start: number, end: number): void {
+    if (end === start) return;
+    if (text.charCodeAt(start) === 0x7b /* { */) {
+      this.json(text.slice(start, end));
+      return;
+    }
+    const t1 = text.indexOf('\t', start);
+    const t2 = text.indexOf('\t', t1 + 1);
+    const t3 = text.indexOf('\t', t2 + 1);
+    const t4 = text.indexOf('\t', t3 + 1);
+    const t5 = text.indexOf('\t', t4 + 1);
+    if (t1 < 0 || t5 < 0 || t5 >= end)
+      throw new OutpostError('PROTOCOL', 'outpost.manifest sent a line that is not a manifest entry');
+    const raw = text.slice(t5 + 1, end);
+    const path = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
+    const sha256 = t5 > t4 + 1 ? text.slice(t4 + 1, t5) : undefined;
+    const item: RemoteItem = {
+      type: text.charCodeAt(start) === 0x64 /* d */ ? 'dir' : 'file',
+      size: Number(text.slice(t1 + 1, t2)),
+      mtimeMs: Number(text.slice(t3 + 1, t4)),
+    };
+    if (sha256) item.sha256 = sha256;
+    this.items.set(path, item);
+  }
+  private json(line: string): void {
     const e = JSON.parse(line) as {
       path: string;
       type: 'file' | 'dir';
@@ -106,10 +137,15 @@ async function remoteManifest(
 ): Promise<Map<string, RemoteItem> | null> {
   if (extractSupport.get(ctx) === false) throw noJobs('outpost.manifest');
   const reader = new ManifestReader();
-  const run = runJob(ctx, 'outpost.manifest', Buffer.from(JSON.stringify({ path: remote, hash })), {
-    ...(signal ? { signal } : {}),
-    onData: (c) => reader.push(c),
-  });
+  const run = runJob(
+    ctx,
+    'outpost.manifest',
+    Buffer.from(JSON.stringify({ path: remote, hash, format: 'tsv' })),
+    {
+      ...(signal ? { signal } : {}),
+      onData: (c) => reader.push(c),
+    },
+  );
   try {
     await run.result;
   } catch (err) {
@@ -235,10 +271,23 @@ async function removeRemote(
   );
 }
 
+/** Archive bytes per part when upload and extraction overlap (a part ends at an entry's end). */
+const PART_BYTES = 1024 * 1024;
+
+type SendOptions = {
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: TransferProgress) => void) | undefined;
+};
+
 /**
- * Sends `entries` of `local` (files, and directories with a trailing `/`) as
- * one tar stream to a temp file beside `remote`, and extracts it there
- * with outpost.extract. Throws `Unsupported` when the agent lacks the job.
+ * Sends `dirs` and `files` of `local` as one ustar archive (tar-pack.ts)
+ * and extracts it into `remote` with outpost.extract. To an agent that
+ * takes parts, the archive goes as parts of about {@link PART_BYTES}
+ * (`<base>.0`, `<base>.1`, …, each written to a temp name and renamed when
+ * whole) while the job, started first, extracts each as it lands: upload
+ * and extraction overlap, as `tar c | ssh tar x` does. To an older Outpost
+ * agent it goes as one temp file, extracted once uploaded. Throws
+ * `Unsupported` when the agent lacks the job.
  */
 async function sendArchive(
   ctx: ClientContext,
@@ -246,53 +295,50 @@ async function sendArchive(
   remote: string,
   dirs: readonly string[],
   files: readonly LocalFile[],
-  options: { signal?: AbortSignal | undefined; onProgress?: ((p: TransferProgress) => void) | undefined },
+  options: SendOptions,
 ): Promise<number> {
-  await requireExtract(ctx, options.signal);
+  const parts = await requireExtract(ctx, options.signal);
   const parent = ctx.paths.dirname(remote);
-  const archive = ctx.paths.join(
+  const base = ctx.paths.join(
     parent,
     `.${ctx.paths.basename(remote).slice(0, 64)}.${process.pid}-${Date.now()}.outpost-sync.tar`,
   );
   await ctx.call('CreateDirectory', { path: parent }, { path: parent, signal: options.signal });
   const totalBytes = files.reduce((n, f) => n + f.size, 0);
   let bytes = 0;
-  const list = [...dirs, ...files.map((f) => f.rel)];
-  // Loaded here, not at the top: every SDK user and CLI command would pay for it.
-  const { create: createTar } = await import('tar');
-  const pack = createTar(
-    { cwd: local, portable: true, noDirRecurse: true },
-    list,
-  ) as unknown as AsyncIterable<Buffer>;
-  const ws = new RemoteWriteStream(ctx, archive, { ...(options.signal ? { signal: options.signal } : {}) });
-  await pipeline(
-    pack,
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        bytes += chunk.length;
-        options.onProgress?.({
-          file: '',
-          bytes: Math.min(bytes, totalBytes),
-          totalBytes,
-          files: 0,
-          totalFiles: files.length,
-        });
-        yield chunk;
-      }
-    },
-    ws,
-  );
+  const progress = (chunk: Buffer) => {
+    bytes += chunk.length;
+    options.onProgress?.({
+      file: '',
+      bytes: Math.min(bytes, totalBytes),
+      totalBytes,
+      files: 0,
+      totalFiles: files.length,
+    });
+  };
   // Exact last-write times (tar keeps whole seconds), so the next sync compares to the millisecond.
   const times = Object.fromEntries(files.map((f) => [f.rel, Math.round(f.mtimeMs)]));
-  const payload = { archive, target: remote, removeArchive: true, times };
-  const run = runJob(ctx, 'outpost.extract', Buffer.from(JSON.stringify(payload)), {
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  try {
-    await run.result;
-  } catch (err) {
-    await ctx.call('DeleteFile', { path: archive }).catch(() => {});
-    throw err;
+  const pack = packTree(local, dirs, files, options.signal);
+  const writeOptions = options.signal ? { signal: options.signal } : {};
+  if (parts) await sendParts(ctx, base, remote, pack, times, writeOptions, progress);
+  else {
+    await pipeline(
+      pack,
+      async function* (source: AsyncIterable<TarChunk>) {
+        for await (const c of source) {
+          progress(c.data);
+          yield c.data;
+        }
+      },
+      new RemoteWriteStream(ctx, base, writeOptions),
+    );
+    const payload = { archive: base, target: remote, removeArchive: true, times };
+    try {
+      await runJob(ctx, 'outpost.extract', Buffer.from(JSON.stringify(payload)), writeOptions).result;
+    } catch (err) {
+      await ctx.call('DeleteFile', { path: base }).catch(() => {});
+      throw err;
+    }
   }
   options.onProgress?.({
     file: '',
@@ -304,8 +350,63 @@ async function sendArchive(
   return totalBytes;
 }
 
+/** The archive as parts while outpost.extract {parts} extracts them (see sendArchive). */
+async function sendParts(
+  ctx: ClientContext,
+  base: string,
+  remote: string,
+  pack: AsyncGenerator<TarChunk>,
+  times: Record<string, number>,
+  writeOptions: { signal?: AbortSignal },
+  progress: (chunk: Buffer) => void,
+): Promise<void> {
+  const payload = { parts: base, target: remote, times };
+  const run = runJob(ctx, 'outpost.extract', Buffer.from(JSON.stringify(payload)), writeOptions);
+  let failed: unknown = null;
+  const done = run.result.then(
+    () => {},
+    (err: unknown) => {
+      failed ??= err;
+    },
+  );
+  let next: IteratorResult<TarChunk> = { done: false, value: { data: Buffer.alloc(0), whole: true } };
+  let sent = 0;
+  try {
+    next = await pack.next();
+    while (!next.done) {
+      // One part: whole entries up to about PART_BYTES; the job's failure stops the upload.
+      const part = async function* () {
+        let n = 0;
+        while (!next.done) {
+          if (failed) throw failed;
+          const c: TarChunk = next.value;
+          progress(c.data);
+          n += c.data.length;
+          if (c.data.length > 0) yield c.data;
+          next = await pack.next();
+          if (c.whole && n >= PART_BYTES) return;
+        }
+      };
+      await pipeline(part, new RemoteWriteStream(ctx, `${base}.${sent}`, writeOptions));
+      sent++;
+    }
+  } catch (err) {
+    failed ??= err;
+    run.cancel();
+    await pack.return(undefined).catch(() => {});
+  }
+  await done;
+  if (failed) {
+    // The job deletes the parts it read; what it had not reached yet goes here.
+    for (let i = 0; i < sent; i++) await ctx.call('DeleteFile', { path: `${base}.${i}` }).catch(() => {});
+    throw failed;
+  }
+}
+
 /** Whether the agent has the built-in jobs, by agent context (learned once). */
 const extractSupport = new WeakMap<ClientContext, boolean>();
+/** Whether its outpost.extract takes an archive in parts (learned by the same probe). */
+const partsSupport = new WeakMap<ClientContext, boolean>();
 
 function noJobs(type: string): RemoteError {
   return new RemoteError('Unsupported', `the agent has no ${type} job`, 'ExecuteJob');
@@ -314,22 +415,29 @@ function noJobs(type: string): RemoteError {
 /**
  * Throws `Unsupported` before anything is uploaded when the agent lacks
  * outpost.extract: an empty payload is InvalidArgument from an Outpost
- * agent, Unsupported from another implementation of the contract.
+ * agent, Unsupported from another implementation of the contract. Resolves
+ * whether the job takes parts: the message of an agent that does names them.
  */
-async function requireExtract(ctx: ClientContext, signal: AbortSignal | undefined): Promise<void> {
-  let known = extractSupport.get(ctx);
-  if (known === undefined) {
+async function requireExtract(ctx: ClientContext, signal: AbortSignal | undefined): Promise<boolean> {
+  let parts = partsSupport.get(ctx);
+  if (parts === undefined && extractSupport.get(ctx) !== false) {
+    let known: boolean;
     try {
       await runJob(ctx, 'outpost.extract', Buffer.from('{}'), signal ? { signal } : {}).result;
       known = true;
+      parts = false;
     } catch (err) {
       if (isRemoteError(err, 'Unsupported')) known = false;
-      else if (isRemoteError(err, 'InvalidArgument')) known = true;
-      else throw err;
+      else if (isRemoteError(err, 'InvalidArgument')) {
+        known = true;
+        parts = /\bparts\b/.test((err as Error).message);
+      } else throw err;
     }
     extractSupport.set(ctx, known);
+    if (parts !== undefined) partsSupport.set(ctx, parts);
   }
-  if (!known) throw noJobs('outpost.extract');
+  if (extractSupport.get(ctx) === false) throw noJobs('outpost.extract');
+  return parts === true;
 }
 
 /** agent.sync(): see the file header. */
@@ -345,13 +453,12 @@ export async function syncTree(
     throw new OutpostError('NotDirectory', `sync needs a local directory; ${local} is not one`, {
       path: local,
     });
-  const [tree, manifest] = await Promise.all([
-    walkLocal(local, signal),
-    remoteManifest(ctx, remote, options.compare === 'hash', signal).catch((err: unknown) => {
-      if (isRemoteError(err, 'Unsupported')) return 'unsupported' as const;
-      throw err;
-    }),
-  ]);
+  // The manifest request goes out first: the agent walks its tree while this one is walked.
+  const asked = remoteManifest(ctx, remote, options.compare === 'hash', signal).catch((err: unknown) => {
+    if (isRemoteError(err, 'Unsupported')) return 'unsupported' as const;
+    throw err;
+  });
+  const [manifest, tree] = await Promise.all([asked, walkLocal(local, signal)]);
   if (manifest === 'unsupported') {
     if (!options.dryRun)
       return { ...(await syncByFiles(ctx, local, remote, options)), dryRun: false, method: 'files' };

@@ -12,6 +12,7 @@ import {
   constants as fsc,
   fstatSync,
   openSync,
+  readdirSync,
   readSync,
   statSync,
 } from 'node:fs';
@@ -150,19 +151,21 @@ function isTempName(name: string): boolean {
 
 /**
  * Walks a local directory (symlinks are not followed; they and special files
- * are skipped). Directories are read asynchronously; files are stat'ed
- * synchronously (a few microseconds each), with a yield every few hundred.
+ * are skipped). Directories are read and files stat'ed with synchronous
+ * calls (a few microseconds each from the cache, where a thread-pool round
+ * trip per call costs more than the call), with a yield to the event loop
+ * every few hundred entries.
  */
 export async function walkLocal(root: string, signal?: AbortSignal): Promise<LocalTree> {
   const tree: LocalTree = { files: [], dirs: [], skipped: [] };
   let stats = 0;
   const visit = async (abs: string, rel: string): Promise<void> => {
     if (signal?.aborted) throw abortReason(signal);
-    const entries = await fsp.readdir(abs, { withFileTypes: true });
+    const entries = readdirSync(abs, { withFileTypes: true });
     entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     for (const e of entries) {
       const childRel = rel === '' ? e.name : `${rel}/${e.name}`;
-      const childAbs = path.join(abs, e.name);
+      const childAbs = abs === root ? path.join(abs, e.name) : `${abs}${path.sep}${e.name}`;
       if (e.isDirectory()) {
         tree.dirs.push(childRel);
         await visit(childAbs, childRel);

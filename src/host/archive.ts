@@ -1,6 +1,8 @@
 /**
  * Archives in and out of the host: safe extraction of zip (yauzl), tar and
- * tar.gz (node-tar's streaming Parser), and creation of tar, tar.gz and zip
+ * tar.gz (plain ustar by the fast reader of tar-reader.ts, anything else by
+ * node-tar's streaming Parser; an archive in parts that arrive while it is
+ * extracted, extractArchiveParts), and creation of tar, tar.gz and zip
  * (yazl) archives of a directory. Used by the built-in jobs `outpost.extract`
  * and `outpost.archive` and by the extension catalog (a `.upack` is a zip).
  *
@@ -38,6 +40,7 @@ import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { errorCode, pathError } from './fs-errors.js';
 import { tempNameFor } from './fs-util.js';
+import { NotUstar, readUstar } from './tar-reader.js';
 import { HostError } from './types.js';
 
 export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';
@@ -72,8 +75,17 @@ export function unsafeEntryName(name: string): string | null {
   return null;
 }
 
+/**
+ * Names made only of plain segments (letters, digits, `_`, `-`, `.`; none
+ * empty or starting with a dot): safe as they are, so no split, filter and
+ * join per entry — the common case of thousands of small files.
+ */
+const PLAIN_NAME = /^(?:[\w-][\w.-]*\/)*[\w-][\w.-]*\/?$/;
+
 /** The entry's path below `root` (`/`-separated name), refusing escapes. */
 function entryPath(root: string, name: string): string {
+  if (PLAIN_NAME.test(name) && path.sep === '/' && !root.endsWith('/'))
+    return `${root}/${name.endsWith('/') ? name.slice(0, -1) : name}`;
   const why = unsafeEntryName(name);
   if (why) throw new HostError('InvalidArgument', `archive entry ${JSON.stringify(name)} ${why}: refused`);
   const clean = name.split('/').filter((s) => s !== '' && s !== '.');
@@ -94,7 +106,9 @@ function tooLarge(maxBytes: number): HostError {
 }
 
 function timeOf(options: ExtractOptions, name: string, own: Date | null): Date | null {
-  const t = options.times?.get(name.replace(/^\.\//, ''));
+  const times = options.times;
+  if (!times) return own;
+  const t = times.get(name.startsWith('./') ? name.slice(2) : name);
   return t === undefined ? own : new Date(t);
 }
 
@@ -217,16 +231,85 @@ export async function extractArchive(
   options: ExtractOptions,
 ): Promise<ExtractResult> {
   const format = options.format ?? (await detectFormat(archive));
+  return intoTarget(target, (root, writer) => extractInto(archive, root, format, writer, options));
+}
+
+/**
+ * Extracts an archive that arrives in parts while it is extracted: the
+ * files `<base>.0`, `<base>.1`, … each a run of whole ustar entries (the
+ * SDK uploads each to a temp name and renames it when complete, so a part
+ * that exists is whole), the last one ending with the end blocks. Each
+ * part is waited for (up to {@link PART_STALL_MS} without a new one: the
+ * sender is gone), extracted with the fast reader and deleted. Something
+ * the fast reader does not know is refused: only the SDK sends parts.
+ */
+export async function extractArchiveParts(
+  base: string,
+  target: string,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  return intoTarget(target, async (root, writer) => {
+    const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+    for (let i = 0; ; i++) {
+      const part = `${base}.${i}`;
+      await waitForFile(part, options.signal);
+      let ended: boolean;
+      try {
+        ended = await extractUstar(part, root, writer, options, result);
+      } catch (err) {
+        if (err instanceof NotUstar)
+          throw new HostError('InvalidArgument', `archive part ${part} is ${err.message}: refused`);
+        throw err;
+      } finally {
+        await rm(part, { force: true }).catch(() => {});
+      }
+      if (ended) return result;
+    }
+  });
+}
+
+/** How long extractArchiveParts waits for the next part before giving up. */
+export const PART_STALL_MS = 60_000;
+
+async function waitForFile(file: string, signal: AbortSignal | undefined): Promise<void> {
+  const until = Date.now() + PART_STALL_MS;
+  for (let wait = 1; ; wait = Math.min(wait * 2, 20)) {
+    signal?.throwIfAborted();
+    const st = lstatOrNull(file);
+    if (st?.isFile()) return;
+    if (st) throw pathError('InvalidArgument', file, 'an archive part is not a regular file');
+    if (Date.now() > until)
+      throw new HostError(
+        'InvalidArgument',
+        `archive part ${file} did not arrive within ${PART_STALL_MS / 1000} s`,
+      );
+    await new Promise((r) => setTimeout(r, wait));
+  }
+}
+
+function lstatOrNull(p: string): ReturnType<typeof lstatSync> | null {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
+}
+
+/** Runs `extract` into `target`: an existing directory file by file; a new one appears whole. */
+async function intoTarget(
+  target: string,
+  extract: (root: string, writer: EntryWriter) => Promise<ExtractResult>,
+): Promise<ExtractResult> {
   const existing = await stat(target).catch(() => null);
   if (existing && !existing.isDirectory())
     throw pathError('NotDirectory', target, 'the extraction target is a file');
-  if (existing) return extractInto(archive, target, format, new EntryWriter(true, target), options);
+  if (existing) return extract(target, new EntryWriter(true, target));
   // A new directory appears whole or not at all.
   await mkdir(path.dirname(target), { recursive: true });
   const tmp = `${tempNameFor(target)}.d`;
   await mkdir(tmp);
   try {
-    const result = await extractInto(archive, tmp, format, new EntryWriter(false, tmp), options);
+    const result = await extract(tmp, new EntryWriter(false, tmp));
     await rename(tmp, target);
     return result;
   } catch (err) {
@@ -242,9 +325,55 @@ function extractInto(
   writer: EntryWriter,
   options: ExtractOptions,
 ): Promise<ExtractResult> {
-  return format === 'zip'
-    ? extractZip(archive, root, writer, options)
-    : extractTar(archive, root, writer, options);
+  if (format === 'zip') return extractZip(archive, root, writer, options);
+  if (format === 'tar.gz') return extractTar(archive, root, writer, options);
+  const result: ExtractResult = { files: 0, directories: 0, bytes: 0 };
+  return extractUstar(archive, root, writer, options, result).then(
+    () => result,
+    (err: unknown) => {
+      // Not one the fast reader knows: node-tar reads it from the start (rewriting
+      // what the fast pass wrote, byte for byte the same) and judges it by the usual rules.
+      if (err instanceof NotUstar) return extractTar(archive, root, writer, options);
+      throw err;
+    },
+  );
+}
+
+/**
+ * A plain ustar archive (what the SDK sends) with the fast reader
+ * (tar-reader.ts), counted into `result`; true when it had the end blocks.
+ */
+async function extractUstar(
+  archive: string,
+  root: string,
+  writer: EntryWriter,
+  options: ExtractOptions,
+  result: ExtractResult,
+): Promise<boolean> {
+  let target = '';
+  return readUstar(
+    archive,
+    {
+      dir: (e) => {
+        writer.dir(entryPath(root, e.name));
+        result.directories++;
+      },
+      accept: (e) => {
+        target = entryPath(root, e.name);
+        result.bytes += e.size;
+        if (result.bytes > options.maxBytes) throw tooLarge(options.maxBytes);
+      },
+      small: (e, data) => {
+        writer.small(target, data, e.mode, timeOf(options, e.name, new Date(e.mtimeMs)));
+        result.files++;
+      },
+      large: async (e, data) => {
+        await writer.stream(target, data, e.mode, timeOf(options, e.name, new Date(e.mtimeMs)));
+        result.files++;
+      },
+    },
+    { smallMax: SMALL_ENTRY, signal: options.signal },
+  );
 }
 
 const S_IFMT = 0o170000;

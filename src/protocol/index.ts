@@ -8,3 +8,4 @@ export * from './messages.js';
 export * from './pipe.js';
 export * from './replay.js';
 export * from './schema.js';
+export * from './ustar.js';

@@ -173,6 +173,20 @@ describe('sync through the manifest job and one archive', () => {
     );
   });
 
+  it('syncs odd names (a newline, a leading quote, 250 characters) and then finds them unchanged', async () => {
+    const src = join(env.root, 'odd-src');
+    const dst = join(env.root, 'odd-dst');
+    const long = `${'l'.repeat(100)}/${'n'.repeat(150)}.txt`;
+    await tree(src, { 'new\nline.txt': '1', '"quoted.txt': '3', [long]: '4' });
+    const first = await client.sync(src, dst);
+    assert.equal(first.uploaded.length, 3);
+    assert.equal(await readFile(join(dst, long), 'utf8'), '4');
+    assert.equal(await readFile(join(dst, 'new\nline.txt'), 'utf8'), '1');
+    const again = await client.sync(src, dst);
+    assert.deepEqual(again.uploaded, []);
+    assert.equal(again.unchanged, 3);
+  });
+
   it('uploadArchive puts a tree of many small files in one stream', async () => {
     const src = join(env.root, 'many');
     const files: Record<string, string> = {};

@@ -70,6 +70,30 @@ describe('built-in jobs', () => {
     );
   });
 
+  it('outpost.manifest format tsv: the same entries as tab-separated lines, odd names as JSON strings', async () => {
+    const odd = 'new\nline.txt';
+    await writeFile(join(src, odd), 'x');
+    try {
+      const channel = host.channel as RecordingChannel;
+      const start = channel.sent.length;
+      await job('outpost.manifest', { path: 'src', hash: false, format: 'tsv' });
+      const text = channel.sent
+        .slice(start)
+        .map((m) => decodeReply(m.message))
+        .filter((r) => r.kind === 'event' && r.event === EventCode.JobData)
+        .map((r) => Buffer.from(decodeEventBody('JobData', (r as { body: Buffer }).body).data).toString())
+        .join('');
+      const lines = text.trimEnd().split('\n');
+      assert.ok(lines.includes('f\t4\t420\t1600000000000\t\ttop.txt'), text);
+      assert.ok(lines.some((l) => l.startsWith('d\t0\t') && l.endsWith('\t\ta/b')));
+      assert.ok(lines.some((l) => l.startsWith('f\t1\t') && l.endsWith(`\t\t${JSON.stringify(odd)}`)));
+      assert.equal(lines.length, 7);
+      await rejectsKind(job('outpost.manifest', { path: 'src', format: 'xml' }), 'InvalidArgument', /tsv/);
+    } finally {
+      await rm(join(src, odd));
+    }
+  });
+
   for (const format of ['tar', 'tar.gz', 'zip'] as const) {
     it(`outpost.archive then outpost.extract round-trips a tree (${format})`, async () => {
       const out = join(host.dir, `out.${format}`);
