@@ -1,27 +1,15 @@
 /** Helpers shared by `put` and `get`: local totals, remote path joins, skipped-entry notes. */
-import { readdir, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import type { TransferProgress } from '../client/index.js';
+import { stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { type TransferProgress, walkLocal } from '../client/index.js';
 import { UsageError } from './errors.js';
 
-/** Files and bytes under a local path as the SDK will send them (symlinks and special files are skipped). */
+/** Files and bytes under a local path as the SDK will send them (its own walk: symlinks and special files are skipped). */
 export async function localTotals(path: string): Promise<{ files: number; bytes: number; isDir: boolean }> {
   const st = await stat(path);
   if (st.isFile()) return { files: 1, bytes: st.size, isDir: false };
-  let files = 0;
-  let bytes = 0;
-  const visit = async (dir: string) => {
-    for (const e of await readdir(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) await visit(p);
-      else if (e.isFile()) {
-        files++;
-        bytes += (await stat(p)).size;
-      }
-    }
-  };
-  await visit(path);
-  return { files, bytes, isDir: true };
+  const tree = await walkLocal(path);
+  return { files: tree.files.length, bytes: tree.files.reduce((n, f) => n + f.size, 0), isDir: true };
 }
 
 /** Checks a local source exists and is a file or directory; says what to fix otherwise. */

@@ -63,9 +63,12 @@ export {
 } from './streams.js';
 export type { DeploySyncOptions, DeploySyncResult } from './sync.js';
 export type {
+  LocalTree,
   SyncOptions,
   SyncResult,
   TransferOptions,
   TransferProgress,
   TransferResult,
 } from './transfer.js';
+/** The local walk the SDK's uploads and syncs make (symlinks and special files skipped). */
+export { walkLocal } from './transfer.js';
