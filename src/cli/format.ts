@@ -14,6 +14,11 @@ export function formatBytes(n: number): string {
 }
 
 /** `0.42 s`, `12.3 s`, `2m05s`, `1h02m`. */
+/** An integer with thousands separators (10,000), without loading ICU's locale data (~27 ms at first use). */
+export function formatCount(n: number): string {
+  return String(Math.trunc(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+}
+
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms < 0) return '?';
   const s = ms / 1000;

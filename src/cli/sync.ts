@@ -13,7 +13,7 @@ import type { TransferProgress } from '../client/index.js';
 import { addConnectionOptions } from './connection.js';
 import { clientAction, UsageError } from './errors.js';
 import { runOnHosts, type TargetFlags } from './fanout.js';
-import { formatBytes, formatDuration } from './format.js';
+import { formatBytes, formatCount, formatDuration } from './format.js';
 import { splitRemote } from './hosts.js';
 
 interface SyncFlags extends TargetFlags {
@@ -77,7 +77,7 @@ Exit code: 0 done; 1 bad usage or unreadable local directory; 2 connection faile
             r.deleted.length > 0 || flags.delete
               ? `, ${r.dryRun ? 'would delete' : 'deleted'} ${r.deleted.length}`
               : '';
-          const summary = `${verb} ${r.uploaded.length} file${r.uploaded.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}), ${r.unchanged.toLocaleString('en-US')} unchanged${del}`;
+          const summary = `${verb} ${r.uploaded.length} file${r.uploaded.length === 1 ? '' : 's'} (${formatBytes(r.bytes)}), ${formatCount(r.unchanged)} unchanged${del}`;
           if (!flags.quiet)
             lines.push(
               `sync: ${summary} in ${formatDuration(performance.now() - t0)}${r.method === 'files' ? ' (file by file: the agent has no outpost jobs)' : ''}`,

@@ -12,6 +12,7 @@ import { describe, it } from 'node:test';
 import { connectionSettings, looksRemote, parseRemote, parseTarget } from '../../src/cli/connection.js';
 import { describeError, EXIT, UsageError } from '../../src/cli/errors.js';
 import { pumpPrefixed } from '../../src/cli/fanout.js';
+import { formatCount } from '../../src/cli/format.js';
 import { parseHosts } from '../../src/cli/hosts.js';
 import { buildProgram } from '../../src/cli/program.js';
 import { createProgress } from '../../src/cli/progress.js';
@@ -281,5 +282,12 @@ describe('help', () => {
     // help, an unknown name (commander suggests the nearest) and completion see every command
     for (const args of [['--help'], ['lss'], ['completion', 'bash'], []])
       assert.deepEqual(await names(...args), all, args.join(' '));
+  });
+});
+
+describe('formatCount', () => {
+  it('groups thousands as en-US does', () => {
+    for (const n of [0, 7, 999, 1000, 10_000, 123_456, 1_234_567, 1e12])
+      assert.equal(formatCount(n), n.toLocaleString('en-US'), String(n));
   });
 });
