@@ -139,15 +139,11 @@ export class HostPool {
    * `idleMs`, or earlier when another host needs their room.
    */
   setIdle(host: HostProcess, stop: (() => void) | null): void {
-    const entry = this.idle.get(host);
     if (stop === null) {
-      if (entry) {
-        clearTimeout(entry.timer);
-        this.idle.delete(host);
-      }
+      this.clearIdle(host);
       return;
     }
-    if (entry || !host.alive || !this.counted.has(host)) return;
+    if (this.idle.has(host) || !host.alive || !this.counted.has(host)) return;
     const timer = setTimeout(() => this.stopIdle(host), this.idleMs);
     timer.unref();
     this.idle.set(host, { timer, stop });
@@ -156,8 +152,7 @@ export class HostPool {
   private stopIdle(host: HostProcess): void {
     const entry = this.idle.get(host);
     if (!entry) return;
-    clearTimeout(entry.timer);
-    this.idle.delete(host);
+    this.clearIdle(host);
     this.counted.delete(host);
     this.stoppedIdle.add(host);
     entry.stop();
@@ -184,11 +179,15 @@ export class HostPool {
 
   private forget(host: HostProcess): void {
     this.counted.delete(host);
+    this.clearIdle(host);
+  }
+
+  /** The host is no longer waiting to be stopped for idleness. */
+  private clearIdle(host: HostProcess): void {
     const entry = this.idle.get(host);
-    if (entry) {
-      clearTimeout(entry.timer);
-      this.idle.delete(host);
-    }
+    if (!entry) return;
+    clearTimeout(entry.timer);
+    this.idle.delete(host);
   }
 
   private replenish(): void {
@@ -206,11 +205,7 @@ export class HostPool {
    * shut down (and a spare follows, see take()).
    */
   async release(host: HostProcess, clean: boolean): Promise<void> {
-    const entry = this.idle.get(host);
-    if (entry) {
-      clearTimeout(entry.timer);
-      this.idle.delete(host);
-    }
+    this.clearIdle(host);
     const reuse =
       clean &&
       this.spares > 0 &&

@@ -394,9 +394,17 @@ export class SessionHosts {
   private checkIdle(agentType: ProductType): void {
     const host = this.hosts.get(agentType);
     if (!host || this.closed) return;
-    let idle = host.pendingRequests === 0 && !host.holdsHandles;
-    if (idle) for (const r of this.reserved.values()) if (r.agentType === agentType) idle = false;
-    this.opts.pool.setIdle(host, idle ? () => this.stopIdle(agentType, host) : null);
+    this.opts.pool.setIdle(
+      host,
+      this.holdsNothing(agentType, host) ? () => this.stopIdle(agentType, host) : null,
+    );
+  }
+
+  /** No request in flight, no open handle, no token of its type reserved (a process or job): see the file header. */
+  private holdsNothing(agentType: ProductType, host: HostProcess): boolean {
+    if (host.pendingRequests > 0 || host.holdsHandles) return false;
+    for (const r of this.reserved.values()) if (r.agentType === agentType) return false;
+    return true;
   }
 
   /** The pool stops an idle host: it leaves the session at once, so the next request starts a fresh one. */
@@ -665,13 +673,11 @@ export class SessionHosts {
     if (this.closed) return;
     this.closed = true;
     // A host that holds nothing now can serve the next session (HostPool.release).
-    const hosts = [...this.hosts].map(([agentType, host]) => {
-      // (A host the spool paused is never clean: its pipe is not being read.)
-      let clean =
-        host.alive && host.pendingRequests === 0 && !host.holdsHandles && !this.spoolPaused.has(host);
-      for (const r of this.reserved.values()) if (r.agentType === agentType) clean = false;
-      return { host, clean };
-    });
+    // (A host the spool paused is never clean: its pipe is not being read.)
+    const hosts = [...this.hosts].map(([agentType, host]) => ({
+      host,
+      clean: host.alive && !this.spoolPaused.has(host) && this.holdsNothing(agentType, host),
+    }));
     for (const t of this.hosts.keys()) this.opts.observeHost?.(t, false, false);
     this.hosts.clear();
     for (const state of this.routes.values()) for (const p of state.pending.values()) p.done?.(null);
